@@ -1,0 +1,24 @@
+"""Input checks shared by every public entry point: time-major layout, dtype, finiteness."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_time_major(x: torch.Tensor, name: str, rank: int | tuple[int, ...], layout: str) -> None:
+    """Raise ValueError unless `x` is a finite floating tensor of the given rank, laid out as `layout`.
+
+    `layout` names the expected axes, e.g. "[T, B, C, H, W]"; it is quoted in the error.
+    """
+    ranks = (rank,) if isinstance(rank, int) else rank
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor laid out as {layout}, got {type(x).__name__}")
+    if x.dim() not in ranks:
+        raise ValueError(
+            f"{name}: expected a time-major tensor {layout} (rank {' or '.join(map(str, ranks))}), "
+            f"got shape {tuple(x.shape)} (rank {x.dim()}); batch-major data needs x.transpose(0, 1)"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating tensor {layout}, got dtype {x.dtype}; use x.float()")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name}: input {layout} of shape {tuple(x.shape)} contains NaN or Inf")
