@@ -54,3 +54,4 @@ class Registry:
 MODELS = Registry("model", "spikeforge.models")
 DATASETS = Registry("dataset", "spikeforge.data")
 METHODS = Registry("method", "spikeforge.methods")
+LOSSES = Registry("loss", "spikeforge.losses")
