@@ -1,1 +1,5 @@
-"""spikeforge.neurons."""
+"""Neuron modules: parameters + a call into `spikeforge.functional`."""
+
+from spikeforge.neurons.lif import LIF
+
+__all__ = ["LIF"]

@@ -1,0 +1,282 @@
+"""LIF / NLIF dynamics over a whole sequence: a step-by-step reference and a fused scan.
+
+The model (eqs. (4)–(6), low-activity paper; eqs. (5.1)–(5.5), s2net report):
+
+    U[n] = β·(U[n−1] − R[n−1]) + c·(I[n] + V·S[n−1])      c = 1, or (1 − β) (report eq. 5.1)
+    S[n] = Θ(U[n] / q − b)                                  q = ‖W_i‖² + ε (eq. 5), or 1
+    R[n] = b·‖W_i‖²·S[n]   (subtract)   | G·S[n] (lateral, G = W·Wᵀ, report eq. 5.3)
+         | U[n]·S[n]       (zero: hard reset to 0) | 0 (none)
+
+V is an optional recurrent matrix between channels at the same position (recurrent pool,
+report §5.4). NLIF (eq. 6) is β = 1 with c = 1. Tensors are `[T, B, C, *spatial]`; b and
+‖W_i‖² are per channel `[C]`, G and V are `[C, C]` and mix channels at every position.
+The initial state (U[−1], S[−1]) is a constant (zero unless given), so that a long
+sequence can be streamed in chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from spikeforge.functional.surrogate import check_surrogate, spike_fn, surrogate_grad
+
+RESETS = ("subtract", "zero", "none")
+INPUT_SCALES = ("none", "one_minus_beta")
+
+
+@dataclass(frozen=True)
+class LIFConfig:
+    """The discrete choices of the LIF scan (what is not a tensor)."""
+
+    reset: str = "subtract"
+    input_scale: str = "none"
+    surrogate: str = "sigmoid"
+    scale: float = 10.0
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.reset not in RESETS:
+            raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
+        if self.input_scale not in INPUT_SCALES:
+            raise ValueError(f"input_scale must be one of {INPUT_SCALES}, got {self.input_scale!r}")
+        check_surrogate(self.surrogate, self.scale)
+
+
+def mix_channels(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(M·x) over the channel axis 1 of x `[B, C, *spatial]`, at every position."""
+    if x.dim() == 2:
+        return x @ matrix.t()
+    return (matrix @ x.flatten(2)).view_as(x)
+
+
+def _mix_seq(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`mix_channels` over a whole sequence `[T, B, C, *spatial]`."""
+    return mix_channels(matrix, x.flatten(0, 1)).view_as(x)
+
+
+def _channel_view(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-channel `[C]` tensor to broadcast against `[..., C, *spatial]` (C at -x.dim()+2)."""
+    return p.reshape(p.shape + (1,) * (x.dim() - 3))
+
+
+def _reset_vector(u, s, b, norm, gram, reset):
+    """R[n] from U[n] and S[n] (eq. (4), low-activity paper; eq. (5.3), report)."""
+    if reset == "subtract":
+        if gram is not None:
+            return mix_channels(gram, s)
+        return s * b if norm is None else s * (b * norm)
+    if reset == "zero":
+        return u * s
+    return torch.zeros_like(u)
+
+
+def _initial_state(current: torch.Tensor, initial):
+    if initial is None:
+        zeros = current.new_zeros(current.shape[1:])
+        return zeros, zeros
+    u0, s0 = initial
+    if u0.shape != current.shape[1:] or s0.shape != current.shape[1:]:
+        raise ValueError(
+            f"initial state must be (membrane, spikes) of shape {tuple(current.shape[1:])} "
+            f"(one step of the input), got {tuple(u0.shape)} and {tuple(s0.shape)}"
+        )
+    return u0.detach(), s0.detach()
+
+
+def lif_reference(current, beta, threshold, norm=None, gram=None, recurrent=None, cfg=LIFConfig(), initial=None):
+    """The specification: a plain autograd loop over the steps. Returns (spikes, membrane)."""
+    b = _channel_view(threshold, current)
+    nrm = None if norm is None else _channel_view(norm, current)
+    q = None if norm is None else nrm + cfg.eps
+    c = (1 - beta) if cfg.input_scale == "one_minus_beta" else 1.0
+    u_prev, s_prev = _initial_state(current, initial)
+    r_prev = _reset_vector(u_prev, s_prev, b, nrm, gram, cfg.reset)
+    spikes, membrane = [], []
+    for n in range(current.shape[0]):
+        drive = current[n] if recurrent is None else current[n] + mix_channels(recurrent, s_prev)
+        u = beta * (u_prev - r_prev) + c * drive  # eq. (4) / report eq. (5.1)
+        x = (u if q is None else u / q) - b  # eq. (5)
+        s = spike_fn(x, cfg.surrogate, cfg.scale)
+        r_prev = _reset_vector(u, s, b, nrm, gram, cfg.reset)
+        u_prev, s_prev = u, s
+        spikes.append(s)
+        membrane.append(u)
+    return torch.stack(spikes), torch.stack(membrane)
+
+
+def _shift(x: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """[first, x[0], …, x[T−2]]: the sequence delayed by one step."""
+    return torch.cat([first.unsqueeze(0), x[:-1]])
+
+
+def _sum_to_channel(x: torch.Tensor) -> torch.Tensor:
+    """Sum `[T, B, C, *spatial]` over everything but the channel axis → `[C]`."""
+    return x.transpose(0, 2).reshape(x.shape[2], -1).sum(1)
+
+
+def _outer_to_channel(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Σ over time, batch and positions of a_i·s_j → `[C, C]`."""
+    a2 = a.transpose(0, 2).reshape(a.shape[2], -1)
+    s2 = s.transpose(0, 2).reshape(s.shape[2], -1)
+    return a2 @ s2.t()
+
+
+class _FusedLIF(torch.autograd.Function):
+    """The same model as `lif_reference`, forward and backward each in one pass over the steps.
+
+    Saves only the membrane U, the spikes S (which the next layer keeps anyway) and, with
+    (1 − β) input scaling, the input current; the surrogate derivative is recomputed.
+    """
+
+    @staticmethod
+    def forward(ctx, current, beta, threshold, norm, gram, recurrent, u0, s0, cfg):
+        b = _channel_view(threshold, current)
+        nrm = None if norm is None else _channel_view(norm, current)
+        q = None if norm is None else nrm + cfg.eps
+        scaled = cfg.input_scale == "one_minus_beta"
+        c = (1 - beta) if scaled else None
+        drive_all = current * c if scaled else current
+        membrane = torch.empty_like(current)
+        spikes = torch.empty_like(current)
+        u_prev, s_prev = u0, s0
+        r_prev = _reset_vector(u_prev, s_prev, b, nrm, gram, cfg.reset)
+        for n in range(current.shape[0]):
+            u = membrane[n]
+            torch.sub(u_prev, r_prev, out=u)
+            u.mul_(beta)  # eq. (4): β·(U[n−1] − R[n−1]) ...
+            if recurrent is None:
+                u.add_(drive_all[n])  # ... + c·I[n]
+            else:
+                rec = mix_channels(recurrent, s_prev)
+                u.add_(drive_all[n] + (rec * c if scaled else rec))
+            x = (u if q is None else u / q) - b  # eq. (5)
+            spikes[n].copy_(x > 0)
+            r_prev = _reset_vector(u, spikes[n], b, nrm, gram, cfg.reset)
+            u_prev, s_prev = u, spikes[n]
+        ctx.cfg = cfg
+        ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes)
+        return spikes, membrane
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_membrane):
+        cfg = ctx.cfg
+        current, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes = ctx.saved_tensors
+        scaled = cfg.input_scale == "one_minus_beta"
+        c = (1 - beta) if scaled else 1.0
+        b = _channel_view(threshold, membrane)
+        nrm = None if norm is None else _channel_view(norm, membrane)
+        q = None if norm is None else nrm + cfg.eps
+        x = (membrane if q is None else membrane / q) - b
+        sg = surrogate_grad(x, cfg.surrogate, cfg.scale)
+        k = sg if q is None else sg / q  # ∂S[n]/∂U[n]
+        if g_spikes is None:
+            g_spikes = torch.zeros_like(membrane)
+        # gU[n] = gS[n]·k[n] + gU_mem[n] + (terms through U[n+1]); the latter are linear in gU[n+1].
+        g_u = g_spikes * k
+        if g_membrane is not None:
+            g_u = g_u + g_membrane
+        # dU[n+1]/dU[n] = carry[n] (elementwise, through the leak and a per-channel reset)
+        #               + k[n]·Mᵀ (across channels, through lateral reset G and recurrence V).
+        reset_through_b = cfg.reset == "subtract" and gram is None
+        reset_gain = None
+        if reset_through_b:
+            reset_gain = b if nrm is None else b * nrm
+            carry = beta * (1 - reset_gain * k)
+        elif cfg.reset == "zero":
+            carry = beta * (1 - membrane * k - spikes)
+        else:
+            carry = beta.expand_as(membrane)
+        mixing = None
+        if gram is not None:
+            mixing = -beta * gram
+        if recurrent is not None:
+            mixing = c * recurrent if mixing is None else mixing + c * recurrent
+        for n in range(membrane.shape[0] - 2, -1, -1):
+            g_u[n].addcmul_(carry[n], g_u[n + 1])
+            if mixing is not None:
+                g_u[n].addcmul_(k[n], mix_channels(mixing.t(), g_u[n + 1]))
+        # Parameter gradients, vectorised over the steps.
+        g_next = torch.cat([g_u[1:], torch.zeros_like(g_u[:1])])  # gU[n+1]
+        s_prev = _shift(spikes, s0)
+        u_prev = _shift(membrane, u0)
+        g_current = g_u * c if ctx.needs_input_grad[0] else None
+        g_beta = None
+        if ctx.needs_input_grad[1]:
+            r_prev = _reset_vector(u_prev.flatten(0, 1), s_prev.flatten(0, 1), b, nrm, gram, cfg.reset)
+            d_beta = u_prev - r_prev.view_as(u_prev)
+            if scaled:
+                d_beta = d_beta - current
+                if recurrent is not None:
+                    d_beta = d_beta - _mix_seq(recurrent, s_prev)
+            g_beta = (g_u * d_beta).sum().reshape(beta.shape)
+        # gS_total[n]: the spike gradient including what flows back through R[n] and V·S[n].
+        g_s_total = g_spikes
+        if reset_through_b:
+            g_s_total = g_s_total - beta * reset_gain * g_next
+        elif cfg.reset == "zero":
+            g_s_total = g_s_total - beta * membrane * g_next
+        if mixing is not None:
+            g_s_total = g_s_total + _mix_seq(mixing.t(), g_next)
+        g_x = g_s_total * sg
+        g_threshold = g_norm = g_gram = g_recurrent = None
+        if ctx.needs_input_grad[2]:
+            gb = -g_x
+            if reset_through_b:
+                gb = gb - beta * (1.0 if nrm is None else nrm) * s_prev * g_u
+            g_threshold = _sum_to_channel(gb)
+        if norm is not None and ctx.needs_input_grad[3]:
+            gn = -g_x * membrane / (q * q)
+            if reset_through_b:
+                gn = gn - beta * b * s_prev * g_u
+            g_norm = _sum_to_channel(gn)
+        if gram is not None and ctx.needs_input_grad[4]:
+            g_gram = -beta * _outer_to_channel(g_u, s_prev)
+        if recurrent is not None and ctx.needs_input_grad[5]:
+            g_recurrent = c * _outer_to_channel(g_u, s_prev)
+        return g_current, g_beta, g_threshold, g_norm, g_gram, g_recurrent, None, None, None
+
+
+def lif_scan(
+    current: torch.Tensor,
+    beta: torch.Tensor | float,
+    threshold: torch.Tensor,
+    norm: torch.Tensor | None = None,
+    gram: torch.Tensor | None = None,
+    recurrent: torch.Tensor | None = None,
+    *,
+    reset: str = "subtract",
+    input_scale: str = "none",
+    surrogate: str = "sigmoid",
+    scale: float = 10.0,
+    eps: float = 1e-8,
+    initial: tuple[torch.Tensor, torch.Tensor] | None = None,
+    impl: str = "fused",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run LIF dynamics (eqs. (4)–(6), low-activity paper) over `current` `[T, B, C, *spatial]`.
+
+    Returns (spikes, membrane), both shaped like `current`. `norm` = ‖W_i‖² per channel
+    normalises the threshold (eq. 5); `gram` (lateral reset) needs `reset="subtract"`.
+    `impl="reference"` runs the plain autograd loop, `"fused"` the one-pass custom autograd.
+    """
+    cfg = LIFConfig(reset=reset, input_scale=input_scale, surrogate=surrogate, scale=scale, eps=eps)
+    if current.dim() < 3:
+        raise ValueError(f"current must be time-major [T, B, C, ...], got shape {tuple(current.shape)}")
+    channels = current.shape[2]
+    if not torch.is_tensor(beta):
+        beta = current.new_tensor(float(beta))
+    if beta.dim() != 0:
+        raise ValueError(f"beta must be one scalar per layer (0-dim tensor), got shape {tuple(beta.shape)}")
+    for name, p, shape in (("threshold", threshold, (channels,)), ("norm", norm, (channels,)),
+                           ("gram", gram, (channels, channels)), ("recurrent", recurrent, (channels, channels))):
+        if p is not None and tuple(p.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} for {channels} channels (axis 2), got {tuple(p.shape)}")
+    if gram is not None and reset != "subtract":
+        raise ValueError(f"a lateral reset (gram) needs reset='subtract', got reset={reset!r}")
+    if impl == "reference":
+        return lif_reference(current, beta, threshold, norm, gram, recurrent, cfg, initial)
+    if impl != "fused":
+        raise ValueError(f"impl must be 'fused' or 'reference', got {impl!r}")
+    u0, s0 = _initial_state(current, initial)
+    return _FusedLIF.apply(current, beta, threshold, norm, gram, recurrent, u0, s0, cfg)

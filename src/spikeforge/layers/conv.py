@@ -1,0 +1,114 @@
+"""Convolutional spiking layers over 1–3 spatial axes, with an optional causal kernel over time."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikeforge.checks import check_time_major
+from spikeforge.layers.base import SpikingLayer
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def _tuple(v: int | tuple[int, ...], n: int, name: str) -> tuple[int, ...]:
+    t = (v,) * n if isinstance(v, int) else tuple(v)
+    if len(t) != n:
+        raise ValueError(f"{name} needs {n} values (one per spatial axis), got {v!r}")
+    return t
+
+
+class SpikingConv(SpikingLayer):
+    """Spiking convolution (Algorithm 1, low-activity paper; report §5.3.2): `[T, B, C_in, *S] → [T, B, C_out, *S′]`.
+
+    The kernel spans `time_kernel` steps (dilated by `time_dilation`) and `kernel_size` over
+    the spatial axes; time padding is causal, so step n sees inputs ≤ n and the output keeps T
+    steps (convolution in time = synaptic delays). The convolution runs once over all steps,
+    then the neuron scan. Weight: `[C_out, C_in, time_kernel, *kernel_size]`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        *,
+        spatial_dims: int = 2,
+        time_kernel: int = 1,
+        dilation: int | tuple[int, ...] = 1,
+        time_dilation: int = 1,
+        stride: int | tuple[int, ...] = 1,
+        padding: str | int | tuple[int, ...] = "same",
+        lateral: bool = False,
+        normalize_threshold: bool = True,
+        recurrent: bool = False,
+        bias: bool = False,
+        **lif_kwargs,
+    ) -> None:
+        super().__init__(out_channels, lateral=lateral, normalize_threshold=normalize_threshold, recurrent=recurrent, lif_kwargs=lif_kwargs)
+        if spatial_dims not in _CONV:
+            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
+        if time_kernel < 1 or time_dilation < 1:
+            raise ValueError(f"time_kernel and time_dilation must be ≥ 1, got {time_kernel}, {time_dilation}")
+        self.in_channels, self.spatial_dims = in_channels, spatial_dims
+        self.kernel_size = _tuple(kernel_size, spatial_dims, "kernel_size")
+        self.dilation = _tuple(dilation, spatial_dims, "dilation")
+        self.stride = _tuple(stride, spatial_dims, "stride")
+        self.time_kernel, self.time_dilation = time_kernel, time_dilation
+        if padding == "same":
+            if any(s != 1 for s in self.stride):
+                raise ValueError("padding='same' needs stride 1; give the padding as integers")
+            self.padding = tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation))
+            if any(k % 2 == 0 for k in self.kernel_size):
+                raise ValueError(f"padding='same' needs odd spatial kernels, got {self.kernel_size}; give the padding as integers")
+        elif padding == "valid":
+            self.padding = (0,) * spatial_dims
+        else:
+            self.padding = _tuple(padding, spatial_dims, "padding")
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, time_kernel, *self.kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def current(self, x: torch.Tensor) -> torch.Tensor:
+        rank = 3 + self.spatial_dims
+        layout = f"[T, B, {self.in_channels}, " + ", ".join(f"S{i}" for i in range(self.spatial_dims)) + "]"
+        check_time_major(x, "SpikingConv input", rank, layout)
+        if x.shape[2] != self.in_channels:
+            raise ValueError(f"SpikingConv input: expected {layout} with {self.in_channels} channels on axis 2, got {tuple(x.shape)}")
+        steps, batch = x.shape[:2]
+        if self.time_kernel == 1:  # no delays: fold time into the batch
+            y = _CONV[self.spatial_dims](x.flatten(0, 1), self.weight.squeeze(2), self.bias, self.stride, self.padding, self.dilation)
+            return y.view(steps, batch, *y.shape[1:])
+        return self._causal_time_conv(x)
+
+    def _causal_time_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolution with a kernel over time, left-padded so that output step n sees inputs ≤ n."""
+        reach = (self.time_kernel - 1) * self.time_dilation
+        if self.spatial_dims < 3:
+            xt = x.movedim(0, 2)  # [B, C, T, *S]
+            xt = F.pad(xt, (0, 0) * self.spatial_dims + (reach, 0))
+            conv = _CONV[self.spatial_dims + 1]
+            y = conv(xt, self.weight, self.bias, (1, *self.stride), (0, *self.padding), (self.time_dilation, *self.dilation))
+            return y.movedim(2, 0).contiguous()
+        # 3 spatial axes + time has no conv4d: sum the time taps, each a conv3d on delayed input.
+        steps, batch = x.shape[:2]
+        padded = torch.cat([x.new_zeros(reach, *x.shape[1:]), x])
+        out = None
+        for k in range(self.time_kernel):
+            start = k * self.time_dilation
+            tap = padded[start : start + steps].flatten(0, 1)
+            y = F.conv3d(tap, self.weight[:, :, k], None, self.stride, self.padding, self.dilation)
+            out = y if out is None else out + y
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1, 1)
+        return out.view(steps, batch, *out.shape[1:])
+
+
+class RecurrentPool(SpikingConv):
+    """A pool of spiking neurons fed back their own spikes across channels at each position (report §5.4)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...], **kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, recurrent=True, **kwargs)

@@ -1,0 +1,43 @@
+"""Readout: a time-distributed linear map of the last spiking layer (report §5.3.3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from spikeforge.checks import check_time_major
+from spikeforge.functional.filters import leaky_integrate
+
+
+class Readout(nn.Module):
+    """y[n] = W·S[n] (+ offset) per step, `[T, B, ...] → [T, B, classes]`; the model reduces over time.
+
+    `normalized=True` divides class c by ‖W_c‖² + ε and adds a trainable per-class offset (the
+    s2net released code). `integrate=β_out` makes the readout non-firing leaky integrators
+    y[n] = β_out·y[n−1] + W·S[n] (Neftci et al.), to be reduced by the max over time.
+    """
+
+    def __init__(self, in_features: int, classes: int, *, normalized: bool = False, integrate: float | None = None, eps: float = 1e-8) -> None:
+        super().__init__()
+        if integrate is not None and not 0.0 <= integrate <= 1.0:
+            raise ValueError(f"integrate (the readout leak β_out) must be in [0, 1], got {integrate}")
+        self.in_features, self.classes = in_features, classes
+        self.normalized, self.integrate, self.eps = normalized, integrate, eps
+        self.weight = nn.Parameter(torch.empty(classes, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = nn.Parameter(torch.zeros(classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_time_major(x, "Readout input", tuple(range(3, 7)), f"[T, B, {self.in_features}] (or [T, B, C, *S] flattening to it)")
+        x = x.flatten(2)
+        if x.shape[2] != self.in_features:
+            raise ValueError(f"Readout input: expected {self.in_features} features per step after flattening, got {x.shape[2]} from shape {tuple(x.shape)}")
+        y = x @ self.weight.t()
+        if self.normalized:
+            y = y / ((self.weight * self.weight).sum(1) + self.eps)
+        y = y + self.bias
+        if self.integrate is not None:
+            y = leaky_integrate(y, self.integrate)
+        return y

@@ -1,0 +1,142 @@
+import itertools
+
+import pytest
+import torch
+
+from spikeforge.functional.filters import leaky_integrate
+from spikeforge.functional.lif import lif_scan
+
+
+def test_hand_worked_lif_eq4_subtract_reset():
+    # Low-activity paper eq. (4) with β = 0.5, b = 1, ‖W‖² = 2 (so the threshold is b·‖W‖² = 2):
+    # U[0] = 1.5 → no spike; U[1] = 0.5·1.5 + 1.5 = 2.25 → spike, R = 2;
+    # U[2] = 0.5·(2.25 − 2) + 0 = 0.125 → no spike; U[3] = 0.0625 + 2 = 2.0625 → spike.
+    current = torch.tensor([1.5, 1.5, 0.0, 2.0]).view(4, 1, 1)
+    spikes, membrane = lif_scan(current, 0.5, torch.tensor([1.0]), torch.tensor([2.0]), eps=0.0)
+    assert membrane.flatten().tolist() == pytest.approx([1.5, 2.25, 0.125, 2.0625])
+    assert spikes.flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_hand_worked_one_minus_beta_scaling_and_zero_reset():
+    # Report eq. (5.1): U = β(U − R) + (1 − β)·I, here with a hard reset to zero, b = 1, no norm.
+    current = torch.tensor([2.0, 2.0, 2.0]).view(3, 1, 1)
+    spikes, membrane = lif_scan(current, 0.75, torch.tensor([1.0]), reset="zero", input_scale="one_minus_beta")
+    # U0 = 0.5; U1 = 0.375 + 0.5 = 0.875; U2 = 0.65625 + 0.5 = 1.15625 → spike.
+    assert membrane.flatten().tolist() == pytest.approx([0.5, 0.875, 1.15625])
+    assert spikes.flatten().tolist() == [0.0, 0.0, 1.0]
+
+
+def test_nlif_integrates_without_leak():
+    current = torch.full((5, 1, 1), 0.3)
+    _, membrane = lif_scan(current, 1.0, torch.tensor([10.0]))
+    assert membrane.flatten().tolist() == pytest.approx([0.3, 0.6, 0.9, 1.2, 1.5])
+
+
+def test_lateral_reset_uses_gram_matrix():
+    # Report eq. (5.3): R = W·Wᵀ·S. Neuron 0 spikes at step 0 and resets neuron 1 by ⟨W0, W1⟩.
+    w = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    gram = w @ w.t()
+    norm = (w * w).sum(1)
+    current = torch.tensor([[5.0, 0.5], [0.0, 0.0]]).view(2, 1, 2)
+    spikes, membrane = lif_scan(current, 1.0, torch.tensor([1.0, 1.0]), norm, gram, eps=0.0)
+    assert spikes[0].flatten().tolist() == [1.0, 0.0]
+    # U1 = 1·(U0 − G·S0) = [5 − 2, 0.5 − 1]
+    assert membrane[1].flatten().tolist() == pytest.approx([3.0, -0.5])
+
+
+def _case(impl, reset, input_scale, lateral, recurrent, norm_on, surrogate, spatial, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    steps, batch, channels = 16, 3, 4
+    shape = (steps, batch, channels) + ((5,) if spatial else ())
+    current = (torch.randn(shape, generator=g, dtype=dtype) * 1.5 + 0.6).requires_grad_()
+    beta = torch.tensor(0.7, dtype=dtype, requires_grad=True)
+    threshold = (torch.rand(channels, generator=g, dtype=dtype) * 0.5 + 0.5).requires_grad_()
+    w = (torch.randn(channels, 6, generator=g, dtype=dtype) * 0.35).requires_grad_()
+    v = (torch.randn(channels, channels, generator=g, dtype=dtype) * 0.3).requires_grad_()
+    norm = (w * w).sum(1) if norm_on else None
+    gram = w @ w.t() if lateral else None
+    spikes, membrane = lif_scan(current, beta, threshold, norm, gram, v if recurrent else None,
+                                reset=reset, input_scale=input_scale, surrogate=surrogate, scale=4.0, impl=impl)
+    probe_s = torch.randn(shape, generator=g, dtype=dtype)
+    probe_u = torch.randn(shape, generator=g, dtype=dtype)
+    loss = (spikes * probe_s).sum() + 0.1 * (membrane * probe_u).sum()
+    params = [current, beta, threshold, w] + ([v] if recurrent else [])
+    return spikes.detach(), membrane.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+
+CASES = [
+    c for c in itertools.product(["subtract", "zero", "none"], ["none", "one_minus_beta"], [False, True], [False, True],
+                                 [False, True], ["sigmoid", "fast_sigmoid", "triangle", "arctan"], [False, True])
+    if not (c[2] and (c[0] != "subtract" or not c[4]))
+]
+
+
+@pytest.mark.parametrize("reset,input_scale,lateral,recurrent,norm_on,surrogate,spatial", CASES)
+def test_fused_equals_reference_forward_and_gradients(reset, input_scale, lateral, recurrent, norm_on, surrogate, spatial):
+    ref = _case("reference", reset, input_scale, lateral, recurrent, norm_on, surrogate, spatial)
+    fused = _case("fused", reset, input_scale, lateral, recurrent, norm_on, surrogate, spatial)
+    assert 0.02 < ref[0].mean() < 0.98, "the case must actually spike and reset"
+    assert torch.equal(ref[0], fused[0])
+    torch.testing.assert_close(fused[1], ref[1], rtol=1e-12, atol=1e-12)
+    uses_w = norm_on or lateral
+    for i, (g_ref, g_fused) in enumerate(zip(ref[2], fused[2])):
+        if i == 3 and not uses_w:  # W only enters through ‖W‖² and W·Wᵀ
+            assert g_ref is None and g_fused is None
+            continue
+        torch.testing.assert_close(g_fused, g_ref, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("lateral", [False, True])
+def test_fused_equals_reference_in_float32_to_1e5(lateral):
+    ref = _case("reference", "subtract", "none", lateral, False, True, "sigmoid", True, dtype=torch.float32, seed=3)
+    fused = _case("fused", "subtract", "none", lateral, False, True, "sigmoid", True, dtype=torch.float32, seed=3)
+    assert torch.equal(ref[0], fused[0])
+    for g_ref, g_fused in zip(ref[2], fused[2]):
+        torch.testing.assert_close(g_fused, g_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_streaming_in_chunks_equals_one_pass():
+    g = torch.Generator().manual_seed(0)
+    current = torch.randn(20, 2, 3, generator=g) + 0.5
+    beta, threshold, norm = torch.tensor(0.8), torch.ones(3), torch.full((3,), 0.5)
+    s_all, u_all = lif_scan(current, beta, threshold, norm)
+    s1, u1 = lif_scan(current[:7], beta, threshold, norm)
+    s2, u2 = lif_scan(current[7:], beta, threshold, norm, initial=(u1[-1], s1[-1]))
+    assert torch.equal(torch.cat([s1, s2]), s_all)
+    torch.testing.assert_close(torch.cat([u1, u2]), u_all)
+
+
+def test_bad_parameter_shapes_are_named():
+    current = torch.zeros(4, 2, 3)
+    with pytest.raises(ValueError, match=r"threshold must have shape \(3,\)"):
+        lif_scan(current, 0.5, torch.ones(2))
+    with pytest.raises(ValueError, match="beta must be one scalar"):
+        lif_scan(current, torch.ones(3), torch.ones(3))
+    with pytest.raises(ValueError, match="lateral reset.*reset='subtract'"):
+        lif_scan(current, 0.5, torch.ones(3), gram=torch.eye(3), reset="zero")
+    with pytest.raises(ValueError, match="reset must be one of"):
+        lif_scan(current, 0.5, torch.ones(3), reset="soft")
+    with pytest.raises(ValueError, match="time-major"):
+        lif_scan(torch.zeros(4, 3), 0.5, torch.ones(3))
+    with pytest.raises(ValueError, match="initial state"):
+        lif_scan(current, 0.5, torch.ones(3), initial=(torch.zeros(2, 2), torch.zeros(2, 2)))
+
+
+def test_leaky_integrate_fused_equals_reference():
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.randn(30, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_()
+    a1 = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    a2 = a1.detach().clone().requires_grad_()
+    probe = torch.randn(30, 2, 3, generator=g, dtype=torch.float64)
+    y1 = leaky_integrate(x1, a1, impl="reference")
+    y2 = leaky_integrate(x2, a2)
+    torch.testing.assert_close(y2, y1)
+    (y1 * probe).sum().backward()
+    (y2 * probe).sum().backward()
+    torch.testing.assert_close(x2.grad, x1.grad)
+    torch.testing.assert_close(a2.grad, a1.grad)
+    # impulse response is α^n
+    impulse = torch.zeros(5, 1)
+    impulse[0] = 1
+    assert leaky_integrate(impulse, 0.5).flatten().tolist() == pytest.approx([1, 0.5, 0.25, 0.125, 0.0625])
