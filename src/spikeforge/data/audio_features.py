@@ -1,0 +1,136 @@
+"""Log-Mel features of speech clips (report §6.1.1, low-activity paper §6) and their on-disk cache.
+
+Per clip: 40 log-Mel bands between 20 and 4000 Hz, 30 ms window, 10 ms hop (= one simulation
+step), so 100 steps × 40 bands for a 1 s clip; each band rescaled to unit variance across time;
+optionally the Δ and ΔΔ spectrograms as two more channels. Output is time-major `[T, C, F]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import librosa
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+
+@dataclass(frozen=True)
+class LogMelConfig:
+    """Feature settings; the defaults are the papers' (report §6.1.1)."""
+
+    sample_rate: int = 16000
+    n_mels: int = 40
+    fmin: float = 20.0
+    fmax: float = 4000.0
+    window_ms: float = 30.0
+    hop_ms: float = 10.0
+    steps: int = 100
+    deltas: bool = False
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.window_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def clip_samples(self) -> int:
+        """Samples in one clip: `steps` hops (1 s with the defaults)."""
+        return self.steps * self.hop_length
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.deltas else 1
+
+
+def fit_length(wave: np.ndarray, samples: int) -> np.ndarray:
+    """Zero-pad (or crop) `wave` symmetrically to `samples`, keeping it centred as in the authors' code."""
+    if len(wave) >= samples:
+        start = (len(wave) - samples) // 2
+        return wave[start : start + samples]
+    before = (samples - len(wave)) // 2
+    return np.pad(wave, (before, samples - len(wave) - before))
+
+
+def rescale_bands(feat: np.ndarray) -> np.ndarray:
+    """Divide each band (row of `[F, T]`) by its standard deviation across time (report §6.1.1); constant bands are left as they are."""
+    std = feat.std(axis=1, keepdims=True)
+    return feat / np.where(std > 0, std, 1.0)
+
+
+def log_mel_spectrogram(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
+    """Compressed Mel spectrogram `[F, T]` of a mono clip: centred in `config.clip_samples`, peak-normalised,
+    Mel power S compressed as log(1 + S / max S) (the authors' released code; gain-invariant and ≥ 0)."""
+    wave = fit_length(np.asarray(wave, dtype=np.float32), config.clip_samples)
+    peak = float(np.abs(wave).max())
+    if peak > 0:
+        wave = wave / peak
+    mel = librosa.feature.melspectrogram(
+        y=wave,
+        sr=config.sample_rate,
+        n_fft=config.win_length,
+        win_length=config.win_length,
+        hop_length=config.hop_length,
+        n_mels=config.n_mels,
+        fmin=config.fmin,
+        fmax=config.fmax,
+    )[:, : config.steps]
+    top = float(mel.max())
+    return np.log1p(mel / top) if top > 0 else mel
+
+
+def log_mel(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> torch.Tensor:
+    """Features `[T, C, F]` of a mono clip: the log-Mel spectrogram (plus Δ, ΔΔ when `config.deltas`),
+    each channel's bands rescaled to unit variance across time (report §6.1.1)."""
+    feat = log_mel_spectrogram(wave, config)
+    channels = [feat]
+    if config.deltas:
+        channels += [librosa.feature.delta(feat, order=1), librosa.feature.delta(feat, order=2)]
+    stacked = np.stack([rescale_bands(c) for c in channels])  # [C, F, T]
+    return torch.from_numpy(np.ascontiguousarray(stacked.transpose(2, 0, 1), dtype=np.float32))
+
+
+def default_cache_dir() -> Path:
+    """`$SPIKEFORGE_CACHE/features`, else `~/.cache/spikeforge/features`."""
+    base = os.environ.get("SPIKEFORGE_CACHE")
+    return Path(base) / "features" if base else Path.home() / ".cache" / "spikeforge" / "features"
+
+
+def cache_key(config: LogMelConfig, files: list[Path], extra: dict) -> str:
+    """A digest of the feature settings, the files (path, size, mtime) and `extra`: any change gives a new key."""
+    h = hashlib.sha256(json.dumps({"config": asdict(config), "extra": extra}, sort_keys=True).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def cached(
+    cache_dir: Path | None, key: str, compute: Callable[[], tuple[dict[str, torch.Tensor], dict[str, str]]]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata from `cache_dir/key.safetensors`, computed (and written) only when absent.
+
+    `cache_dir=None` computes every time. Writes go through a temporary file, so a crash leaves no partial cache.
+    """
+    if cache_dir is None:
+        return compute()
+    path = Path(cache_dir) / f"{key}.safetensors"
+    if path.exists():
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        return load_file(str(path)), meta
+    tensors, meta = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return tensors, meta

@@ -1,0 +1,222 @@
+"""Google Speech Commands (v1 or v2) read from its on-disk layout, as the 12-class task of the low-activity paper (§6).
+
+Classes: the ten keywords, `_unknown_` (every other word folder) and `_silence_` (1 s clips cut from
+`_background_noise_/*.wav`). Splits come from `validation_list.txt` and `testing_list.txt`; the rest
+is training data. The same loader reads the data made by `spikeforge data speech-commands OUT`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from spikeforge.data.audio_features import LogMelConfig, cache_key, cached, default_cache_dir, log_mel
+from spikeforge.registry import DATASETS
+
+KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE, UNKNOWN = "_silence_", "_unknown_"
+#: The 12 classes in one fixed (sorted) order, the same in every process.
+CLASSES = tuple(sorted((*KEYWORDS, SILENCE, UNKNOWN)))
+BACKGROUND = "_background_noise_"
+SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
+#: Where silence clips of each split are cut from, as fractions of every background-noise file.
+SILENCE_SEGMENTS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
+LAYOUT = (
+    "a Speech Commands root holds <word>/<id>.wav (16 kHz mono PCM), validation_list.txt, testing_list.txt "
+    "and _background_noise_/*.wav; make one offline with `spikeforge data speech-commands OUT`"
+)
+
+
+def read_wav(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """Mono float32 samples of a WAV file at `sample_rate`.
+
+    Multi-channel files are averaged to mono and other rates resampled, each with a warning.
+    An unreadable or empty file raises ValueError.
+    """
+    try:
+        wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise ValueError(f"{path}: not a readable WAV file ({err})") from err
+    if wave.shape[0] == 0:
+        raise ValueError(f"{path}: empty WAV file (0 samples)")
+    if wave.shape[1] > 1:
+        warnings.warn(f"{path}: {wave.shape[1]} channels, downmixed to mono", stacklevel=2)
+    wave = wave.mean(axis=1)
+    if rate != sample_rate:
+        warnings.warn(f"{path}: sampled at {rate} Hz, resampled to {sample_rate} Hz", stacklevel=2)
+        wave = librosa.resample(wave, orig_sr=rate, target_sr=sample_rate)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise FileNotFoundError(f"Speech Commands root {root} does not exist; {LAYOUT}")
+    for name in SPLIT_LISTS.values():
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"{root} has no {name}: {LAYOUT}")
+
+
+def _read_list(path: Path) -> set[str]:
+    return {line.strip().replace("\\", "/") for line in path.read_text().splitlines() if line.strip()}
+
+
+def label_of(word: str) -> int:
+    """Class index of a word folder: the keyword itself, else `_unknown_`."""
+    return CLASSES.index(word if word in KEYWORDS else UNKNOWN)
+
+
+def split_files(root: str | os.PathLike, split: str) -> list[tuple[Path, int]]:
+    """(path, class index) of every clip of `split` ('train', 'val' or 'test'), in sorted order."""
+    root = Path(root)
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    _check_root(root)
+    listed = {name: _read_list(root / fname) for name, fname in SPLIT_LISTS.items()}
+    words = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("_"))
+    if not any(w in KEYWORDS for w in words):
+        raise FileNotFoundError(f"{root} has no keyword folders (yes/, no/, ...): {LAYOUT}")
+    out = []
+    for word in words:
+        for path in sorted((root / word).glob("*.wav")):
+            rel = f"{word}/{path.name}"
+            here = next((name for name, names in listed.items() if rel in names), "train")
+            if here == split:
+                out.append((path, label_of(word)))
+    return out
+
+
+def background_files(root: str | os.PathLike) -> list[Path]:
+    """The background-noise recordings silence clips are cut from."""
+    files = sorted((Path(root) / BACKGROUND).glob("*.wav"))
+    if not files:
+        raise FileNotFoundError(f"{Path(root) / BACKGROUND} has no .wav files (needed for the silence class): {LAYOUT}")
+    return files
+
+
+def silence_clips(noises: list[np.ndarray], count: int, split: str, samples: int, seed: int = 0) -> list[np.ndarray]:
+    """`count` clips of `samples` cut at random from the split's own segment of each noise recording."""
+    lo, hi = SILENCE_SEGMENTS[split]
+    rng = np.random.default_rng([seed, list(SILENCE_SEGMENTS).index(split)])
+    usable = [n[int(lo * len(n)) : int(hi * len(n))] for n in noises]
+    usable = [u for u in usable if len(u) > 0]
+    if count and not usable:
+        raise ValueError("the background-noise files are empty; cannot cut silence clips")
+    clips = []
+    for _ in range(count):
+        seg = usable[rng.integers(len(usable))]
+        start = rng.integers(max(1, len(seg) - samples + 1))
+        clips.append(seg[start : start + samples] * rng.uniform(0.1, 1.0))
+    return clips
+
+
+def _per_class(files: list[tuple[Path, int]], limit: int | None, seed: int) -> list[tuple[Path, int]]:
+    """At most `limit` clips per class, drawn at random (so `_unknown_` keeps a mix of words), in file order."""
+    if limit is None:
+        return files
+    seen: dict[int, int] = {}
+    kept = []
+    for i in np.random.default_rng(seed).permutation(len(files)):
+        label = files[i][1]
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] <= limit:
+            kept.append(int(i))
+    return [files[i] for i in sorted(kept)]
+
+
+class SpeechCommands(Dataset):
+    """The 12-class task: items are (features `[T, C, F]`, class index); features are computed once, then cached.
+
+    `sample_weights` (float64 `[N]`, one per item, ∝ 1 / class count) drive the class-weighted random
+    sampler of the low-activity paper §8. `report` counts the files read and the ones skipped.
+    """
+
+    classes = CLASSES
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        features: LogMelConfig = LogMelConfig(),
+        silence: int | None = None,
+        per_class: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.root, self.split, self.config = Path(root), split, features
+        files = _per_class(split_files(self.root, split), per_class, seed)
+        noise_files = background_files(self.root)
+        if silence is None:  # as many silence clips as the average keyword class
+            counts = np.bincount([y for _, y in files if CLASSES[y] in KEYWORDS], minlength=len(CLASSES))
+            silence = int(round(counts[counts > 0].mean())) if counts.any() else 0
+        extra = {"split": split, "silence": silence, "per_class": per_class, "seed": seed}
+        key = cache_key(features, [p for p, _ in files] + noise_files, extra)
+        tensors, meta = cached(
+            cache_dir, key, lambda: self._compute(files, noise_files, silence, seed)
+        )
+        self.features, self.targets = tensors["features"], tensors["targets"]
+        skipped = json.loads(meta.get("skipped", "[]"))
+        self.report = {"files": len(files), "skipped": len(skipped), "skipped_files": skipped, "silence": silence}
+        if skipped:
+            warnings.warn(f"{self.root} ({split}): {len(skipped)} unreadable or empty WAV files skipped", stacklevel=2)
+        counts = torch.bincount(self.targets, minlength=len(CLASSES)).double()
+        self.sample_weights = 1.0 / counts.clamp(min=1)[self.targets]
+
+    def _compute(self, files, noise_files, silence, seed):
+        feats, targets, skipped = [], [], []
+        for path, label in tqdm(files, desc=f"log-Mel {self.split}", disable=None, leave=False):
+            try:
+                wave = read_wav(path, self.config.sample_rate)
+            except ValueError as err:
+                warnings.warn(f"skipped: {err}", stacklevel=2)
+                skipped.append(str(path))
+                continue
+            feats.append(log_mel(wave, self.config))
+            targets.append(label)
+        noises = []
+        for path in noise_files:
+            try:
+                noises.append(read_wav(path, self.config.sample_rate))
+            except ValueError as err:
+                warnings.warn(f"skipped: {err}", stacklevel=2)
+                skipped.append(str(path))
+        for clip in silence_clips(noises, silence, self.split, self.config.clip_samples, seed):
+            feats.append(log_mel(clip, self.config))
+            targets.append(CLASSES.index(SILENCE))
+        shape = (0, self.config.steps, self.config.channels, self.config.n_mels)
+        x = torch.stack(feats) if feats else torch.zeros(shape)
+        return {"features": x, "targets": torch.tensor(targets, dtype=torch.int64)}, {"skipped": json.dumps(skipped)}
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.features[i], int(self.targets[i])
+
+
+@DATASETS.register("speech_commands")
+def speech_commands(
+    root: str | os.PathLike = "data/speech_commands",
+    split: str = "train",
+    deltas: bool = False,
+    silence: int | None = None,
+    per_class: int | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> SpeechCommands:
+    """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, 40]` per clip.
+
+    `deltas` adds the Δ/ΔΔ channels; `silence` sets the number of silence clips (default: the mean
+    keyword-class size); `per_class` caps the clips read per class; features are cached under
+    `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false.
+    """
+    directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
+    return SpeechCommands(root, split, LogMelConfig(deltas=deltas), silence, per_class, directory)

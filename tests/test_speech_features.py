@@ -1,0 +1,89 @@
+"""Log-Mel features (report §6.1.1): shape, band rescaling, time and frequency alignment, cache."""
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from spikeforge.data.audio_features import LogMelConfig, cache_key, cached, fit_length, log_mel, log_mel_spectrogram, rescale_bands
+
+SR = 16000
+
+
+def tone(freq: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_config_matches_the_papers_settings():
+    c = LogMelConfig()
+    assert (c.win_length, c.hop_length, c.clip_samples, c.n_mels, c.fmin, c.fmax) == (480, 160, 16000, 40, 20.0, 4000.0)
+
+
+def test_fit_length_centres_pad_and_crop():
+    assert fit_length(np.array([1.0, 2.0]), 5).tolist() == [0.0, 1.0, 2.0, 0.0, 0.0]
+    assert fit_length(np.arange(6.0), 3).tolist() == [1.0, 2.0, 3.0]
+
+
+def test_rescale_bands_divides_each_band_by_its_std_over_time():
+    feat = np.array([[0.0, 4.0], [1.0, 1.0]])  # band 0: std 2; band 1: constant, kept
+    assert rescale_bands(feat).tolist() == [[0.0, 2.0], [1.0, 1.0]]
+
+
+def test_shape_is_time_major_with_optional_deltas():
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(12000).astype(np.float32)
+    assert log_mel(wave).shape == (100, 1, 40)
+    x = log_mel(wave, LogMelConfig(deltas=True))
+    assert x.shape == (100, 3, 40) and x.dtype == torch.float32
+
+
+def test_every_band_has_unit_variance_across_time():
+    rng = np.random.default_rng(1)
+    wave = rng.standard_normal(SR).astype(np.float32) * np.linspace(0.1, 1, SR, dtype=np.float32)
+    x = log_mel(wave, LogMelConfig(deltas=True))
+    std = x.double().std(dim=0, unbiased=False)  # [C, F]
+    assert torch.allclose(std, torch.ones_like(std), atol=1e-4)
+
+
+def test_gain_invariant():
+    wave = tone(700) + 0.01 * np.random.default_rng(2).standard_normal(SR).astype(np.float32)
+    assert torch.allclose(log_mel(wave), log_mel(0.05 * wave), atol=1e-4)
+
+
+def test_tone_lands_in_the_band_whose_centre_is_nearest():
+    centres = librosa.mel_frequencies(42, fmin=20, fmax=4000)[1:-1]
+    for freq in (300.0, 1000.0, 2500.0):
+        spec = log_mel_spectrogram(tone(freq))
+        assert spec.shape == (40, 100) and spec.min() >= 0 and np.isclose(spec.max(), np.log(2), atol=0.05)
+        assert int(spec.mean(axis=1).argmax()) == int(np.abs(centres - freq).argmin())
+
+
+def test_energy_above_fmax_is_ignored():
+    spec = log_mel_spectrogram(tone(6000) + 1e-3 * tone(1000))
+    assert int(spec.mean(axis=1).argmax()) == int(np.abs(librosa.mel_frequencies(42, fmin=20, fmax=4000)[1:-1] - 1000).argmin())
+
+
+def test_a_click_shows_at_its_10ms_step():
+    wave = np.zeros(SR, dtype=np.float32)
+    wave[5000] = 1.0  # 312.5 ms → step 31 (frames centred on n·10 ms)
+    raw = log_mel(wave)[:, 0].sum(dim=1)
+    assert int(raw.argmax()) == 31
+
+
+def test_cache_computes_once_then_reads(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"features": torch.arange(6.0).reshape(2, 3)}, {"note": "x"}
+
+    f = tmp_path / "a.wav"
+    f.write_bytes(b"1")
+    key = cache_key(LogMelConfig(), [f], {"split": "train"})
+    a, meta_a = cached(tmp_path / "c", key, compute)
+    b, meta_b = cached(tmp_path / "c", key, compute)
+    assert calls == [1] and torch.equal(a["features"], b["features"]) and meta_b == {"note": "x"}
+    assert key != cache_key(LogMelConfig(deltas=True), [f], {"split": "train"})
+    f.write_bytes(b"22")
+    assert key != cache_key(LogMelConfig(), [f], {"split": "train"})
