@@ -1,0 +1,287 @@
+"""Recipes: load a YAML file, apply `--set key=value` overrides, validate every key and type.
+
+An unknown key or a wrong type is a one-line `RecipeError` naming the key and the closest
+valid one. Sections that name a factory (`dataset`, `encoder`, `model`, `method`) are checked
+against that factory's signature, so a typo in a model argument is caught before training.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import os
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from spikeforge.registry import DATASETS, METHODS, MODELS
+
+#: Where named recipes live: `recipes/` of the working directory, then of the repository.
+RECIPE_DIRS = (Path("recipes"), Path(__file__).resolve().parents[3] / "recipes")
+_REQUIRED = object()
+
+
+class RecipeError(ValueError):
+    """A recipe key is unknown, missing or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One recipe key: accepted types, default (or required) and optional allowed values."""
+
+    types: tuple[type, ...]
+    default: Any = _REQUIRED
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+
+
+_NONE = type(None)
+TOP: dict[str, Field] = {
+    "name": Field((str,)),
+    "seed": Field((int,), 0),
+    "epochs": Field((int,), 1, minimum=1),
+    "batch_size": Field((int,), 64, minimum=1),
+    "eval_batch_size": Field((int,), 256, minimum=1),
+    "grad_clip": Field((float, _NONE), None, minimum=0.0),
+    "checkpoint_every": Field((int,), 0, minimum=0),
+    "sampler": Field((str,), "random", choices=("random", "weighted")),
+    "device": Field((str,), "auto", choices=("auto", "cpu", "cuda")),
+}
+SECTIONS = ("dataset", "encoder", "model", "method", "optimizer", "schedule")
+OPTIMIZERS: dict[str, dict[str, Field]] = {
+    "adam": {"lr": Field((float,), 1e-3, minimum=0.0), "weight_decay": Field((float,), 0.0, minimum=0.0),
+             "betas": Field((list,), [0.9, 0.999]), "eps": Field((float,), 1e-8, minimum=0.0)},
+    "sgd": {"lr": Field((float,), 1e-2, minimum=0.0), "weight_decay": Field((float,), 0.0, minimum=0.0),
+            "momentum": Field((float,), 0.0, minimum=0.0), "nesterov": Field((bool,), False)},
+}
+OPTIMIZERS["radam"] = dict(OPTIMIZERS["adam"])
+SCHEDULES: dict[str, dict[str, Field]] = {
+    "constant": {},
+    "warmup_exp": {"warmup_epochs": Field((float,), 1.0, minimum=0.0), "gamma": Field((float,), 0.85, minimum=0.0)},
+    "cosine_restarts": {"t0": Field((float,), 10.0, minimum=1e-9), "t_mult": Field((int,), 1, minimum=1),
+                        "eta_min": Field((float,), 0.0, minimum=0.0)},
+}
+#: Keys of the factory sections that the harness itself reads (not passed to the factory).
+DATASET_KEYS = {"name": Field((str,)), "val_fraction": Field((float,), 0.0, minimum=0.0)}
+ENCODER_KEYS = {"name": Field((str,), "sequence")}
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (valid: {', '.join(sorted(valid)) or 'none'})"
+
+
+def _coerce(path: str, value: Any, field: Field) -> Any:
+    """Return `value` converted to one of `field.types`, or raise a RecipeError naming `path`."""
+    if value is None and _NONE in field.types:
+        return None
+    if bool in field.types and isinstance(value, bool):
+        out = value
+    elif float in field.types and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            out = float(value)  # YAML reads 1e-3 (no dot) as a string
+        except ValueError:
+            out = _wrong_type(path, value, field)
+    elif int in field.types and isinstance(value, int) and not isinstance(value, bool):
+        out = value
+    elif str in field.types and isinstance(value, str):
+        out = value
+    elif list in field.types and isinstance(value, (list, tuple)):
+        out = list(value)
+    else:
+        out = _wrong_type(path, value, field)
+    if field.choices is not None and out not in field.choices:
+        raise RecipeError(f"{path}: {out!r} is not allowed" + _closest(str(out), list(map(str, field.choices))))
+    if field.minimum is not None and isinstance(out, (int, float)) and not isinstance(out, bool) and out < field.minimum:
+        raise RecipeError(f"{path}: must be >= {field.minimum}, got {out}")
+    return out
+
+
+def _wrong_type(path: str, value: Any, field: Field) -> Any:
+    names = " or ".join("null" if t is _NONE else t.__name__ for t in field.types)
+    raise RecipeError(f"{path}: expected {names}, got {type(value).__name__} {value!r}")
+
+
+def _check_fields(prefix: str, section: dict, fields: dict[str, Field], extra: set[str] = frozenset()) -> dict:
+    """Validate `section` against `fields` (plus free `extra` keys), fill defaults, return a new dict."""
+    out = {}
+    for key, value in section.items():
+        if key in extra:
+            out[key] = value
+            continue
+        if key not in fields:
+            raise RecipeError(f"unknown key {prefix + key!r}" + _closest(key, list(fields) + sorted(extra)))
+        out[key] = _coerce(prefix + key, value, fields[key])
+    for key, field in fields.items():
+        if key not in out:
+            if field.default is _REQUIRED:
+                raise RecipeError(f"missing key {prefix + key!r}")
+            out[key] = copy.deepcopy(field.default)
+    return out
+
+
+def _hint_to_field(hint: Any, default: Any) -> Field | None:
+    """A Field for a simple annotation (int, float, str, bool, list, unions, Literal); None when too complex."""
+    simple = {int: int, float: float, str: str, bool: bool, list: list, tuple: list, _NONE: _NONE}
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return Field(tuple({type(a) for a in typing.get_args(hint)}), default, choices=typing.get_args(hint))
+    members = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    out = []
+    for member in members:
+        base = typing.get_origin(member) or member
+        if base not in simple:
+            return None
+        out.append(simple[base])
+    return Field(tuple(dict.fromkeys(out)), default)
+
+
+def check_factory_kwargs(prefix: str, fn: Callable, kwargs: dict, supplied: set[str] = frozenset()) -> dict:
+    """Check `kwargs` against `fn`'s signature: unknown names, missing required ones, simple types."""
+    sig = inspect.signature(fn)
+    params = {n: p for n, p in sig.parameters.items() if n not in supplied and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolved forward references: names are still checked, types are not
+        hints = {}
+    out = {}
+    for key, value in kwargs.items():
+        if key not in params:
+            if takes_any:
+                out[key] = value
+                continue
+            raise RecipeError(f"unknown key {prefix + key!r} for {fn.__name__}()" + _closest(key, list(params)))
+        field = _hint_to_field(hints[key], None) if key in hints else None
+        out[key] = _coerce(prefix + key, value, field) if field is not None else value
+    for name, p in params.items():
+        if p.default is p.empty and name not in out:
+            raise RecipeError(f"missing key {prefix + name!r}: {fn.__name__}() needs it")
+    return out
+
+
+def _section(config: dict, name: str) -> dict:
+    section = config.get(name, {})
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise RecipeError(f"{name}: expected a mapping like {{name: ...}}, got {type(section).__name__} {section!r}")
+    return section
+
+
+def _named(prefix: str, section: dict, table: dict[str, dict[str, Field]], default: str) -> dict:
+    name = section.get("name", default)
+    if name not in table:
+        raise RecipeError(f"{prefix}name: unknown {prefix[:-1]} {name!r}" + _closest(str(name), list(table)))
+    rest = {k: v for k, v in section.items() if k != "name"}
+    return {"name": name, **_check_fields(prefix, rest, table[name])}
+
+
+def _factory_section(prefix: str, section: dict, own: dict[str, Field], fn_of: Callable[[str], Callable], supplied: set[str]) -> dict:
+    mine = _check_fields(prefix, {k: v for k, v in section.items() if k in own}, own)
+    factory = fn_of(mine["name"])
+    rest = check_factory_kwargs(prefix, factory, {k: v for k, v in section.items() if k not in own}, supplied)
+    return {**mine, **rest}
+
+
+def validate(config: dict) -> dict:
+    """Return the resolved recipe (defaults filled) or raise a RecipeError naming the bad key."""
+    if not isinstance(config, dict):
+        raise RecipeError(f"a recipe is a YAML mapping of keys, got {type(config).__name__}")
+    from spikeforge.train.encode import encoders
+
+    top = {k: v for k, v in config.items() if k not in SECTIONS}
+    out = _check_fields("", top, TOP)
+    for name in ("dataset", "model", "method"):
+        if "name" not in _section(config, name):
+            raise RecipeError(f"missing key '{name}.name'")
+    out["dataset"] = _factory_section("dataset.", _section(config, "dataset"), DATASET_KEYS, DATASETS.get, {"split"})
+    out["encoder"] = _factory_section("encoder.", _section(config, "encoder"), ENCODER_KEYS, _encoder_fn(encoders()), {"x", "generator"})
+    out["model"] = _factory_section("model.", _section(config, "model"), {"name": Field((str,))}, MODELS.get, set())
+    out["method"] = _factory_section("method.", _section(config, "method"), {"name": Field((str,))}, METHODS.get, set())
+    out["optimizer"] = _named("optimizer.", _section(config, "optimizer"), OPTIMIZERS, "adam")
+    out["schedule"] = _named("schedule.", _section(config, "schedule"), SCHEDULES, "constant")
+    return out
+
+
+def _encoder_fn(table: dict[str, Callable]) -> Callable[[str], Callable]:
+    def get(name: str) -> Callable:
+        if name not in table:
+            raise RecipeError(f"encoder.name: unknown encoder {name!r}" + _closest(name, list(table)))
+        return table[name]
+
+    return get
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """Apply `key.sub=value` strings (values parsed as YAML) to a copy of `config`."""
+    out = copy.deepcopy(config)
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"--set {item!r}: expected key=value, e.g. --set optimizer.lr=0.001")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        if not all(keys):
+            raise RecipeError(f"--set {item!r}: empty key in {path!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"--set {item!r}: {'.'.join(keys[:depth + 1])} is a value ({child!r}), not a section")
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+def find_recipe(spec: str) -> Path:
+    """The YAML file for `spec`: an existing path, or a name found as `recipes/<name>.yaml`."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml") or os.sep in spec:
+        raise FileNotFoundError(f"recipe file {spec} does not exist")
+    known = []
+    for folder in RECIPE_DIRS:
+        candidate = folder / f"{spec}.yaml"
+        if candidate.is_file():
+            return candidate
+        known += [p.stem for p in folder.glob("*.yaml")]
+    raise FileNotFoundError(f"no recipe named {spec!r}" + _closest(spec, sorted(set(known))))
+
+
+def list_recipes() -> dict[str, Path]:
+    """Every named recipe: name → file (the working directory's `recipes/` first)."""
+    out: dict[str, Path] = {}
+    for folder in reversed(RECIPE_DIRS):
+        out.update({p.stem: p for p in sorted(folder.glob("*.yaml"))})
+    return dict(sorted(out.items()))
+
+
+def read_yaml(path: Path) -> dict:
+    """Parse a YAML mapping; a syntax error names the file and line."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise RecipeError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return data if data is not None else {}
+
+
+def load_recipe(spec: str, overrides: list[str] = ()) -> dict:
+    """Read the recipe `spec` (name or path), apply overrides and validate it."""
+    path = find_recipe(spec)
+    try:
+        return validate(apply_overrides(read_yaml(path), list(overrides)))
+    except RecipeError as err:
+        raise RecipeError(f"recipe {path}: {err}") from None

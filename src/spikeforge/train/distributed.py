@@ -1,0 +1,90 @@
+"""Data-parallel training under `torchrun`: process group, DDP wrapper, sums across ranks, a sync check."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass(frozen=True)
+class Context:
+    """This process's rank, the number of processes and the device it trains on."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "auto") -> Context:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use device=auto or cpu")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Context(0, 1, torch.device("cuda" if use_cuda else "cpu"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Context(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"))
+
+
+def teardown(ctx: Context) -> None:
+    """Leave the process group (if this process joined one)."""
+    if ctx.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DDP(DistributedDataParallel):
+    """DistributedDataParallel that also exposes the wrapped model's attributes (e.g. `output_reduction`)."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def wrap(model: nn.Module, ctx: Context) -> nn.Module:
+    """The model wrapped in DDP when there are several processes (gradients averaged across ranks)."""
+    if ctx.world_size == 1:
+        return model
+    return DDP(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DDP wrapper."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def sum_across(values: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """Element-wise sum of a float64 tensor over all ranks (identity for one process)."""
+    if ctx.world_size > 1:
+        values = values.to(ctx.device)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values.cpu()
+
+
+def check_in_sync(model: nn.Module, ctx: Context) -> None:
+    """Raise RuntimeError if any rank's parameters differ from rank 0's (sum and sum of squares, float64)."""
+    if ctx.world_size == 1:
+        return
+    with torch.no_grad():
+        params = [p.detach().double() for p in unwrap(model).parameters()]
+        local = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)]).to(ctx.device)
+    gathered = [torch.empty_like(local) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, local)
+    for rank, other in enumerate(gathered[1:], start=1):
+        if not torch.allclose(other, gathered[0], rtol=1e-9, atol=0.0):
+            raise RuntimeError(f"rank {rank}'s parameters differ from rank 0's ({other.tolist()} vs {gathered[0].tolist()}); the ranks are out of sync")
