@@ -1,0 +1,138 @@
+"""KWS models (low-activity paper Table 1, Table 2, §10): size, receptive fields, wiring of time × frequency, LIF equations."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeforge.models.kws import ABLATIONS, TABLE1_DILATIONS, TABLE1_KERNELS, receptive_fields
+from spikeforge.registry import MODELS
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_table1_model_has_013M_parameters():
+    model = MODELS.get("kws_dilated")()
+    # conv weights 1·64·12 + 2·64·64·12, readout 64·40·12 + 12, β ×3, b 64 ×3
+    assert n_params(model) == 768 + 2 * 49152 + 30720 + 12 + 3 + 192 == 129_999
+    assert round(n_params(model) / 1e6, 2) == 0.13
+
+
+def test_receptive_fields_grow_as_table1_and_large_kernels_match_them():
+    assert receptive_fields(TABLE1_KERNELS, TABLE1_DILATIONS) == [(4, 3), (16, 9), (64, 27)]
+    big = ABLATIONS["kws_large_kernels"]
+    assert receptive_fields(big["kernels"], big["dilations"]) == [(4, 3), (16, 9), (64, 27)]
+    assert receptive_fields(TABLE1_KERNELS, ABLATIONS["kws_no_dilation"]["dilations"]) == [(4, 3), (7, 5), (10, 7)]
+
+
+def test_large_kernel_variant_is_table2s_422M():
+    assert round(n_params(MODELS.get("kws_large_kernels")()) / 1e6, 2) == 4.22
+
+
+def test_output_contract_and_init_distributions():
+    torch.manual_seed(0)
+    model = MODELS.get("kws_dilated")(channels=[8, 8, 8])
+    y = model(torch.randn(20, 3, 1, 40))
+    assert y.shape == (20, 3, 12) and model.output_reduction == "mean"
+    for conv in model.convs:
+        assert 0.65 < float(conv.neuron.beta.detach()) < 0.75 and conv.neuron.beta.requires_grad
+        assert abs(float(conv.neuron.threshold.detach().mean()) - 1.0) < 0.02 and conv.neuron.threshold.shape == (8,)
+
+
+def test_variants_nlif_frozen_lateral_deltas():
+    nlif = MODELS.get("kws_nlif")(channels=[4, 4, 4])
+    assert all(float(c.neuron.beta.detach()) == 1.0 and not c.neuron.beta.requires_grad for c in nlif.convs)
+    frozen = MODELS.get("kws_frozen")(channels=[4, 4, 4])
+    names = {n for n, _ in frozen.named_parameters()}
+    assert not any("beta" in n or "threshold" in n for n in names)
+    lateral = MODELS.get("kws_dilated")(channels=[4, 4, 4], lateral=True, in_channels=3)
+    assert lateral(torch.randn(10, 2, 3, 40)).shape == (10, 2, 12)
+    with pytest.raises(ValueError, match="fixes nlif"):
+        MODELS.get("kws_nlif")(nlif=False)
+
+
+def test_outputs_are_causal_in_time():
+    torch.manual_seed(1)
+    for name in ("kws_dilated", "kws_cnn"):
+        model = MODELS.get(name)(channels=[6, 6, 6])
+        x = torch.rand(40, 2, 1, 40) * 3
+        x2 = x.clone()
+        x2[25:] = torch.rand(15, 2, 1, 40) * 3
+        a, b = model(x), model(x2)
+        assert torch.equal(a[:25], b[:25]) and not torch.equal(a[25:], b[25:])
+
+
+def test_cnn_receptive_field_is_64_by_27():
+    torch.manual_seed(2)
+    cnn = MODELS.get("kws_cnn")(channels=[4, 4, 4])
+    for conv in cnn.convs:
+        conv.bias.data.fill_(1.0)  # keep the ReLUs open so every path passes gradient
+        conv.weight.data.abs_()
+    x = torch.rand(1, 1, 100, 40, requires_grad=True)
+    h = x
+    for conv in cnn.convs:
+        h = F.relu(conv(F.pad(h, (0, 0, (conv.kernel_size[0] - 1) * conv.dilation[0], 0))))
+    (g,) = torch.autograd.grad(h[0, :, 99, 20].sum(), x)
+    g = g[0, 0]
+    t_idx, f_idx = g.nonzero(as_tuple=True)
+    assert (int(t_idx.min()), int(t_idx.max())) == (36, 99)  # 64 steps
+    assert (int(f_idx.min()), int(f_idx.max())) == (7, 33)  # 27 bands centred on 20
+
+
+def reference_layer(conv, x):
+    """Step-by-step eqs. (4)-(5): causal dilated conv over (time, frequency), then the LIF loop."""
+    w = conv.weight  # [C_out, C_in, kernel_time, kernel_freq]
+    dt, df = conv.time_dilation, conv.dilation[0]
+    h = x.permute(1, 2, 0, 3)  # [B, C, T, F]
+    h = F.pad(h, (df * (w.shape[3] - 1) // 2,) * 2 + ((w.shape[2] - 1) * dt, 0))
+    current = F.conv2d(h, w, dilation=(dt, df)).permute(2, 0, 1, 3)  # [T, B, C_out, F]
+    norm = (w.flatten(1) ** 2).sum(1).view(-1, 1)  # ‖W_i‖²
+    beta, b = conv.neuron.beta, conv.neuron.threshold.view(-1, 1)
+    u = torch.zeros_like(current[0])
+    s = torch.zeros_like(current[0])
+    out = []
+    for n in range(current.shape[0]):
+        u = beta * (u - b * norm * s) + current[n]  # eq. (4), reset from S[n−1]
+        s = (u / (norm + 1e-8) - b > 0).float()  # eq. (5)
+        out.append(s)
+    return torch.stack(out)
+
+
+def test_dilated_layer_matches_the_step_by_step_equations():
+    torch.manual_seed(3)
+    model = MODELS.get("kws_dilated")(channels=[5, 6, 7])
+    x = torch.rand(50, 2, 1, 40) * 4
+    for conv in model.convs:
+        with torch.no_grad():  # thresholds at the median normalised current: every layer fires, not always
+            conv.weight.abs_()
+            norm = (conv.weight.flatten(1) ** 2).sum(1).view(-1, 1)
+            conv.neuron.threshold.fill_(float((conv.current(x) / norm).median()))
+        expected = reference_layer(conv, x)
+        got = conv(x)
+        assert torch.equal(got, expected)
+        assert 0 < float(got.mean()) < 1  # the comparison is not trivially all-zero
+        x = got
+
+
+def test_cnn_has_the_same_conv_geometry_as_the_snn():
+    torch.manual_seed(4)
+    snn = MODELS.get("kws_dilated")(in_channels=3, channels=[3, 3, 3])
+    cnn = MODELS.get("kws_cnn")(in_channels=3, channels=[3, 3, 3])
+    x = torch.randn(30, 2, 3, 40)
+    for s_conv, c_conv in zip(snn.convs, cnn.convs):
+        c_conv.weight.data.copy_(s_conv.weight.data)
+        c_conv.bias.data.zero_()
+        ref = s_conv.current(x)  # [T, B, C, F]
+        h = x.permute(1, 2, 0, 3)
+        got = c_conv(F.pad(h, (0, 0, (c_conv.kernel_size[0] - 1) * c_conv.dilation[0], 0))).permute(2, 0, 1, 3)
+        assert torch.allclose(got, ref, atol=1e-5)
+        x = torch.randn(30, 2, 3, 40)
+
+
+def test_wrong_input_layout_is_a_clear_error():
+    model = MODELS.get("kws_dilated")(channels=[2, 2, 2])
+    with pytest.raises(ValueError, match=r"\[T, B, 1, 40\]"):
+        model(torch.randn(2, 100, 40))
+    with pytest.raises(ValueError, match=r"expected \[T, B, 1, 40\]"):
+        model(torch.randn(100, 2, 1, 41))
