@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import torch
 
+from spikeforge.functional import lif_cpu
 from spikeforge.functional.surrogate import check_surrogate, spike_fn, surrogate_grad
 
 RESETS = ("subtract", "zero", "none")
+IMPLS = ("fused", "fused_torch", "reference")
 INPUT_SCALES = ("none", "one_minus_beta")
 
 
@@ -35,6 +37,7 @@ class LIFConfig:
     surrogate: str = "sigmoid"
     scale: float = 10.0
     eps: float = 1e-8
+    compiled: bool = True  # use the compiled CPU kernels where they apply (`functional.lif_cpu`)
 
     def __post_init__(self) -> None:
         if self.reset not in RESETS:
@@ -123,6 +126,60 @@ def _outer_to_channel(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return a2 @ s2.t()
 
 
+def _compiled_ok(current: torch.Tensor, gram, recurrent) -> bool:
+    """The compiled kernels cover CPU float tensors where every neuron resets only itself."""
+    return (lif_cpu.available and current.device.type == "cpu" and current.dtype in (torch.float32, torch.float64)
+            and gram is None and recurrent is None and current.shape[0] > 0)
+
+
+def _flat(x: torch.Tensor, steps: int | None = None):
+    """A contiguous numpy view `[T, N]` (or `[N]`) of a CPU tensor."""
+    x = x.detach().contiguous()
+    return (x.view(steps, -1) if steps is not None else x.view(-1)).numpy()
+
+
+def _channel_arrays(b, nrm, q, like: torch.Tensor):
+    """Per-channel threshold b, q = ‖W‖² + ε, reset gain b·‖W‖², ‖W‖² as `[C]` arrays of `like`'s dtype."""
+    ones = torch.ones_like(b)
+    gain = b if nrm is None else b * nrm
+    return [_flat(t.expand_as(b).to(like.dtype)) for t in (b, ones if q is None else q, gain, ones if nrm is None else nrm)]
+
+
+def _compiled_forward(drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> None:
+    steps, channels = drive.shape[0], drive.shape[2]
+    inner = drive[0, 0, 0].numel()
+    th, qq, gain, _ = _channel_arrays(b, nrm, q, drive)
+    dtype = membrane.numpy().dtype.type
+    lif_cpu.lif_forward(_flat(drive, steps), dtype(beta.item()), th, qq, gain, nrm is not None, lif_cpu.RESET_CODES[cfg.reset],
+                        channels, inner, _flat(u0), _flat(s0), membrane.view(steps, -1).numpy(), spikes.view(steps, -1).numpy())
+
+
+def _compiled_backward(ctx, g_spikes, g_membrane):
+    cfg = ctx.cfg
+    current, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes = ctx.saved_tensors
+    scaled = cfg.input_scale == "one_minus_beta"
+    steps, channels = membrane.shape[0], membrane.shape[2]
+    inner = membrane[0, 0, 0].numel()
+    b = _channel_view(threshold, membrane)
+    nrm = None if norm is None else _channel_view(norm, membrane)
+    th, qq, _, nn_ = _channel_arrays(b, nrm, None if norm is None else nrm + cfg.eps, membrane)
+    zeros = torch.zeros_like(membrane)
+    g_u = torch.empty_like(membrane)
+    parts = torch.empty(3, membrane[0].numel(), dtype=membrane.dtype)
+    lif_cpu.lif_backward(
+        _flat(zeros if g_spikes is None else g_spikes, steps), _flat(zeros if g_membrane is None else g_membrane, steps),
+        _flat(membrane, steps), _flat(spikes, steps), _flat(current if scaled else zeros[:1], current.shape[0] if scaled else 1),
+        beta.item(), th, qq, nn_, norm is not None, scaled, lif_cpu.RESET_CODES[cfg.reset],
+        lif_cpu.SURROGATE_CODES[cfg.surrogate], float(cfg.scale), channels, inner, _flat(u0), _flat(s0),
+        g_u.view(steps, -1).numpy(), parts[0].numpy(), parts[1].numpy(), parts[2].numpy())
+    per_channel = parts.view(3, membrane.shape[1], channels, inner).sum((1, 3))
+    g_current = g_u * (1 - beta) if scaled else g_u
+    g_beta = parts[0].sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None
+    g_threshold = per_channel[1] if ctx.needs_input_grad[2] else None
+    g_norm = per_channel[2] if norm is not None and ctx.needs_input_grad[3] else None
+    return g_current, g_beta, g_threshold, g_norm, None, None, None, None, None
+
+
 class _FusedLIF(torch.autograd.Function):
     """The same model as `lif_reference`, forward and backward each in one pass over the steps.
 
@@ -140,6 +197,12 @@ class _FusedLIF(torch.autograd.Function):
         drive_all = current * c if scaled else current
         membrane = torch.empty_like(current)
         spikes = torch.empty_like(current)
+        ctx.cfg = cfg
+        ctx.compiled = cfg.compiled and _compiled_ok(current, gram, recurrent)
+        ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes)
+        if ctx.compiled:
+            _compiled_forward(drive_all, beta, b, nrm, q, cfg, u0, s0, membrane, spikes)
+            return spikes, membrane
         u_prev, s_prev = u0, s0
         r_prev = _reset_vector(u_prev, s_prev, b, nrm, gram, cfg.reset)
         for n in range(current.shape[0]):
@@ -155,14 +218,14 @@ class _FusedLIF(torch.autograd.Function):
             spikes[n].copy_(x > 0)
             r_prev = _reset_vector(u, spikes[n], b, nrm, gram, cfg.reset)
             u_prev, s_prev = u, spikes[n]
-        ctx.cfg = cfg
-        ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes)
         return spikes, membrane
 
     @staticmethod
     def backward(ctx, g_spikes, g_membrane):
         cfg = ctx.cfg
         current, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes = ctx.saved_tensors
+        if ctx.compiled:
+            return _compiled_backward(ctx, g_spikes, g_membrane)
         scaled = cfg.input_scale == "one_minus_beta"
         c = (1 - beta) if scaled else 1.0
         b = _channel_view(threshold, membrane)
@@ -258,9 +321,12 @@ def lif_scan(
 
     Returns (spikes, membrane), both shaped like `current`. `norm` = ‖W_i‖² per channel
     normalises the threshold (eq. 5); `gram` (lateral reset) needs `reset="subtract"`.
-    `impl="reference"` runs the plain autograd loop, `"fused"` the one-pass custom autograd.
+    `impl="reference"` runs the plain autograd loop; `"fused"` the one-pass custom autograd, with
+    the compiled CPU kernels where they apply; `"fused_torch"` the same pass as PyTorch ops only.
     """
-    cfg = LIFConfig(reset=reset, input_scale=input_scale, surrogate=surrogate, scale=scale, eps=eps)
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    cfg = LIFConfig(reset=reset, input_scale=input_scale, surrogate=surrogate, scale=scale, eps=eps, compiled=impl == "fused")
     if current.dim() < 3:
         raise ValueError(f"current must be time-major [T, B, C, ...], got shape {tuple(current.shape)}")
     channels = current.shape[2]
@@ -276,7 +342,5 @@ def lif_scan(
         raise ValueError(f"a lateral reset (gram) needs reset='subtract', got reset={reset!r}")
     if impl == "reference":
         return lif_reference(current, beta, threshold, norm, gram, recurrent, cfg, initial)
-    if impl != "fused":
-        raise ValueError(f"impl must be 'fused' or 'reference', got {impl!r}")
     u0, s0 = _initial_state(current, initial)
     return _FusedLIF.apply(current, beta, threshold, norm, gram, recurrent, u0, s0, cfg)

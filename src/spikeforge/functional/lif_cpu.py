@@ -1,0 +1,156 @@
+"""Compiled CPU kernels for the fused LIF scan when every neuron resets only itself.
+
+Without lateral or recurrent connections each neuron's trajectory is independent of the
+others, so the whole scan is one pass over time per neuron: the kernels below run it with
+numba (compiled once, cached), parallel over blocks of neurons, every step's update fused
+into a single loop body. PyTorch cannot fuse a sequential scan on the CPU, and running it
+op by op costs one full pass over the data per elementary operation; that is why these
+kernels exist. They compute exactly the arithmetic of `lif_reference` in the same order
+(no fast-math), so spikes and membrane are bit-identical to it; `functional.lif` falls back
+to its PyTorch loop where numba is missing or the case has channel mixing.
+
+Arrays are `[T, N]` with neurons flattened from `[B, C, L]`; per-channel values are `[C]`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - numba comes with librosa; the PyTorch loop is the fallback
+    njit = None
+
+RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+SURROGATE_CODES = {"sigmoid": 0, "sigmoid_unscaled": 1, "fast_sigmoid": 2, "triangle": 3, "arctan": 4}
+BLOCK = 512
+
+available = njit is not None
+
+if available:
+
+    @njit(cache=True, inline="always", fastmath=True)
+    def _surrogate(x, code, a):
+        """The surrogate derivatives of `functional.surrogate`, by code."""
+        if code == 0 or code == 1:
+            e = math.exp(-abs(a * x))
+            g = e / ((1.0 + e) * (1.0 + e))
+            return a * g if code == 0 else g
+        if code == 2:
+            d = 1.0 + a * abs(x)
+            return 1.0 / (d * d)
+        if code == 3:
+            return a * max(0.0, 1.0 - a * abs(x))
+        z = math.pi / 2.0 * a * x
+        return (a / 2.0) / (1.0 + z * z)
+
+    @njit(parallel=True, cache=True)
+    def lif_forward(drive, beta, threshold, q, gain, has_norm, reset, channels, inner, u0, s0, membrane, spikes):
+        """U[n] = β·(U[n−1] − R[n−1]) + drive[n]; S[n] = Θ(U[n]/q − b); R per `reset` (eqs. (4)–(5))."""
+        steps, n_neurons = drive.shape
+        blocks = (n_neurons + BLOCK - 1) // BLOCK
+        for blk in prange(blocks):
+            lo = blk * BLOCK
+            hi = min(n_neurons, lo + BLOCK)
+            width = hi - lo
+            b = np.empty(width, drive.dtype)
+            qq = np.empty(width, drive.dtype)
+            gg = np.empty(width, drive.dtype)
+            u = np.empty(width, drive.dtype)
+            r = np.empty(width, drive.dtype)
+            for i in range(width):
+                ch = ((lo + i) // inner) % channels
+                b[i] = threshold[ch]
+                qq[i] = q[ch]
+                gg[i] = gain[ch]
+                u[i] = u0[lo + i]
+                if reset == 0:
+                    r[i] = s0[lo + i] * gg[i]
+                elif reset == 1:
+                    r[i] = u[i] * s0[lo + i]
+                else:
+                    r[i] = 0
+            for n in range(steps):
+                for i in range(width):
+                    un = beta * (u[i] - r[i]) + drive[n, lo + i]
+                    x = (un / qq[i] if has_norm else un) - b[i]
+                    s = 1 if x > 0 else 0
+                    membrane[n, lo + i] = un
+                    spikes[n, lo + i] = s
+                    u[i] = un
+                    if reset == 0:
+                        r[i] = s * gg[i]
+                    elif reset == 1:
+                        r[i] = un * s
+
+    @njit(parallel=True, cache=True, fastmath=True)
+    def lif_backward(g_spikes, g_membrane, membrane, spikes, current, beta, threshold, q, norm, has_norm, scaled,
+                     reset, surrogate, scale, channels, inner, u0, s0, g_u, part_beta, part_threshold, part_norm):
+        """Reverse scan: gU[n] = gS_tot[n]·Θ′/q + gU_mem[n] + carry[n]·gU[n+1]; per-neuron partial sums of dβ, db, d‖W‖²."""
+        steps, n_neurons = membrane.shape
+        blocks = (n_neurons + BLOCK - 1) // BLOCK
+        for blk in prange(blocks):
+            lo = blk * BLOCK
+            hi = min(n_neurons, lo + BLOCK)
+            width = hi - lo
+            b = np.empty(width)
+            qq = np.empty(width)
+            nrm = np.empty(width)
+            g_next = np.zeros(width)
+            acc_beta = np.zeros(width)
+            acc_b = np.zeros(width)
+            acc_n = np.zeros(width)
+            for i in range(width):
+                ch = ((lo + i) // inner) % channels
+                b[i] = threshold[ch]
+                qq[i] = q[ch]
+                nrm[i] = norm[ch]
+            for n in range(steps - 1, -1, -1):
+                for i in range(width):
+                    j = lo + i
+                    gain = b[i] * nrm[i]
+                    un = membrane[n, j]
+                    sn = spikes[n, j]
+                    x = (un / qq[i] if has_norm else un) - b[i]
+                    sg = _surrogate(x, surrogate, scale)
+                    k = sg / qq[i] if has_norm else sg
+                    gs = g_spikes[n, j]
+                    if reset == 0:
+                        gs -= beta * gain * g_next[i]
+                    elif reset == 1:
+                        gs -= beta * un * g_next[i]
+                    gu = gs * k + g_membrane[n, j] + beta * g_next[i]
+                    if reset == 1:
+                        gu -= beta * sn * g_next[i]
+                    g_u[n, j] = gu
+                    # state before step n: U[n−1], S[n−1], R[n−1]
+                    if n > 0:
+                        up = membrane[n - 1, j]
+                        sp = spikes[n - 1, j]
+                    else:
+                        up = u0[j]
+                        sp = s0[j]
+                    if reset == 0:
+                        rp = sp * gain
+                    elif reset == 1:
+                        rp = up * sp
+                    else:
+                        rp = 0.0
+                    d_beta = up - rp
+                    if scaled:
+                        d_beta -= current[n, j]
+                    acc_beta[i] += gu * d_beta
+                    gx = gs * sg
+                    acc_b[i] -= gx
+                    if has_norm:
+                        acc_n[i] -= gx * un / (qq[i] * qq[i])
+                    if reset == 0:
+                        acc_b[i] -= beta * nrm[i] * sp * gu
+                        acc_n[i] -= beta * b[i] * sp * gu
+                    g_next[i] = gu
+            for i in range(width):
+                part_beta[lo + i] = acc_beta[i]
+                part_threshold[lo + i] = acc_b[i]
+                part_norm[lo + i] = acc_n[i]
