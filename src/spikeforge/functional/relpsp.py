@@ -38,19 +38,6 @@ Impl = Literal["fast", "reference"]
 _CHUNK_ELEMENTS = 1 << 22
 
 
-def ttfs_times(intensity: Tensor) -> Tensor:
-    """Time-to-first-spike input times t⁰ = 1 − I for intensities I in [0, 1] (§2.2, hybrid paper)."""
-    if not intensity.is_floating_point():
-        raise ValueError(f"ttfs: expected floating intensities in [0, 1], got dtype {intensity.dtype}; use x.float() / 255")
-    if intensity.numel() and (not torch.isfinite(intensity).all() or intensity.min() < 0 or intensity.max() > 1):
-        lo, hi = intensity.min().item(), intensity.max().item()
-        raise ValueError(
-            f"ttfs: intensities must lie in [0, 1] (time-to-first-spike t = 1 - I), got range [{lo:g}, {hi:g}]; "
-            "normalise the input first, e.g. x / x.max()"
-        )
-    return 1.0 - intensity
-
-
 def _solve_sorted(ts: Tensor, ws: Tensor, threshold: float) -> Tensor:
     """First crossing of ϑ for P neurons whose input times `ts` [P, N] are sorted, weights `ws` [P, N] (eqs. 2–4).
 

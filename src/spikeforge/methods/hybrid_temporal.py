@@ -1,0 +1,210 @@
+"""Hybrid learning with one-spike temporal coding (hybrid paper): constrained ANN → ReL-PSP SNN → STDBP.
+
+Stage 1, method ``hybrid_ann``: the ANN (bias-free, ReLU, max-pooling) is trained with
+L = CE + λ_w·L_wsum + λ_a·L_acti (eqs. 9–11); λ_w = λ_a = 0 is the CE-only initialisation of STDBP [14].
+L_wsum covers the layers that become spiking; L_acti covers every weighted layer, the output layer included
+(eq. 11 sums over all L layers; an output pre-activation above 1 makes that neuron fire before its last input
+arrives, which breaks the equivalence).
+Conversion, `convert_to_snn`: θ_s = θ_a, ϑ = 1, max-pooling → min-pooling, ReLU → force firing (eq. 8) or
+nothing, the first `analog_layers` weighted layers optionally kept analog (the C2F3 note).
+Stage 2, method ``stdbp``: the SNN's output spike times t_out [B, classes] are trained with CE on −t_out; the
+predicted class is the earliest output spike.
+
+Both methods read one static frame: x is time-major [1, B, ...] intensities in [0, 1] (encoder
+``{name: direct, steps: 1}``); `predict` returns scores [1, B, classes] (logits, or −t_out).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from spikeforge.checks import check_time_major
+from spikeforge.functional.relpsp import Impl
+from spikeforge.losses.conversion import activation_constraint_loss, weight_sum_loss
+from spikeforge.methods.base import Method, StepOutput
+from spikeforge.neurons.relpsp import MinPool2d, ReLPSPConv2d, ReLPSPLinear, ReLPSPNetwork
+from spikeforge.registry import METHODS
+
+_WEIGHTED = (nn.Linear, nn.Conv2d)
+_SUPPORTED = "Linear/Conv2d without bias, ReLU, MaxPool2d (kernel = stride), Flatten, Dropout, Identity"
+
+
+def static_frame(x: Tensor) -> Tensor:
+    """The one frame [B, ...] of a time-major input [1, B, ...] (the hybrid methods read static intensities)."""
+    check_time_major(x, "hybrid input", (3, 4, 5), "[1, B, features] or [1, B, C, H, W]")
+    if x.shape[0] != 1:
+        raise ValueError(
+            f"hybrid input: expected one static frame [1, B, ...], got T = {x.shape[0]}; "
+            "use the encoder {name: direct, steps: 1}"
+        )
+    return x[0]
+
+
+def ann_forward(ann: nn.Sequential, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor]]]:
+    """Logits and the pre-activations u of every weighted layer (eq. 1), by layer name."""
+    preactivations = []
+    for name, module in ann.named_children():
+        x = module(x)
+        if isinstance(module, _WEIGHTED):
+            preactivations.append((name, x))
+    return x, preactivations
+
+
+def weighted_layers(ann: nn.Sequential) -> list[tuple[str, nn.Module]]:
+    """The ANN's Linear / Conv2d layers, in order, by name."""
+    return [(name, m) for name, m in ann.named_children() if isinstance(m, _WEIGHTED)]
+
+
+def _stem_length(modules: list[tuple[str, nn.Module]], analog_layers: int) -> int:
+    """Number of leading modules that stay analog: `analog_layers` weighted layers plus their ReLU / pooling."""
+    if analog_layers == 0:
+        return 0
+    seen = 0
+    for index, (_, module) in enumerate(modules):
+        if isinstance(module, _WEIGHTED):
+            if seen == analog_layers:
+                return index
+            seen += 1
+    raise ValueError(f"analog_layers={analog_layers} leaves no spiking layer: the ANN has only {seen} weighted layers")
+
+
+def _check_mappable(name: str, module: nn.Module) -> None:
+    """Raise ValueError naming the layer when the conversion (θ_s = θ_a, ϑ = 1) cannot map it exactly."""
+    why = None
+    if isinstance(module, _WEIGHTED) and module.bias is not None:
+        why = "it has a bias, which ReL-PSP neurons (eq. 2) do not have; build it with bias=False"
+    elif isinstance(module, nn.Conv2d):
+        if module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros":
+            why = "only groups=1, dilation=1 and zero padding are supported"
+        elif isinstance(module.padding, str) or len(set(module.padding)) != 1 or len(set(module.stride)) != 1 \
+                or module.kernel_size[0] != module.kernel_size[1]:
+            why = "only square kernels with one integer stride and padding are supported"
+    elif isinstance(module, nn.MaxPool2d):
+        if module.stride not in (module.kernel_size, None) or module.padding != 0 or module.dilation != 1 \
+                or not isinstance(module.kernel_size, int):
+            why = "only non-overlapping pooling (kernel = stride, no padding) maps to min-pooling"
+    elif not isinstance(module, (nn.Linear, nn.ReLU, nn.Flatten, nn.Dropout, nn.Identity)):
+        why = f"no ReL-PSP counterpart (supported: {_SUPPORTED})"
+    if why:
+        raise ValueError(f"cannot convert layer {name!r} ({type(module).__name__}) to a ReL-PSP SNN: {why}")
+
+
+def convert_to_snn(
+    ann: nn.Sequential,
+    force_firing: bool = True,
+    analog_layers: int = 0,
+    threshold: float = 1.0,
+    min_denominator: float = 0.1,
+    impl: Impl = "fast",
+) -> ReLPSPNetwork:
+    """ANN → one-spike SNN with θ_s = θ_a and ϑ = `threshold` (§2.2, hybrid paper); the ANN is left unchanged."""
+    if not isinstance(ann, nn.Sequential):
+        raise ValueError(f"convert_to_snn: expected an nn.Sequential ANN, got {type(ann).__name__}")
+    modules = list(ann.named_children())
+    stem_end = _stem_length(modules, analog_layers)
+    analog = nn.Sequential(*[copy.deepcopy(m) for _, m in modules[:stem_end]]) if stem_end else None
+    layers: list[nn.Module] = []
+    layer = 0
+    for name, module in modules[stem_end:]:
+        _check_mappable(name, module)
+        if isinstance(module, nn.Linear):
+            layer += 1
+            snn_layer = ReLPSPLinear(module.in_features, module.out_features, layer, threshold, min_denominator, impl)
+        elif isinstance(module, nn.Conv2d):
+            layer += 1
+            snn_layer = ReLPSPConv2d(module.in_channels, module.out_channels, module.kernel_size[0], layer,
+                                     module.stride[0], module.padding[0], threshold, min_denominator, impl)
+        elif isinstance(module, nn.MaxPool2d):
+            layers.append(MinPool2d(module.kernel_size))
+            continue
+        elif isinstance(module, nn.Flatten):
+            layers.append(nn.Flatten(module.start_dim, module.end_dim))
+            continue
+        else:  # ReLU (its image is force firing), Dropout, Identity
+            continue
+        with torch.no_grad():
+            snn_layer.weight.copy_(module.weight)
+        layers.append(snn_layer)
+    if layer == 0:
+        raise ValueError("convert_to_snn: the ANN has no Linear or Conv2d layer to make spiking")
+    return ReLPSPNetwork(layers, force_firing=force_firing, analog=analog)
+
+
+class HybridANN(Method):
+    """Stage 1: the ANN with L = CE + λ_w·L_wsum + λ_a·L_acti (eq. 9); λ_w = λ_a = 0 gives the CE-only baseline."""
+
+    def __init__(self, lambda_w: float, lambda_a: float, analog_layers: int) -> None:
+        self.lambda_w, self.lambda_a, self.analog_layers = lambda_w, lambda_a, analog_layers
+
+    def step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        logits, pre = ann_forward(model, static_frame(x))
+        ce = F.cross_entropy(logits, y)
+        spiking = [m.weight for _, m in weighted_layers(model)[self.analog_layers :]]
+        l_wsum = weight_sum_loss(spiking)
+        l_acti = activation_constraint_loss([u for _, u in pre])
+        loss = ce + self.lambda_w * l_wsum + self.lambda_a * l_acti
+        extras = {"ce": ce.item(), "l_wsum": l_wsum.item(), "l_acti": l_acti.item()}
+        return StepOutput(loss=loss, logits=logits.detach(), extras=extras)
+
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+        return model(static_frame(x)).unsqueeze(0)
+
+
+class STDBP(Method):
+    """Stage 2: CE on −t_out of the one-spike SNN, gradients by STDBP [14]; silent-neuron fractions in extras."""
+
+    def step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
+        t_out, stats = model.run(static_frame(x))
+        loss = F.cross_entropy(-t_out, y)
+        return StepOutput(loss=loss, logits=(-t_out).detach(), extras=stats)
+
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+        return (-model(static_frame(x))).unsqueeze(0)
+
+
+@METHODS.register("hybrid_ann")
+def hybrid_ann(lambda_w: float = 1e-2, lambda_a: float = 1e-4, analog_layers: int = 0) -> HybridANN:
+    """Stage-1 method: constrained ANN training (eqs. 9–11)."""
+    if lambda_w < 0 or lambda_a < 0 or analog_layers < 0:
+        raise ValueError(f"hybrid_ann: lambda_w, lambda_a and analog_layers must be >= 0, got {lambda_w}, {lambda_a}, {analog_layers}")
+    return HybridANN(lambda_w, lambda_a, analog_layers)
+
+
+@METHODS.register("stdbp")
+def stdbp() -> STDBP:
+    """Stage-2 method: timing-based backprop of the one-spike SNN."""
+    return STDBP()
+
+
+def train_epoch(model: nn.Module, method: Method, loader: DataLoader, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One pass over `loader` (batches of static [B, ...] samples): mean loss and mean of every extra."""
+    model.train()
+    totals: dict[str, float] = {}
+    batches = 0
+    for x, y in loader:
+        out = method.step(model, x.unsqueeze(0), y)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        method.after_step(model)
+        for key, value in {"loss": out.loss.item(), **out.extras}.items():
+            totals[key] = totals.get(key, 0.0) + value
+        batches += 1
+    return {key: value / max(batches, 1) for key, value in totals.items()}
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, method: Method, loader: DataLoader) -> float:
+    """Share of samples whose highest score (logit, or earliest output spike) is the label."""
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        scores = method.predict(model, x.unsqueeze(0))[0]
+        correct += (scores.argmax(dim=1) == y).sum().item()
+        total += y.numel()
+    return correct / max(total, 1)
