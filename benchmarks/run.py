@@ -1,0 +1,302 @@
+"""Speed and memory of spikeforge against snnTorch, SpikingJelly and Norse on the two benchmark models.
+
+    python benchmarks/run.py                 # full run, writes benchmarks/RESULTS.md and results.json
+    python benchmarks/run.py --quick         # smoke run on small shapes, prints the report
+
+Timing: all implementations of a model live in this one process and are timed in interleaved
+rounds (the order rotates every round), so slow phases of a shared CPU hit all of them alike;
+the report gives medians and ratios taken within the run. Peak memory: each implementation
+runs in a fresh subprocess, and the growth of its peak resident set size (VmHWM, reset through
+/proc/self/clear_refs) over the RSS just before the measured call is reported, for one inference
+and for two training steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_models  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+PEERS = ("snntorch", "spikingjelly", "norse")
+SHAPES = {"A": {"steps": 100, "batch": 32}, "B": {"steps": 300, "batch": 64}}
+QUICK_SHAPES = {"A": {"steps": 20, "batch": 4}, "B": {"steps": 50, "batch": 8}}
+ANALYSIS_HEADING = "## Analysis"
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Forward, cross-entropy, backward, optimiser step."""
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def inference(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Forward without autograd."""
+    with torch.no_grad():
+        model(x)
+
+
+def setup(model_name: str, impl: str, steps: int, batch: int):
+    """(model, optimiser, x, y) with seeded weights and data."""
+    torch.manual_seed(0)
+    model = bench_models.build(model_name, impl)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = bench_models.make_batch(model_name, steps, batch, torch.Generator().manual_seed(1))
+    return model, opt, x, y
+
+
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def time_model(model_name: str, impls: list[str], steps: int, batch: int, repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Per implementation: wall and CPU times of `repeats` train steps and inferences, interleaved."""
+    runs = {impl: setup(model_name, impl, steps, batch) for impl in impls}
+    for impl, (model, opt, x, y) in runs.items():  # warm-up: allocator, lazy init, autograd caches
+        train_step(model, opt, x, y)
+        inference(model, x)
+    times = {impl: {"train_wall": [], "train_cpu": [], "infer_wall": [], "infer_cpu": []} for impl in impls}
+    for r in range(repeats):
+        order = impls[r % len(impls):] + impls[: r % len(impls)]
+        for impl in order:
+            model, opt, x, y = runs[impl]
+            w, c = timed(lambda: train_step(model, opt, x, y))
+            times[impl]["train_wall"].append(w)
+            times[impl]["train_cpu"].append(c)
+            w, c = timed(lambda: inference(model, x))
+            times[impl]["infer_wall"].append(w)
+            times[impl]["infer_cpu"].append(c)
+        print(f"  model {model_name}: round {r + 1}/{repeats} done", file=sys.stderr, flush=True)
+    return times
+
+
+def _status_kib(field: str) -> int:
+    """A `kB` field of /proc/self/status (VmRSS: resident set, VmHWM: its peak since the last reset)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _reset_peak_rss() -> None:
+    """Set the peak resident set size (VmHWM) back to the current RSS (Linux `clear_refs` code 5)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def memory_worker(model_name: str, impl: str, steps: int, batch: int) -> dict[str, float]:
+    """Peak RSS growth (MiB) over the RSS before the first full-size step, for one inference and for two train steps.
+
+    A warm-up on a 2-step, batch-1 input first pays the one-off allocations (kernel caches,
+    autograd and optimiser state), so that the growth is the activations and gradients.
+    """
+    model, opt, x, y = setup(model_name, impl, steps, batch)
+    train_step(model, opt, x[:2, :1], y[:1])
+    inference(model, x[:2, :1])
+    _reset_peak_rss()
+    base = _status_kib("VmRSS")
+    inference(model, x)
+    infer_peak = _status_kib("VmHWM") - base
+    _reset_peak_rss()
+    base = _status_kib("VmRSS")
+    for _ in range(2):
+        train_step(model, opt, x, y)
+    train_peak = _status_kib("VmHWM") - base
+    return {"infer_peak_mib": infer_peak / 1024, "train_peak_mib": train_peak / 1024}
+
+
+def measure_memory(model_name: str, impl: str, steps: int, batch: int, threads: int) -> dict[str, float]:
+    """Run `memory_worker` in a fresh interpreter and return its JSON."""
+    cmd = [sys.executable, __file__, "--memory-worker", model_name, impl, "--steps", str(steps), "--batch", str(batch), "--threads", str(threads)]
+    # A fixed mmap threshold makes glibc return every large freed block to the OS at once, so that the RSS
+    # before a measured call holds no cached free memory that the call could reuse unseen.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def profile_model(model_name: str, impl: str, steps: int, batch: int, rows: int = 15) -> str:
+    """torch.profiler table (self CPU time) of one train step after a warm-up, as a fenced block."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, opt, x, y = setup(model_name, impl, steps, batch)
+    train_step(model, opt, x, y)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_step(model, opt, x, y)
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48)
+    return "```\n" + table.strip() + "\n```"
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, library versions."""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    info = {"cpu": cpu, "logical cores": str(os.cpu_count()), "python": platform.python_version(), "torch": torch.__version__}
+    for lib in ("snntorch", "spikingjelly", "norse"):
+        try:
+            from importlib.metadata import version
+
+            info[lib] = version(lib)
+        except Exception:  # not installed
+            info[lib] = "not installed"
+    return info
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def summarize(model_name: str, times: dict, memory: dict) -> dict:
+    """Medians, ratios against the floor and the fastest peer, and the targets of issue 2."""
+    med = {impl: {k: _median(v) for k, v in t.items()} for impl, t in times.items()}
+    peers = [p for p in PEERS if p in med]
+    fastest = min(peers, key=lambda p: med[p]["train_wall"]) if peers else None
+    fastest_infer = min(peers, key=lambda p: med[p]["infer_wall"]) if peers else None
+    out = {"medians": med, "memory": memory, "fastest_peer": fastest, "fastest_peer_infer": fastest_infer}
+    sf = med.get("spikeforge-fused")
+    if sf and fastest:
+        out["train_speedup_vs_fastest_peer"] = med[fastest]["train_wall"] / sf["train_wall"]
+        out["infer_speedup_vs_fastest_peer"] = med[fastest_infer]["infer_wall"] / sf["infer_wall"]
+        if "spikeforge-fused" in memory and fastest in memory:
+            out["train_memory_vs_fastest_peer"] = memory["spikeforge-fused"]["train_peak_mib"] / memory[fastest]["train_peak_mib"]
+    if sf and "floor" in med:
+        out["train_vs_floor"] = sf["train_wall"] / med["floor"]["train_wall"]
+    return out
+
+
+def _targets(model_name: str, s: dict) -> list[str]:
+    """Lines stating each target of issue 2 and whether this run meets it."""
+    def mark(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    lines = []
+    if model_name == "A" and "train_vs_floor" in s:
+        r = s["train_vs_floor"]
+        lines.append(f"- train step ≤ 1.05× the floor: {r:.2f}× — {mark(r <= 1.05)}")
+    if model_name == "B" and "train_speedup_vs_fastest_peer" in s:
+        r = s["train_speedup_vs_fastest_peer"]
+        lines.append(f"- train step ≥ 3× faster than the fastest peer ({s['fastest_peer']}): {r:.2f}× — {mark(r >= 3)}")
+        r = s["infer_speedup_vs_fastest_peer"]
+        lines.append(f"- inference ≥ 3× faster than the fastest peer ({s['fastest_peer_infer']}): {r:.2f}× — {mark(r >= 3)}")
+    if "train_memory_vs_fastest_peer" in s:
+        r = s["train_memory_vs_fastest_peer"]
+        lines.append(f"- peak training memory ≤ 0.5× the fastest peer's ({s['fastest_peer']}): {r:.2f}× — {mark(r <= 0.5)}")
+    return lines
+
+
+def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, command: str, wall: float) -> str:
+    """The markdown report."""
+    lines = [
+        "# Benchmarks: spikeforge against snnTorch, SpikingJelly and Norse",
+        "",
+        f"Command: `{command}` ({datetime.date.today().isoformat()}, {wall / 60:.1f} min in all).",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + f"; torch threads {args.threads}.",
+        "",
+        "The CPU is shared with other jobs, so absolute timings are noisy; every implementation of a model",
+        "is timed in the same process in interleaved rounds (the order rotates each round) and the ratios",
+        "are taken within this one run. Times are medians over the rounds: wall clock, and the process's",
+        "CPU time (less sensitive to other jobs when torch uses one thread). Train step = forward +",
+        "cross-entropy + backward + Adam step; inference = forward under `torch.no_grad()`.",
+        "Peak memory = growth of the peak resident set size (VmHWM, reset through /proc/self/clear_refs)",
+        "over the RSS just before the measured call, in a fresh subprocess per implementation after a",
+        "warm-up on a 2-step, batch-1 input, with glibc's mmap threshold fixed at 64 KiB so that freed",
+        "buffers leave the RSS; for one inference and for two train steps.",
+        "",
+        "Models (benchmarks/bench_models.py): A = the low-activity paper's KWS net, input "
+        f"[T={shapes['A']['steps']}, B={shapes['A']['batch']}, 1, 40], three conv LIF layers (64 channels, kernel 4×3, "
+        "dilations (1,1), (4,3), (16,9), causal in time), readout averaged over time; B = dense LIF "
+        f"64-256-256-11, T={shapes['B']['steps']}, B={shapes['B']['batch']}, 5 % input spikes, CE on spike counts. "
+        "The floor is the same convolutions / linears and readout with no neuron dynamics. All LIFs: "
+        "β = 0.7, threshold 1, subtract reset, sigmoid surrogate (scale 10; Norse: SuperSpike). "
+        "spikeforge runs without the ‖W‖² threshold normalisation so that all run the same model.",
+        "",
+    ]
+    for name, s in summaries.items():
+        lines += [f"## Model {name}", "", "| implementation | train step (s) | train CPU (s) | inference (s) | inference CPU (s) | peak memory train (MiB) | peak memory inference (MiB) | train / floor | train speed-up of spikeforge-fused |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        med, mem = s["medians"], s["memory"]
+        sf = med.get("spikeforge-fused")
+        for impl, m in med.items():
+            floor = med.get("floor")
+            vs_floor = f"{m['train_wall'] / floor['train_wall']:.2f}×" if floor else "–"
+            speedup = f"{m['train_wall'] / sf['train_wall']:.2f}×" if sf else "–"
+            mm = mem.get(impl, {})
+            lines.append(
+                f"| {impl} | {m['train_wall']:.4f} | {m['train_cpu']:.4f} | {m['infer_wall']:.4f} | {m['infer_cpu']:.4f} | "
+                f"{mm.get('train_peak_mib', float('nan')):.0f} | {mm.get('infer_peak_mib', float('nan')):.0f} | {vs_floor} | {speedup} |"
+            )
+        lines += ["", "Targets (issue 2):"] + _targets(name, s) + [""]
+    for key, table in profiles.items():
+        lines += [f"## Profile: {key}, one train step (torch.profiler, sorted by self CPU time)", "", table, ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small shapes and 2 rounds, report printed (smoke run)")
+    p.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
+    p.add_argument("--impls", nargs="+", default=list(bench_models.IMPLEMENTATIONS), choices=bench_models.IMPLEMENTATIONS)
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per implementation (default 7, quick 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler tables")
+    p.add_argument("--out", type=Path, default=None, help="report path (default benchmarks/RESULTS.md; quick: print only)")
+    p.add_argument("--memory-worker", nargs=2, metavar=("MODEL", "IMPL"), help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        print(json.dumps(memory_worker(*args.memory_worker, args.steps, args.batch)))
+        return 0
+
+    start = time.perf_counter()
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    repeats = args.repeats or (2 if args.quick else 7)
+    summaries, profiles, raw = {}, {}, {}
+    for name in args.models:
+        sh = shapes[name]
+        print(f"model {name}: timing {len(args.impls)} implementations, {repeats} rounds", file=sys.stderr, flush=True)
+        times = time_model(name, list(args.impls), sh["steps"], sh["batch"], repeats)
+        memory = {}
+        if not args.no_memory:
+            for impl in args.impls:
+                memory[impl] = measure_memory(name, impl, sh["steps"], sh["batch"], args.threads)
+                print(f"  model {name}: memory {impl} {memory[impl]}", file=sys.stderr, flush=True)
+        summaries[name] = summarize(name, times, memory)
+        raw[name] = {"times": times, "memory": memory, "shapes": sh}
+        if not args.no_profile and "spikeforge-fused" in args.impls:
+            profiles[f"model {name}, spikeforge-fused"] = profile_model(name, "spikeforge-fused", sh["steps"], sh["batch"])
+    command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
+    text = report(args, shapes, summaries, profiles, machine(), command.strip(), time.perf_counter() - start)
+    out = args.out or (None if args.quick else HERE / "RESULTS.md")
+    if out is None:
+        print(text)
+        return 0
+    if out.exists():  # keep the hand-written analysis below its heading
+        old = out.read_text()
+        if ANALYSIS_HEADING in old:
+            text += "\n" + old[old.index(ANALYSIS_HEADING):]
+    out.write_text(text if text.endswith("\n") else text + "\n")
+    out.with_name("results.json").write_text(json.dumps({"raw": raw, "summaries": summaries}, indent=1))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
