@@ -1,0 +1,33 @@
+"""`spikeforge export RUN_DIR --format nir`: write a trained model as a NIR graph."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spikeforge.export.nir_graph import export_nir
+from spikeforge.registry import MODELS
+from spikeforge.train import checkpoint, runfolder
+from spikeforge.train.config import validate
+from spikeforge.train.encode import encode
+from spikeforge.train.trainer import build, build_datasets
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a run's trained model (NIR graph)")
+    p.add_argument("run_dir", type=Path, help="a run folder (runs/NAME-TIMESTAMP)")
+    p.add_argument("--format", choices=("nir",), default="nir")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--output", type=Path, default=None, help="file to write (default: RUN_DIR/model.nir)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = validate(runfolder.read_config(args.run_dir))
+    model = build(MODELS, config["model"])
+    checkpoint.load_weights(checkpoint.resolve(args.run_dir, args.checkpoint), model)
+    _, _, test = build_datasets(config["dataset"], config["seed"])
+    x = encode(test[0][0].unsqueeze(0), config["encoder"])  # one sample [T, 1, ...] gives the per-step input shape
+    out = export_nir(model, tuple(x.shape[2:]), args.output or args.run_dir / "model.nir")
+    print(f"wrote {out} (NIR graph of {config['model']['name']}, input shape {tuple(x.shape[2:])} per step)")
+    return 0
