@@ -179,3 +179,25 @@ def test_batch_major_conv_input_is_rejected_with_layout():
     conv = SpikingConv(1, 2, 3, spatial_dims=1)
     with pytest.raises(ValueError, match=r"\[T, B, 1, S0\].*got shape \(2, 1, 40\)"):
         conv(torch.zeros(2, 1, 40))
+
+
+def test_synaptic_filter_makes_a_current_based_lif():
+    # I_syn[n] = exp(−1/τ)·I_syn[n−1] + I[n], then the LIF scan on I_syn.
+    import math
+
+    from spikeforge.functional.lif import lif_scan
+
+    lif = LIF(3, tau_syn=4.0, beta_init=0.8, threshold_init=1.0)
+    current = torch.rand(10, 2, 3)
+    decay = math.exp(-0.25)
+    filtered = torch.zeros_like(current)
+    acc = torch.zeros(2, 3)
+    for n in range(10):
+        acc = decay * acc + current[n]
+        filtered[n] = acc
+    spikes, membrane = lif(current)
+    s_ref, u_ref = lif_scan(filtered, lif.beta.detach(), lif.threshold.detach(), impl="reference")
+    torch.testing.assert_close(membrane, u_ref)
+    assert torch.equal(spikes, s_ref)
+    with pytest.raises(ValueError, match="tau_syn must be > 0"):
+        LIF(3, tau_syn=0.0)
