@@ -71,9 +71,9 @@ DATASET_KEYS = {"name": Field((str,)), "val_fraction": Field((float,), 0.0, mini
 ENCODER_KEYS = {"name": Field((str,), "sequence")}
 
 
-def _closest(key: str, valid: list[str]) -> str:
+def _closest(key: str, valid: list[str], prefix: str = "") -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
     return f"{hint} (valid: {', '.join(sorted(valid)) or 'none'})"
 
 
@@ -108,7 +108,7 @@ def _wrong_type(path: str, value: Any, field: Field) -> Any:
     raise RecipeError(f"{path}: expected {names}, got {type(value).__name__} {value!r}")
 
 
-def _check_fields(prefix: str, section: dict, fields: dict[str, Field], extra: set[str] = frozenset()) -> dict:
+def _check_fields(prefix: str, section: dict, fields: dict[str, Field], extra: set[str] = frozenset(), context: str = "") -> dict:
     """Validate `section` against `fields` (plus free `extra` keys), fill defaults, return a new dict."""
     out = {}
     for key, value in section.items():
@@ -116,7 +116,7 @@ def _check_fields(prefix: str, section: dict, fields: dict[str, Field], extra: s
             out[key] = value
             continue
         if key not in fields:
-            raise RecipeError(f"unknown key {prefix + key!r}" + _closest(key, list(fields) + sorted(extra)))
+            raise RecipeError(f"unknown key {prefix + key!r}{context}" + _closest(key, list(fields) + sorted(extra), prefix))
         out[key] = _coerce(prefix + key, value, fields[key])
     for key, field in fields.items():
         if key not in out:
@@ -157,7 +157,7 @@ def check_factory_kwargs(prefix: str, fn: Callable, kwargs: dict, supplied: set[
             if takes_any:
                 out[key] = value
                 continue
-            raise RecipeError(f"unknown key {prefix + key!r} for {fn.__name__}()" + _closest(key, list(params)))
+            raise RecipeError(f"unknown key {prefix + key!r} for {fn.__name__}()" + _closest(key, list(params), prefix))
         field = _hint_to_field(hints[key], None) if key in hints else None
         out[key] = _coerce(prefix + key, value, field) if field is not None else value
     for name, p in params.items():
@@ -180,7 +180,7 @@ def _named(prefix: str, section: dict, table: dict[str, dict[str, Field]], defau
     if name not in table:
         raise RecipeError(f"{prefix}name: unknown {prefix[:-1]} {name!r}" + _closest(str(name), list(table)))
     rest = {k: v for k, v in section.items() if k != "name"}
-    return {"name": name, **_check_fields(prefix, rest, table[name])}
+    return {"name": name, **_check_fields(prefix, rest, table[name], context=f" for {prefix[:-1]} {name!r}")}
 
 
 def _factory_section(prefix: str, section: dict, own: dict[str, Field], fn_of: Callable[[str], Callable], supplied: set[str]) -> dict:
@@ -197,7 +197,7 @@ def validate(config: dict) -> dict:
     from spikeforge.train.encode import encoders
 
     top = {k: v for k, v in config.items() if k not in SECTIONS}
-    out = _check_fields("", top, TOP)
+    out = _check_fields("", top, TOP, set(SECTIONS))
     for name in ("dataset", "model", "method"):
         if "name" not in _section(config, name):
             raise RecipeError(f"missing key '{name}.name'")

@@ -1,0 +1,41 @@
+"""The tiny recipe shared by the harness tests on the Fashion-MNIST files Debian installs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def tiny_recipe(tmp: Path, **overrides) -> Path:
+    """Write a recipe that trains in about a second: 256 samples, 16 hidden LIF units, 4 steps."""
+    recipe = {
+        "name": "tiny", "seed": 3,
+        "dataset": {"name": "fashion_mnist", "root": str(FMNIST), "limit": 256, "val_fraction": 0.25},
+        "encoder": {"name": "direct", "steps": 4},
+        "model": {"name": "demo_lif", "hidden": [16]},
+        "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.05},
+        "optimizer": {"name": "adam", "lr": 0.005},
+        "schedule": {"name": "warmup_exp", "warmup_epochs": 0.5, "gamma": 0.9},
+        "epochs": 2, "batch_size": 32, "eval_batch_size": 128, "checkpoint_every": 2,
+    }
+    for key, value in overrides.items():
+        section, _, sub = key.partition("__")
+        if sub:
+            recipe[section][sub] = value
+        else:
+            recipe[section] = value
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_tiny_recipe_validates_with_defaults_filled(tmp_path):
+    from spikeforge.train.config import load_recipe
+
+    config = load_recipe(str(tiny_recipe(tmp_path)))
+    assert config["model"] == {"name": "demo_lif", "hidden": [16]}
+    assert config["grad_clip"] is None and config["sampler"] == "random" and config["device"] == "auto"
+    assert config["optimizer"] == {"name": "adam", "lr": 0.005, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8}
