@@ -1,0 +1,140 @@
+"""Conversion constraints (eqs. 10, 11), ANN → ReL-PSP conversion (§2.2), the two stage methods and models."""
+
+import pytest
+import torch
+from torch import nn
+
+from spikeforge.data.idx import FASHION_MNIST_DEBIAN, load_idx_split
+from spikeforge.losses.conversion import activation_constraint_loss, constraint_report, weight_sum_loss
+from spikeforge.methods.hybrid_temporal import ann_forward, convert_to_snn
+from spikeforge.registry import METHODS, MODELS
+
+
+def test_weight_sum_loss_hand_example():
+    linear = torch.tensor([[0.5, 0.5, 0.2], [1.0, -0.5, 0.0]])  # sums 1.2 and 0.5 → |0.2| + |−0.5|
+    conv = torch.full((2, 1, 2, 2), 0.25)  # sums exactly 1
+    assert torch.isclose(weight_sum_loss([linear, conv]), torch.tensor(0.7))
+
+
+def test_activation_constraint_loss_hand_example():
+    u = torch.tensor([[1.0, 3.0], [-1.0, 5.0]])  # mean 2, std sqrt(20/3)
+    u_prime = (u - 2.0) / (3.0 * torch.sqrt(torch.tensor(20.0 / 3.0)))
+    expected = (u - u_prime).abs().sum(1).mean()
+    assert torch.isclose(activation_constraint_loss([u]), expected)
+    already = torch.tensor([[-1.0, 1.0], [-1.0, 1.0]]) / 3.0 * (3.0 / 4.0) ** 0.5  # unbiased std 1/3, mean 0
+    assert activation_constraint_loss([already]) < 1e-6
+    u.requires_grad_()
+    activation_constraint_loss([u]).backward()
+    assert torch.allclose(u.grad, torch.sign(u.detach() - u_prime) / 2), "U′ is a fixed target"
+
+
+def test_constraint_report_table1():
+    w = torch.tensor([[0.6, 0.5], [0.2, 0.7]])
+    report = constraint_report({"fc": w}, {"fc": torch.tensor([[0.5, 1.5], [0.2, 0.9]])})
+    assert report["fc"]["weight_sum_min"] == pytest.approx(0.9)
+    assert report["fc"]["weight_sum_max"] == pytest.approx(1.1)
+    assert report["fc"]["h_below_1"] == pytest.approx(0.75)
+
+
+def _constrained(shape_out: int, shape_in: int, gen: torch.Generator, mixed: float) -> torch.Tensor:
+    """Weights [out, in] that sum to exactly 1 per output unit, with a zero-sum mixed-sign part of size `mixed`."""
+    w = torch.rand(shape_out, shape_in, generator=gen)
+    w = w / w.sum(1, keepdim=True)
+    noise = torch.randn(shape_out, shape_in, generator=gen) * mixed / shape_in
+    return w + noise - noise.mean(1, keepdim=True)
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DEBIAN.exists(), reason="needs Debian's dataset-fashion-mnist")
+def test_constrained_network_snn_argmax_agrees_with_ann():
+    gen = torch.Generator().manual_seed(0)
+    x, _ = load_idx_split(FASHION_MNIST_DEBIAN, "test")
+    x = x[:256]
+    ann = MODELS.get("hybrid_fc2")(hidden=64)
+    with torch.no_grad():
+        ann[1].weight.copy_(_constrained(64, 784, gen, mixed=3.0))
+        ann[3].weight.copy_(_constrained(10, 64, gen, mixed=20.0))
+    logits, pre = ann_forward(ann, x)
+    assert (ann[1].weight < 0).any() and (ann[3].weight < 0).any()
+    assert all((u < 1).all() for _, u in pre), "both constraints hold on this batch"
+    snn = convert_to_snn(ann, force_firing=True)
+    t_out, stats = snn.run(x)
+    agree = (t_out.argmin(1) == logits.argmax(1)).float().mean()
+    assert agree >= 0.99
+    assert stats["silent/layer1"] == 0.0 and stats["silent/layer2"] == 0.0
+
+
+def test_nonnegative_constrained_c2f3_is_exact():
+    # non-negative weights with unit sums (analog stem too): every spike follows all its inputs, so
+    # t^l = l + 1 − h^l and the output times are L + 1 − u^L exactly (eqs. 7, 8; max-pool → min-pool)
+    gen = torch.Generator().manual_seed(5)
+    ann = MODELS.get("hybrid_c2f3")()
+    with torch.no_grad():
+        for _, module in ann.named_children():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                w = torch.rand(module.weight.shape, generator=gen)
+                module.weight.copy_(w / w.flatten(1).sum(1).view(-1, *[1] * (w.dim() - 1)))
+    x = torch.rand(3, 1, 28, 28, generator=gen)
+    logits, _ = ann_forward(ann, x)
+    snn = convert_to_snn(ann, force_firing=True, analog_layers=1)
+    assert snn.analog is not None and len([m for m in snn.layers if hasattr(m, "weight")]) == 4
+    t_out = snn(x)
+    assert torch.allclose(t_out, 5.0 - logits, atol=1e-5)
+
+
+def test_unmappable_layers_are_named():
+    with pytest.raises(ValueError, match=r"layer '2' \(BatchNorm1d\)"):
+        convert_to_snn(nn.Sequential(nn.Flatten(), nn.Linear(4, 3, bias=False), nn.BatchNorm1d(3), nn.Linear(3, 2, bias=False)))
+    with pytest.raises(ValueError, match=r"layer '0' \(Linear\).*bias"):
+        convert_to_snn(nn.Sequential(nn.Linear(4, 3)))
+    with pytest.raises(ValueError, match=r"layer '1' \(AvgPool2d\)"):
+        convert_to_snn(nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.AvgPool2d(2)))
+    with pytest.raises(ValueError, match="overlapping|non-overlapping"):
+        convert_to_snn(nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.MaxPool2d(3, stride=1)))
+    with pytest.raises(ValueError, match="analog_layers"):
+        convert_to_snn(nn.Sequential(nn.Linear(4, 3, bias=False)), analog_layers=1)
+
+
+def test_conversion_copies_weights_and_leaves_ann_alone():
+    ann = MODELS.get("hybrid_fc2")(hidden=16)
+    before = [p.clone() for p in ann.parameters()]
+    snn = convert_to_snn(ann)
+    with torch.no_grad():
+        for p in snn.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(before, ann.parameters()))
+    assert torch.allclose(snn.layers[1].weight - 1.0, ann[1].weight, atol=1e-6)
+
+
+def test_dead_layer_reports_silent_fraction_not_nan():
+    ann = MODELS.get("hybrid_fc2")(hidden=8)
+    with torch.no_grad():
+        ann[1].weight.fill_(-0.01)  # Σw < 0: no hidden neuron can fire
+    snn = convert_to_snn(ann, force_firing=False)
+    t_out, stats = snn.run(torch.rand(4, 1, 28, 28))
+    assert stats["silent/layer1"] == 1.0
+    assert torch.isfinite(t_out).all()
+
+
+def test_methods_step_and_predict():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 6, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (6,), generator=gen)
+    ann = MODELS.get("hybrid_fc2")(hidden=32)
+    out = METHODS.get("hybrid_ann")(lambda_w=0.1, lambda_a=0.01).step(ann, x, y)
+    assert out.loss.requires_grad and set(out.extras) == {"ce", "l_wsum", "l_acti"}
+    expected = out.extras["ce"] + 0.1 * out.extras["l_wsum"] + 0.01 * out.extras["l_acti"]
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
+    snn = convert_to_snn(ann)
+    method = METHODS.get("stdbp")()
+    out = method.step(snn, x, y)
+    out.loss.backward()
+    assert snn.layers[1].weight.grad.abs().sum() > 0
+    assert method.predict(snn, x).shape == (1, 6, 10)
+    with pytest.raises(ValueError, match="steps: 1"):
+        method.step(snn, x.expand(3, *x.shape[1:]), y)
+
+
+def test_snn_models_build_and_run():
+    assert MODELS.get("hybrid_fc2_snn")()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert MODELS.get("hybrid_c2f3_snn")()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert MODELS.get("hybrid_cifar_cnn")()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
