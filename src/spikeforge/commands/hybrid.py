@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "analog_layers": 0,
     "batch_size": 128,
     "eval_batch_size": 1000,
-    "ann": {"epochs": 8, "lr": 1e-3, "gamma": 0.6, "lambda_w": 1e-2, "lambda_a": 1e-3},
+    "ann": {"epochs": 6, "lr": 1e-3, "gamma": 0.6, "lambda_w": 1e-2, "lambda_a": 1e-2},
     "snn": {"epochs": 4, "lr": 1e-4, "gamma": 0.7, "min_denominator": 0.1, "force_firing": True},
     "baseline": True,
     "converge_tolerance": 0.5,
@@ -47,8 +47,8 @@ def _merge(defaults: dict, given: dict, prefix: str = "") -> dict:
     for key, value in given.items():
         if key not in defaults:
             close = difflib.get_close_matches(key, list(defaults), n=1)
-            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
-            raise ValueError(f"hybrid recipe: unknown key {prefix}{key!r}{hint} (valid: {', '.join(defaults)})")
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise ValueError(f"hybrid recipe: unknown key '{prefix}{key}'{hint} (valid: {', '.join(defaults)})")
         if isinstance(defaults[key], dict) and key != "dataset":
             if not isinstance(value, dict):
                 raise ValueError(f"hybrid recipe: {prefix}{key} must be a mapping, got {value!r}")
@@ -174,15 +174,15 @@ def run(args: argparse.Namespace) -> int:
         recipe["output"] = args.output
     torch.manual_seed(recipe["seed"])
     train, test = _loaders(recipe)
-    arms = {"Ours (hybrid)": run_arm(recipe, True, train, test, print)}
-    if recipe["baseline"]:
-        arms["STDBP (CE-only init)"] = run_arm(recipe, False, train, test, print)
     command = "spikeforge hybrid " + " ".join([args.recipe, *[f"--set {s}" for s in args.set]])
-    text = render(recipe, arms, command)
     out = Path(recipe["output"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    arms: dict[str, dict] = {}
+    plan = [("Ours (hybrid)", True)] + ([("STDBP (CE-only init)", False)] if recipe["baseline"] else [])
+    for label, constrained in plan:
+        arms[label] = run_arm(recipe, constrained, train, test, lambda line: print(line, flush=True))
+        out.write_text(render(recipe, arms, command))  # each finished arm is kept even if a later one is stopped
+    print(out.read_text())
     return 0
 
 

@@ -1,0 +1,62 @@
+"""CIFAR-10 pickle loader (fabricated batches) and the `spikeforge hybrid` pipeline on a small slice."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from spikeforge.cli import main
+from spikeforge.data.idx import FASHION_MNIST_DEBIAN
+from spikeforge.registry import DATASETS
+
+
+def _write_batches(root, per_batch=4):
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = list(rng.integers(0, 10, size=per_batch))
+        with open(root / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, f)
+
+
+def test_cifar10_reads_pickle_batches(tmp_path):
+    _write_batches(tmp_path)
+    with open(tmp_path / "data_batch_1", "rb") as f:
+        raw = pickle.load(f, encoding="bytes")
+    train = DATASETS.get("cifar10")(root=tmp_path, split="train", val_size=5)
+    val = DATASETS.get("cifar10")(root=tmp_path, split="val", val_size=5)
+    test = DATASETS.get("cifar10")(root=tmp_path, split="test")
+    assert (len(train), len(val), len(test)) == (15, 5, 4)
+    x, y = train[1]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    # channel-major rows: the first 1024 bytes are the red plane
+    assert torch.allclose(x[0].flatten(), torch.from_numpy(raw[b"data"][1, :1024]).float() / 255)
+    assert int(y) == raw[b"labels"][1]
+
+
+def test_cifar10_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data_batch_1"):
+        DATASETS.get("cifar10")(root=tmp_path)
+    _write_batches(tmp_path)
+    (tmp_path / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="not a CIFAR-10 pickle batch"):
+        DATASETS.get("cifar10")(root=tmp_path, split="test")
+    with pytest.raises(ValueError, match="split"):
+        DATASETS.get("cifar10")(root=tmp_path, split="dev")
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DEBIAN.exists(), reason="needs Debian's dataset-fashion-mnist")
+def test_hybrid_command_writes_table(tmp_path, capsys):
+    out = tmp_path / "hybrid.md"
+    argv = ["hybrid", "hybrid_fc2", "--output", str(out), "--set", "train_limit=128", "--set", "test_limit=64",
+            "--set", "ann.epochs=1", "--set", "snn.epochs=1", "--set", "batch_size=64"]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert "| Ours (hybrid) |" in text and "| STDBP (CE-only init) |" in text
+    assert "min Σw" in text and "silent/layer1" in text
+
+
+def test_hybrid_command_rejects_unknown_key(tmp_path, capsys):
+    assert main(["hybrid", "hybrid_fc2", "--set", "snn.epoch=3"]) == 2
+    assert "did you mean 'snn.epochs'" in capsys.readouterr().err
