@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from spikeforge.checks import check_time_major
 from spikeforge.metrics.reduce import reduce_time
 from spikeforge.registry import LOSSES
 
 
 def _check(outputs: torch.Tensor, targets: torch.Tensor) -> None:
-    check_time_major(outputs, "outputs", 3, "[T, B, classes]")
+    """Shapes and dtypes only: a NaN in the outputs is divergence, which the trainer reports with its step."""
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 3 or not outputs.is_floating_point():
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise ValueError(f"outputs: expected floating per-step scores [T, B, classes], got {shape}")
     if targets.dim() != 1 or targets.is_floating_point():
         raise ValueError(f"targets: expected integer class indices [B], got shape {tuple(targets.shape)} dtype {targets.dtype}")
     if targets.shape[0] != outputs.shape[1]:

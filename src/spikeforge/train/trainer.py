@@ -132,14 +132,14 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as err:
             raise ValueError(f"checkpoint {path}: optimiser state does not match the recipe's optimizer ({err})") from None
-        set_rng_state(state["rng"])
-        fields = {k: state[k] for k in ("step", "epoch", "batch", "best_accuracy", "best_epoch", "wall_time", "history", "totals")}
-        self.state = Progress(**fields)
         best = checkpoint.resolve(path).parent / "best"
         if best.exists():
             copy = build(MODELS, self.config["model"])
             checkpoint.load_weights(best, copy)
             self._best = copy.state_dict()
+        set_rng_state(state["rng"])  # last: building the copy above draws random numbers
+        fields = {k: state[k] for k in ("step", "epoch", "batch", "best_accuracy", "best_epoch", "wall_time", "history", "totals")}
+        self.state = Progress(**fields)
         self.log(f"resuming from step {self.state.step} (epoch {self.state.epoch + 1}, batch {self.state.batch})")
 
     def save(self, best: bool = False) -> Path | None:
@@ -198,13 +198,14 @@ class Trainer:
         set_learning_rate(self.optimizer, learning_rate(cfg["schedule"], cfg["optimizer"]["lr"], s.step, self.steps_per_epoch))
         x, y = encode(x.to(self.ctx.device), cfg["encoder"]), y.to(self.ctx.device)
         out = self.method.step(self.net, x, y)
-        self._check_finite(out.loss)
+        self._check_finite(out.loss, "loss is")
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if cfg["grad_clip"] is not None:
             nn.utils.clip_grad_value_(self.model.parameters(), cfg["grad_clip"])  # low-activity paper §8: grads in [−5, 5]
         self.optimizer.step()
         self.method.after_step(self.model)  # β ∈ [0, 1], b ≥ 0 and the method's own constraints
+        self._check_finite(torch.stack([p.detach().sum() for p in self.model.parameters()]).sum(), "the parameters are")
         n = y.shape[0]
         rate = sum(out.spike_rates.values()) / len(out.spike_rates) if out.spike_rates else 0.0
         totals = torch.tensor([float(out.loss.detach()) * n, float((out.logits.argmax(-1) == y).sum()), n, rate * n], dtype=torch.float64)
@@ -216,14 +217,14 @@ class Trainer:
         if self.tb is not None:
             self.tb.scalars({"train/loss_step": totals[0] / totals[2], "train/lr": self.optimizer.param_groups[0]["lr"]}, s.step)
 
-    def _check_finite(self, loss: torch.Tensor) -> None:
-        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], dtype=torch.float64)
+    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+        bad = torch.tensor([0.0 if torch.isfinite(value.detach()).all() else 1.0], dtype=torch.float64)
         if float(distributed.sum_across(bad, self.ctx)[0]) == 0.0:
             return
         s = self.state
         last = self.run / "checkpoints" / "last" if self.run is not None else None
         kept = f"the last good checkpoint is kept: {last.resolve()}" if last is not None and last.exists() else "no checkpoint had been written yet"
-        raise TrainingDiverged(f"loss is {float(loss):g} at step {s.step + 1} (epoch {s.epoch + 1}, batch {s.batch + 1}); training stopped; {kept}; "
+        raise TrainingDiverged(f"{what} {float(value.detach()):g} at step {s.step + 1} (epoch {s.epoch + 1}, batch {s.batch + 1}); training stopped; {kept}; "
                                "lower optimizer.lr or set grad_clip")
 
     def _stop_requested(self, stop: _StopSignal) -> bool:
