@@ -76,7 +76,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="values of T (default 1 2 5 10 20)")
     p.add_argument("--modes", nargs="+", default=["ensemble", "accumulate"], choices=("ensemble", "accumulate", "lif"), help="conversions to report")
-    p.add_argument("--alpha", type=float, default=4.0, help="α of step 3, eq. (9) (default 4; math.inf is step 2)")
+    p.add_argument("--alpha", type=float, nargs="+", default=[4.0], help="α values of step 3, eq. (9) (default 4; 2: no residual noise; inf: step 2)")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test samples")
     p.add_argument("--batch-size", type=int, default=100, help="evaluation batch size (default 100)")
 
@@ -84,8 +84,9 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 def _check_eval_args(args: argparse.Namespace) -> None:
     for t in args.steps:
         check_steps(t)
-    if not args.alpha > 0:
-        raise ValueError(f"--alpha must be > 0 (eq. (9) divides by α·max|Â|), got {args.alpha}")
+    for alpha in args.alpha:
+        if not alpha > 0:
+            raise ValueError(f"--alpha must be > 0 (eq. (9) divides by α·max|Â|), got {alpha}")
 
 
 # -- data and models -------------------------------------------------------------------------------
@@ -126,10 +127,10 @@ def accuracy_vs_steps(model: nn.Module, loader: DataLoader, steps: list[int], mo
     return {t: float(correct[t - 1] / count) for t in steps}
 
 
-def _rows_for(label: str, model: nn.Module, loader: DataLoader, steps: list[int], modes: list[str], alpha: float) -> tuple[list[dict], list[str]]:
-    """One table row per conversion mode; a mode the model cannot take becomes a note."""
+def _rows_for(label: str, model: nn.Module, loader: DataLoader, steps: list[int], modes: list[str], alphas: list[float]) -> tuple[list[dict], list[str]]:
+    """One table row per conversion mode (and per α for step 3); a mode the model cannot take becomes a note."""
     rows, notes = [], []
-    for mode in modes:
+    for mode, alpha in ((m, a) for m in modes for a in (alphas if m == "accumulate" else [math.inf])):
         try:
             acc = accuracy_vs_steps(model, loader, steps, mode, alpha)
         except ValueError as err:
@@ -152,7 +153,8 @@ def _write_accuracy_report(rows: list[dict], notes: list[str], steps: list[int],
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
     for r in rows:
-        ax.plot(steps, [100 * r["accuracy"][t] for t in steps], "-o" if r["mode"] == "accumulate" else "--s", label=f"{r['model']}, {r['mode']}")
+        label = f"{r['model']}, {r['mode']}" + (f" α={r['alpha']:g}" if r["mode"] == "accumulate" else "")
+        ax.plot(steps, [100 * r["accuracy"][t] for t in steps], "-o" if r["mode"] == "accumulate" else "--s", label=label)
     ax.set(xscale="log", xlabel="time steps T", ylabel="test accuracy (%)", title="accuracy versus T after single-step training")
     ax.set_xticks(steps, [str(t) for t in steps])
     ax.grid(alpha=0.3)
