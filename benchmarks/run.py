@@ -37,6 +37,16 @@ QUICK_SHAPES = {"A": {"steps": 20, "batch": 4}, "B": {"steps": 50, "batch": 8}}
 ANALYSIS_HEADING = "## Analysis"
 
 
+def set_threads(threads: int) -> None:
+    """The same thread budget for torch and for numba (spikeforge's compiled CPU kernels run on numba's pool)."""
+    torch.set_num_threads(threads)
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
     """Forward, cross-entropy, backward, optimiser step."""
     opt.zero_grad(set_to_none=True)
@@ -142,10 +152,23 @@ def profile_model(model_name: str, impl: str, steps: int, batch: int, rows: int 
     return "```\n" + table.strip() + "\n```"
 
 
+def dynamics_check() -> dict[str, float]:
+    """Fraction of spikes where each peer's LIF differs from spikeforge's `lif_scan` on one random current."""
+    from spikeforge.functional.lif import lif_scan
+
+    current = torch.randn(100, 8, 16, generator=torch.Generator().manual_seed(2)) * 1.5
+    with torch.no_grad():
+        ours, _ = lif_scan(current, bench_models.BETA, torch.full((16,), bench_models.THRESHOLD), reset="subtract")
+        return {peer: float((bench_models.PEERS[peer]()(current) != ours).float().mean()) for peer in PEERS}
+
+
 def machine() -> dict[str, str]:
     """CPU model, cores, library versions."""
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     info = {"cpu": cpu, "logical cores": str(os.cpu_count()), "python": platform.python_version(), "torch": torch.__version__}
+    head = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "../src/spikeforge"], capture_output=True, text=True).stdout.strip()
+    info["spikeforge commit"] = (head or "unknown") + (" with uncommitted changes in src/spikeforge" if dirty else "")
     for lib in ("snntorch", "spikingjelly", "norse"):
         try:
             from importlib.metadata import version
@@ -198,14 +221,14 @@ def _targets(model_name: str, s: dict) -> list[str]:
     return lines
 
 
-def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, command: str, wall: float) -> str:
+def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, check: dict, command: str, wall: float) -> str:
     """The markdown report."""
     lines = [
         "# Benchmarks: spikeforge against snnTorch, SpikingJelly and Norse",
         "",
         f"Command: `{command}` ({datetime.date.today().isoformat()}, {wall / 60:.1f} min in all).",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + f"; torch threads {args.threads}.",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + f"; torch and numba threads {args.threads}.",
         "",
         "The CPU is shared with other jobs, so absolute timings are noisy; every implementation of a model",
         "is timed in the same process in interleaved rounds (the order rotates each round) and the ratios",
@@ -224,6 +247,9 @@ def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, comm
         "The floor is the same convolutions / linears and readout with no neuron dynamics. All LIFs: "
         "β = 0.7, threshold 1, subtract reset, sigmoid surrogate (scale 10; Norse: SuperSpike). "
         "spikeforge runs without the ‖W‖² threshold normalisation so that all run the same model.",
+        "Check of the dynamics (fraction of spikes that differ from spikeforge's `lif_scan` on one random",
+        "current [100, 8, 16]): " + ", ".join(f"{k} {v:.3f}" for k, v in check.items()) + " (snnTorch subtracts the "
+        "reset after the leak, U = βU + I − ϑS[n−1]; the others before it).",
         "",
     ]
     for name, s in summaries.items():
@@ -251,7 +277,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="small shapes and 2 rounds, report printed (smoke run)")
     p.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
     p.add_argument("--impls", nargs="+", default=list(bench_models.IMPLEMENTATIONS), choices=bench_models.IMPLEMENTATIONS)
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds per implementation (default 7, quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per implementation (default 5, quick 2)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler tables")
@@ -260,14 +286,14 @@ def main() -> int:
     p.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.memory_worker:
         print(json.dumps(memory_worker(*args.memory_worker, args.steps, args.batch)))
         return 0
 
     start = time.perf_counter()
     shapes = QUICK_SHAPES if args.quick else SHAPES
-    repeats = args.repeats or (2 if args.quick else 7)
+    repeats = args.repeats or (2 if args.quick else 5)
     summaries, profiles, raw = {}, {}, {}
     for name in args.models:
         sh = shapes[name]
@@ -283,7 +309,7 @@ def main() -> int:
         if not args.no_profile and "spikeforge-fused" in args.impls:
             profiles[f"model {name}, spikeforge-fused"] = profile_model(name, "spikeforge-fused", sh["steps"], sh["batch"])
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
-    text = report(args, shapes, summaries, profiles, machine(), command.strip(), time.perf_counter() - start)
+    text = report(args, shapes, summaries, profiles, machine(), dynamics_check(), command.strip(), time.perf_counter() - start)
     out = args.out or (None if args.quick else HERE / "RESULTS.md")
     if out is None:
         print(text)
