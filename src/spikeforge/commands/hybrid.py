@@ -1,8 +1,8 @@
 """`spikeforge hybrid RECIPE`: the hybrid paper's two-stage pipeline, written up like its Tables 1–4.
 
 Stage 1 trains the ANN with the conversion constraints (eqs. 9–11); it is converted with and without force firing
-(eq. 8) and fine-tuned with STDBP. The baseline (the paper's STDBP row) trains the same ANN with CE only, converts
-it the same way and fine-tunes it for the same number of epochs. "Epochs to converge" is the first fine-tuning
+(eq. 8) and fine-tuned with STDBP (arm "hybrid"). The baseline (arm "baseline", the paper's STDBP row) trains the
+same ANN with CE only, converts it the same way and fine-tunes it for the same number of epochs. "Epochs to converge" is the first fine-tuning
 epoch whose test accuracy is within `converge_tolerance` (points) of the best one of that run.
 """
 
@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 1000,
     "ann": {"epochs": 6, "lr": 1e-3, "gamma": 0.6, "lambda_w": 1e-2, "lambda_a": 1e-2},
     "snn": {"epochs": 4, "lr": 1e-4, "gamma": 0.7, "min_denominator": 0.1, "force_firing": True},
-    "baseline": True,
+    "arms": ["hybrid", "baseline"],
     "converge_tolerance": 0.5,
     "output": "docs/results/hybrid.md",
 }
@@ -178,8 +178,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(recipe["output"])
     out.parent.mkdir(parents=True, exist_ok=True)
     arms: dict[str, dict] = {}
-    plan = [("Ours (hybrid)", True)] + ([("STDBP (CE-only init)", False)] if recipe["baseline"] else [])
-    for label, constrained in plan:
+    labels = {"hybrid": ("Ours (hybrid)", True), "baseline": ("STDBP (CE-only init)", False)}
+    unknown = [arm for arm in recipe["arms"] if arm not in labels]
+    if unknown or not recipe["arms"]:
+        raise ValueError(f"hybrid recipe: arms must be a non-empty list of 'hybrid' and 'baseline', got {recipe['arms']!r}")
+    for label, constrained in (labels[arm] for arm in recipe["arms"]):
         arms[label] = run_arm(recipe, constrained, train, test, lambda line: print(line, flush=True))
         out.write_text(render(recipe, arms, command))  # each finished arm is kept even if a later one is stopped
     print(out.read_text())
