@@ -104,9 +104,10 @@ def lif_step(current: torch.Tensor, v: torch.Tensor, lam: float, threshold: floa
     return s, h * (1.0 - s)  # eq. (3), V_reset = 0
 
 
-def _noise_term(unit: torch.Tensor | None, mean: float, halfwidth: float) -> torch.Tensor | float:
-    """mean + halfwidth·u: N_noise of eq. (5) (or N′ + β of eq. (6)) from unit noise u."""
-    return mean if unit is None or halfwidth == 0.0 else mean + halfwidth * unit
+def _plus_noise(current: torch.Tensor, unit: torch.Tensor | None, mean: float, halfwidth: float) -> torch.Tensor:
+    """I + mean + halfwidth·u: the input plus N_noise of eq. (5) (or plus N′ + mean, eq. (6)), u the unit noise."""
+    h = current if unit is None or halfwidth == 0.0 else torch.add(current, unit, alpha=halfwidth)
+    return h + mean
 
 
 def _check_noise(current: torch.Tensor, unit_noise: torch.Tensor | None) -> None:
@@ -158,11 +159,11 @@ def noisy_lif_scan(
 def _ensemble(current, unit_noise, beta, spread, threshold, surrogate, scale, impl):
     """Step 2: H(t) = N_noise(t) + I(t) at every step, independently (eq. (5))."""
     if impl == "fused":
-        return spike_fn(_noise_term(unit_noise, beta, spread) + current - threshold, surrogate, scale)
+        return spike_fn(_plus_noise(current, unit_noise, beta, spread) - threshold, surrogate, scale)
     steps = []
     for t in range(current.shape[0]):
         u = None if unit_noise is None else unit_noise[t]
-        steps.append(spike_fn(_noise_term(u, beta, spread) + current[t] - threshold, surrogate, scale))
+        steps.append(spike_fn(_plus_noise(current[t], u, beta, spread) - threshold, surrogate, scale))
     return torch.stack(steps)
 
 
@@ -172,7 +173,7 @@ def _accumulate(current, unit_noise, alpha, beta, rest, lam, threshold, surrogat
     steps = []
     for t in range(current.shape[0]):
         u = None if unit_noise is None else unit_noise[t]
-        h = normalised_potential(lam * v, alpha, beta, stats) + _noise_term(u, 0.0, rest) + current[t]  # eqs. (6), (7)
+        h = _plus_noise(current[t], u, 0.0, rest) + normalised_potential(lam * v, alpha, beta, stats)  # eqs. (6), (7)
         s = spike_fn(h - threshold, surrogate, scale)
         v = h * (1.0 - s)  # eq. (3)
         steps.append(s)

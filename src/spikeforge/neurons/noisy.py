@@ -12,7 +12,6 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from spikeforge.checks import check_time_major
 from spikeforge.functional.noisy_lif import MODES, NOISE_KINDS, STATS, noisy_lif_scan, residual_halfwidth, sample_unit_noise
 
 #: Layers that act on each step alone (applied to [T·B, ...]) and so convert unchanged.
@@ -65,7 +64,6 @@ class NoisyLIF(nn.Module):
         self.mode, self.alpha = "ensemble", 4.0
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        check_time_major(current, "NoisyLIF input", tuple(range(3, 7)), "[T, B, C, ...]")
         unit = None
         if self.mode != "lif":
             unit = sample_unit_noise(current.shape, self.noise, dtype=current.dtype, device=current.device)
