@@ -157,6 +157,7 @@ def _train_subprocess(tmp_path, args, kill_at=0):
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, monkeypatch):
     (tmp_path / "harness_plugin.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
