@@ -35,6 +35,13 @@ PEERS = ("snntorch", "spikingjelly", "norse")
 SHAPES = {"A": {"steps": 100, "batch": 32}, "B": {"steps": 300, "batch": 64}}
 QUICK_SHAPES = {"A": {"steps": 20, "batch": 4}, "B": {"steps": 50, "batch": 8}}
 ANALYSIS_HEADING = "## Analysis"
+PROFILE_GROUPS = {  # profiler op names → what they are in these models
+    "LIF scan forward": ("_FusedLIF",),
+    "LIF scan backward": ("_FusedLIFBackward",),
+    "convolutions and matmuls": ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::addmm", "aten::bmm"),
+    "layout copies": ("aten::copy_", "aten::constant_pad_nd", "aten::cat"),
+    "finiteness checks of inputs": ("aten::eq", "aten::ne", "aten::abs", "aten::all", "aten::isfinite"),
+}
 
 
 def set_threads(threads: int) -> None:
@@ -148,8 +155,16 @@ def profile_model(model_name: str, impl: str, steps: int, batch: int, rows: int 
     train_step(model, opt, x, y)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         train_step(model, opt, x, y)
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48)
-    return "```\n" + table.strip() + "\n```"
+    averages = prof.key_averages()
+    table = averages.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48)
+    total = sum(e.self_cpu_time_total for e in averages)
+    groups = {name: 0.0 for name in PROFILE_GROUPS}
+    for e in averages:
+        for name, keys in PROFILE_GROUPS.items():
+            if e.key in keys:
+                groups[name] += e.self_cpu_time_total
+    shares = ", ".join(f"{name} {t / 1e3:.0f} ms ({100 * t / total:.0f} %)" for name, t in groups.items())
+    return f"Self CPU time {total / 1e3:.0f} ms: {shares}.\n\n```\n" + table.strip() + "\n```"
 
 
 def dynamics_check() -> dict[str, float]:
@@ -189,7 +204,7 @@ def summarize(model_name: str, times: dict, memory: dict) -> dict:
     peers = [p for p in PEERS if p in med]
     fastest = min(peers, key=lambda p: med[p]["train_wall"]) if peers else None
     fastest_infer = min(peers, key=lambda p: med[p]["infer_wall"]) if peers else None
-    out = {"medians": med, "memory": memory, "fastest_peer": fastest, "fastest_peer_infer": fastest_infer}
+    out = {"model": model_name, "medians": med, "memory": memory, "fastest_peer": fastest, "fastest_peer_infer": fastest_infer}
     sf = med.get("spikeforge-fused")
     if sf and fastest:
         out["train_speedup_vs_fastest_peer"] = med[fastest]["train_wall"] / sf["train_wall"]
@@ -228,7 +243,8 @@ def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, chec
         "",
         f"Command: `{command}` ({datetime.date.today().isoformat()}, {wall / 60:.1f} min in all).",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + f"; torch and numba threads {args.threads}.",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
+        "Each model is timed once per thread count (torch intra-op and numba threads set alike).",
         "",
         "The CPU is shared with other jobs, so absolute timings are noisy; every implementation of a model",
         "is timed in the same process in interleaved rounds (the order rotates each round) and the ratios",
@@ -253,7 +269,7 @@ def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, chec
         "",
     ]
     for name, s in summaries.items():
-        lines += [f"## Model {name}", "", "| implementation | train step (s) | train CPU (s) | inference (s) | inference CPU (s) | peak memory train (MiB) | peak memory inference (MiB) | train / floor | train speed-up of spikeforge-fused |",
+        lines += [f"## {name}", "", "| implementation | train step (s) | train CPU (s) | inference (s) | inference CPU (s) | peak memory train (MiB) | peak memory inference (MiB) | train / floor | train speed-up of spikeforge-fused |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         med, mem = s["medians"], s["memory"]
         sf = med.get("spikeforge-fused")
@@ -266,7 +282,7 @@ def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, chec
                 f"| {impl} | {m['train_wall']:.4f} | {m['train_cpu']:.4f} | {m['infer_wall']:.4f} | {m['infer_cpu']:.4f} | "
                 f"{mm.get('train_peak_mib', float('nan')):.0f} | {mm.get('infer_peak_mib', float('nan')):.0f} | {vs_floor} | {speedup} |"
             )
-        lines += ["", "Targets (issue 2):"] + _targets(name, s) + [""]
+        lines += ["", "Targets (issue 2):"] + _targets(s["model"], s) + [""]
     for key, table in profiles.items():
         lines += [f"## Profile: {key}, one train step (torch.profiler, sorted by self CPU time)", "", table, ""]
     return "\n".join(lines)
@@ -278,7 +294,7 @@ def main() -> int:
     p.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
     p.add_argument("--impls", nargs="+", default=list(bench_models.IMPLEMENTATIONS), choices=bench_models.IMPLEMENTATIONS)
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per implementation (default 5, quick 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch and numba thread counts, one timing pass each (default 1 2)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler tables")
     p.add_argument("--out", type=Path, default=None, help="report path (default benchmarks/RESULTS.md; quick: print only)")
@@ -286,7 +302,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
-    set_threads(args.threads)
+    set_threads(args.threads[0])
     if args.memory_worker:
         print(json.dumps(memory_worker(*args.memory_worker, args.steps, args.batch)))
         return 0
@@ -294,20 +310,24 @@ def main() -> int:
     start = time.perf_counter()
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats = args.repeats or (2 if args.quick else 5)
-    summaries, profiles, raw = {}, {}, {}
-    for name in args.models:
-        sh = shapes[name]
-        print(f"model {name}: timing {len(args.impls)} implementations, {repeats} rounds", file=sys.stderr, flush=True)
-        times = time_model(name, list(args.impls), sh["steps"], sh["batch"], repeats)
-        memory = {}
-        if not args.no_memory:
-            for impl in args.impls:
-                memory[impl] = measure_memory(name, impl, sh["steps"], sh["batch"], args.threads)
-                print(f"  model {name}: memory {impl} {memory[impl]}", file=sys.stderr, flush=True)
-        summaries[name] = summarize(name, times, memory)
-        raw[name] = {"times": times, "memory": memory, "shapes": sh}
-        if not args.no_profile and "spikeforge-fused" in args.impls:
-            profiles[f"model {name}, spikeforge-fused"] = profile_model(name, "spikeforge-fused", sh["steps"], sh["batch"])
+    summaries, profiles, raw, memory = {}, {}, {}, {}
+    for threads in args.threads:
+        set_threads(threads)
+        for name in args.models:
+            sh = shapes[name]
+            print(f"model {name}, {threads} thread(s): timing {len(args.impls)} implementations, {repeats} rounds", file=sys.stderr, flush=True)
+            times = time_model(name, list(args.impls), sh["steps"], sh["batch"], repeats)
+            if name not in memory:  # memory does not depend on the thread count: measured once
+                memory[name] = {}
+                if not args.no_memory:
+                    for impl in args.impls:
+                        memory[name][impl] = measure_memory(name, impl, sh["steps"], sh["batch"], threads)
+                        print(f"  model {name}: memory {impl} {memory[name][impl]}", file=sys.stderr, flush=True)
+                if not args.no_profile and "spikeforge-fused" in args.impls:
+                    profiles[f"model {name}, spikeforge-fused, {threads} thread(s)"] = profile_model(name, "spikeforge-fused", sh["steps"], sh["batch"])
+            key = f"Model {name}, {threads} thread(s)"
+            summaries[key] = summarize(name, times, memory[name])
+            raw[key] = {"times": times, "memory": memory[name], "shapes": sh}
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
     text = report(args, shapes, summaries, profiles, machine(), dynamics_check(), command.strip(), time.perf_counter() - start)
     out = args.out or (None if args.quick else HERE / "RESULTS.md")
