@@ -163,13 +163,14 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     b = _channel_view(threshold, membrane)
     nrm = None if norm is None else _channel_view(norm, membrane)
     th, qq, _, nn_ = _channel_arrays(b, nrm, None if norm is None else nrm + cfg.eps, membrane)
-    zeros = torch.zeros_like(membrane)
     g_u = torch.empty_like(membrane)
     parts = torch.empty(3, membrane[0].numel(), dtype=membrane.dtype)
+    dummy = membrane.new_zeros(1, 1).numpy()
     lif_cpu.lif_backward(
-        _flat(zeros if g_spikes is None else g_spikes, steps), _flat(zeros if g_membrane is None else g_membrane, steps),
-        _flat(membrane, steps), _flat(spikes, steps), _flat(current if scaled else zeros[:1], current.shape[0] if scaled else 1),
-        beta.item(), th, qq, nn_, norm is not None, scaled, lif_cpu.RESET_CODES[cfg.reset],
+        _flat(torch.zeros_like(membrane) if g_spikes is None else g_spikes, steps),
+        dummy if g_membrane is None else _flat(g_membrane, steps), g_membrane is not None,
+        _flat(membrane, steps), _flat(spikes, steps), _flat(current, steps) if scaled else dummy, scaled,
+        beta.item(), th, qq, nn_, norm is not None, lif_cpu.RESET_CODES[cfg.reset],
         lif_cpu.SURROGATE_CODES[cfg.surrogate], float(cfg.scale), channels, inner, _flat(u0), _flat(s0),
         g_u.view(steps, -1).numpy(), parts[0].numpy(), parts[1].numpy(), parts[2].numpy())
     per_channel = parts.view(3, membrane.shape[1], channels, inner).sum((1, 3))

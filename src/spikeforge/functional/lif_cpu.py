@@ -51,6 +51,8 @@ if available:
         """U[n] = β·(U[n−1] − R[n−1]) + drive[n]; S[n] = Θ(U[n]/q − b); R per `reset` (eqs. (4)–(5))."""
         steps, n_neurons = drive.shape
         blocks = (n_neurons + BLOCK - 1) // BLOCK
+        one = drive.dtype.type(1)
+        zero = drive.dtype.type(0)
         for blk in prange(blocks):
             lo = blk * BLOCK
             hi = min(n_neurons, lo + BLOCK)
@@ -76,7 +78,7 @@ if available:
                 for i in range(width):
                     un = beta * (u[i] - r[i]) + drive[n, lo + i]
                     x = (un / qq[i] if has_norm else un) - b[i]
-                    s = 1 if x > 0 else 0
+                    s = one if x > 0 else zero
                     membrane[n, lo + i] = un
                     spikes[n, lo + i] = s
                     u[i] = un
@@ -86,66 +88,69 @@ if available:
                         r[i] = un * s
 
     @njit(parallel=True, cache=True, fastmath=True)
-    def lif_backward(g_spikes, g_membrane, membrane, spikes, current, beta, threshold, q, norm, has_norm, scaled,
-                     reset, surrogate, scale, channels, inner, u0, s0, g_u, part_beta, part_threshold, part_norm):
-        """Reverse scan: gU[n] = gS_tot[n]·Θ′/q + gU_mem[n] + carry[n]·gU[n+1]; per-neuron partial sums of dβ, db, d‖W‖²."""
+    def lif_backward(g_spikes, g_membrane, has_g_membrane, membrane, spikes, current, scaled, beta, threshold, q, norm,
+                     has_norm, reset, surrogate, scale, channels, inner, u0, s0, g_u, part_beta, part_threshold, part_norm):
+        """Reverse scan: gU[n] = gS_tot[n]·Θ′/q + gU_mem[n] + carry[n]·gU[n+1]; per-neuron partial sums of dβ, db, d‖W‖².
+
+        Locals have the arrays' dtype and 1/q is precomputed, so the loop body vectorises;
+        gradients agree with the reference to float rounding, not bit for bit.
+        """
         steps, n_neurons = membrane.shape
+        dt = membrane.dtype
+        beta = dt.type(beta)
+        scale = dt.type(scale)
         blocks = (n_neurons + BLOCK - 1) // BLOCK
         for blk in prange(blocks):
             lo = blk * BLOCK
             hi = min(n_neurons, lo + BLOCK)
             width = hi - lo
-            b = np.empty(width)
-            qq = np.empty(width)
-            nrm = np.empty(width)
-            g_next = np.zeros(width)
-            acc_beta = np.zeros(width)
-            acc_b = np.zeros(width)
-            acc_n = np.zeros(width)
+            b = np.empty(width, dt)
+            inv_q = np.empty(width, dt)
+            nrm = np.empty(width, dt)
+            gain = np.empty(width, dt)
+            g_next = np.zeros(width, dt)
+            acc_beta = np.zeros(width, dt)
+            acc_b = np.zeros(width, dt)
+            acc_n = np.zeros(width, dt)
             for i in range(width):
                 ch = ((lo + i) // inner) % channels
                 b[i] = threshold[ch]
-                qq[i] = q[ch]
+                inv_q[i] = 1 / q[ch]
                 nrm[i] = norm[ch]
+                gain[i] = b[i] * nrm[i]
             for n in range(steps - 1, -1, -1):
                 for i in range(width):
                     j = lo + i
-                    gain = b[i] * nrm[i]
                     un = membrane[n, j]
-                    sn = spikes[n, j]
-                    x = (un / qq[i] if has_norm else un) - b[i]
+                    x = (un * inv_q[i] if has_norm else un) - b[i]
                     sg = _surrogate(x, surrogate, scale)
-                    k = sg / qq[i] if has_norm else sg
                     gs = g_spikes[n, j]
                     if reset == 0:
-                        gs -= beta * gain * g_next[i]
+                        gs -= beta * gain[i] * g_next[i]
                     elif reset == 1:
                         gs -= beta * un * g_next[i]
-                    gu = gs * k + g_membrane[n, j] + beta * g_next[i]
+                    gu = gs * (sg * inv_q[i] if has_norm else sg) + beta * g_next[i]
+                    if has_g_membrane:
+                        gu += g_membrane[n, j]
                     if reset == 1:
-                        gu -= beta * sn * g_next[i]
+                        gu -= beta * spikes[n, j] * g_next[i]
                     g_u[n, j] = gu
-                    # state before step n: U[n−1], S[n−1], R[n−1]
-                    if n > 0:
-                        up = membrane[n - 1, j]
-                        sp = spikes[n - 1, j]
-                    else:
-                        up = u0[j]
-                        sp = s0[j]
+                    # the state before step n: U[n−1], S[n−1] and R[n−1]
+                    up = membrane[n - 1, j] if n > 0 else u0[j]
+                    sp = spikes[n - 1, j] if n > 0 else s0[j]
                     if reset == 0:
-                        rp = sp * gain
+                        d_beta = up - sp * gain[i]
                     elif reset == 1:
-                        rp = up * sp
+                        d_beta = up - up * sp
                     else:
-                        rp = 0.0
-                    d_beta = up - rp
+                        d_beta = up
                     if scaled:
                         d_beta -= current[n, j]
                     acc_beta[i] += gu * d_beta
                     gx = gs * sg
                     acc_b[i] -= gx
                     if has_norm:
-                        acc_n[i] -= gx * un / (qq[i] * qq[i])
+                        acc_n[i] -= gx * un * inv_q[i] * inv_q[i]
                     if reset == 0:
                         acc_b[i] -= beta * nrm[i] * sp * gu
                         acc_n[i] -= beta * b[i] * sp * gu
