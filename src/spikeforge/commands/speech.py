@@ -83,8 +83,9 @@ def plot_trace(path: Path, x: torch.Tensor, scores: torch.Tensor, title: str, ho
     ax_in.imshow(x[:, 0].T.numpy(), origin="lower", aspect="auto", extent=(0, float(t_ms[-1] + hop_ms), 0, x.shape[2]))
     ax_in.set_ylabel("Mel band")
     ax_in.set_title(title)
-    for c, name in enumerate(CLASSES):
-        ax_out.plot(t_ms.numpy(), scores[:, c].numpy(), label=name, linewidth=2.5 if c == int(scores.mean(0).argmax()) else 1.0)
+    top = int(scores.mean(0).argmax())
+    for c, name in enumerate(CLASSES):  # matplotlib hides legend labels that start with "_"
+        ax_out.plot(t_ms.numpy(), scores[:, c].numpy(), label=name.strip("_"), linewidth=2.5 if c == top else 1.0)
     ax_out.set_xlabel("time (ms)")
     ax_out.set_ylabel("readout score")
     ax_out.legend(ncol=4, fontsize=7)
