@@ -51,7 +51,7 @@ def test_surrogate_bptt_adds_the_activity_regulariser_per_layer():
     expected = activity_regularizer([s1, s2], [0.1, 0.3])  # Σ_l w_l/(2KN)·ΣS², low-activity paper §5
     assert float(out.loss.detach()) == pytest.approx(float(plain.loss.detach()) + float(expected.detach())) and float(expected.detach()) > 0
     assert out.extras["reg_loss"] == pytest.approx(float(expected.detach()))
-    assert out.spike_rates == {"0": pytest.approx(float(s1.mean())), "1": pytest.approx(float(s2.mean()))}
+    assert out.spike_rates == {"0": pytest.approx(float(s1.detach().mean())), "1": pytest.approx(float(s2.detach().mean()))}
     assert torch.allclose(out.logits, model(x).mean(0))
     linear = METHODS.get("surrogate_bptt")(reg_weight=0.2, reg_schedule="linear")
     assert linear._weights(2) == pytest.approx([0.1, 0.2])  # w·l/L (report)
