@@ -65,7 +65,7 @@ def test_after_step_applies_the_neuron_constraints():
         layer.neuron.beta.fill_(1.4)
         layer.neuron.threshold.copy_(torch.tensor([-1.0, 0.5, 2.0]))
     METHODS.get("surrogate_bptt")().after_step(Net(layer))
-    assert float(layer.neuron.beta) == 1.0 and layer.neuron.threshold.tolist() == [0.0, 0.5, 2.0]  # β ∈ [0, 1], b ≥ 0
+    assert float(layer.neuron.beta.detach()) == 1.0 and layer.neuron.threshold.tolist() == [0.0, 0.5, 2.0]  # β ∈ [0, 1], b ≥ 0
 
 
 def test_model_without_output_reduction_is_explained():
