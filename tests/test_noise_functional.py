@@ -86,6 +86,20 @@ def test_normalised_potential_statistics_per_layer_or_per_sample():
     torch.testing.assert_close((per - 0.5).abs().amax(dim=(1, 2, 3)), torch.full((4,), 0.25))
 
 
+def _eqs_7_to_9_literal(a, alpha, beta, dims):
+    mu = a.mean(dim=dims, keepdim=True)
+    sigma = a.std(dim=dims, keepdim=True, unbiased=False)
+    a_hat = (a - mu) / sigma  # eq. (8)
+    return a_hat / (alpha * a_hat.abs().amax(dim=dims, keepdim=True)) + beta  # eq. (9)
+
+
+@pytest.mark.parametrize("stats, dims", [("batch", (0, 1, 2)), ("sample", (1, 2))])
+def test_normalised_potential_equals_the_literal_equations(stats, dims):
+    torch.manual_seed(4)
+    a = torch.rand(5, 7, 3).pow(3) * 2.0  # skewed, like λ·V(t−1) after resets
+    torch.testing.assert_close(normalised_potential(a, 3.0, 0.4, stats=stats), _eqs_7_to_9_literal(a, 3.0, 0.4, dims))
+
+
 def test_normalised_potential_constant_and_infinite_alpha_give_beta():
     assert torch.equal(normalised_potential(torch.zeros(2, 5), 4.0, 0.5), torch.full((2, 5), 0.5))
     assert torch.equal(normalised_potential(torch.randn(2, 5), math.inf, 0.3), torch.full((2, 5), 0.3))

@@ -78,23 +78,23 @@ def sample_unit_noise(
     raise ValueError(f"noise must be one of {NOISE_KINDS}, got {kind!r}")
 
 
-def normalised_potential(a: torch.Tensor, alpha: float, beta: float, stats: str = "batch", eps: float = 1e-12) -> torch.Tensor:
+def normalised_potential(a: torch.Tensor, alpha: float, beta: float, stats: str = "batch") -> torch.Tensor:
     """N(λ·V(t−1)) = Â/(α·max|Â|) + β with Â = (A − μ)/σ, eqs. (7)–(9), statistics per layer.
 
-    `a` is A = λ·V(t−1) of one step, `[B, ...]`. `stats="batch"` takes μ, σ and max|Â| over
-    the batch and all units (the default), `"sample"` over the units of each sample. A
-    constant A (σ = 0, e.g. V(0) = 0) and α = ∞ give the constant β.
+    `a` is A = λ·V(t−1) of one step, `[B, ...]`. `stats="batch"` takes μ and max|Â| over the
+    batch and all units (the default), `"sample"` over the units of each sample. σ cancels:
+    Â/max|Â| = (A − μ)/max|A − μ|, so it is not computed. A constant A (e.g. V(0) = 0) and
+    α = ∞ give the constant β.
     """
     if stats not in STATS:
         raise ValueError(f"stats must be one of {STATS}, got {stats!r}")
     if math.isinf(alpha):
         return torch.full_like(a, beta)
     dims = tuple(range(a.dim())) if stats == "batch" else tuple(range(1, a.dim()))
-    mu = a.mean(dim=dims, keepdim=True)
-    sigma = a.std(dim=dims, keepdim=True, unbiased=False)
-    a_hat = torch.where(sigma > eps, (a - mu) / sigma.clamp_min(eps), torch.zeros_like(a))  # eq. (8)
-    peak = a_hat.abs().amax(dim=dims, keepdim=True)
-    return torch.where(peak > eps, a_hat / (alpha * peak.clamp_min(eps)), torch.zeros_like(a)) + beta  # eq. (9)
+    dev = a - a.mean(dim=dims, keepdim=True)  # σ·Â, eq. (8)
+    peak = torch.linalg.vector_norm(dev, ord=math.inf, dim=dims, keepdim=True)  # σ·max|Â|
+    scale = (peak > 0) / (alpha * peak.clamp_min(torch.finfo(a.dtype).tiny))
+    return torch.addcmul(a.new_tensor(beta), dev, scale)  # eq. (9)
 
 
 def lif_step(current: torch.Tensor, v: torch.Tensor, lam: float, threshold: float, surrogate: str, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +107,7 @@ def lif_step(current: torch.Tensor, v: torch.Tensor, lam: float, threshold: floa
 def _plus_noise(current: torch.Tensor, unit: torch.Tensor | None, mean: float, halfwidth: float) -> torch.Tensor:
     """I + mean + halfwidth·u: the input plus N_noise of eq. (5) (or plus N′ + mean, eq. (6)), u the unit noise."""
     h = current if unit is None or halfwidth == 0.0 else torch.add(current, unit, alpha=halfwidth)
-    return h + mean
+    return h if mean == 0.0 else h + mean
 
 
 def _check_noise(current: torch.Tensor, unit_noise: torch.Tensor | None) -> None:
