@@ -262,7 +262,9 @@ def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, chec
         f"64-256-256-11, T={shapes['B']['steps']}, B={shapes['B']['batch']}, 5 % input spikes, CE on spike counts. "
         "The floor is the same convolutions / linears and readout with no neuron dynamics. All LIFs: "
         "β = 0.7, threshold 1, subtract reset, sigmoid surrogate (scale 10; Norse: SuperSpike). "
-        "spikeforge runs without the ‖W‖² threshold normalisation so that all run the same model.",
+        "spikeforge runs without the ‖W‖² threshold normalisation so that all run the same model. "
+        "The default init of the spiking layers' weights is scaled (bench_models.GAINS) so that each layer "
+        "fires at about 5 % of neuron-steps, as a trained KWS net does.",
         "Check of the dynamics (fraction of spikes that differ from spikeforge's `lif_scan` on one random",
         "current [100, 8, 16]): " + ", ".join(f"{k} {v:.3f}" for k, v in check.items()) + " (snnTorch subtracts the "
         "reset after the leak, U = βU + I − ϑS[n−1]; the others before it).",
@@ -282,7 +284,8 @@ def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, chec
                 f"| {impl} | {m['train_wall']:.4f} | {m['train_cpu']:.4f} | {m['infer_wall']:.4f} | {m['infer_cpu']:.4f} | "
                 f"{mm.get('train_peak_mib', float('nan')):.0f} | {mm.get('infer_peak_mib', float('nan')):.0f} | {vs_floor} | {speedup} |"
             )
-        lines += ["", "Targets (issue 2):"] + _targets(s["model"], s) + [""]
+        rates = ", ".join(f"{100 * r:.1f} %" for r in s["spike_rates"])
+        lines += ["", f"Spike rates of the spiking layers (spikeforge, benchmark input): {rates}.", "", "Targets (issue 2):"] + _targets(s["model"], s) + [""]
     for key, table in profiles.items():
         lines += [f"## Profile: {key}, one train step (torch.profiler, sorted by self CPU time)", "", table, ""]
     return "\n".join(lines)
@@ -294,7 +297,7 @@ def main() -> int:
     p.add_argument("--models", nargs="+", default=["A", "B"], choices=["A", "B"])
     p.add_argument("--impls", nargs="+", default=list(bench_models.IMPLEMENTATIONS), choices=bench_models.IMPLEMENTATIONS)
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per implementation (default 5, quick 2)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch and numba thread counts, one timing pass each (default 1 2)")
+    p.add_argument("--threads", type=int, nargs="+", default=None, help="torch and numba thread counts, one timing pass each (default 1 2; quick: 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler tables")
     p.add_argument("--out", type=Path, default=None, help="report path (default benchmarks/RESULTS.md; quick: print only)")
@@ -302,6 +305,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.threads = args.threads or ([1] if args.quick else [1, 2])
     set_threads(args.threads[0])
     if args.memory_worker:
         print(json.dumps(memory_worker(*args.memory_worker, args.steps, args.batch)))
@@ -327,6 +331,7 @@ def main() -> int:
                     profiles[f"model {name}, spikeforge-fused, {threads} thread(s)"] = profile_model(name, "spikeforge-fused", sh["steps"], sh["batch"])
             key = f"Model {name}, {threads} thread(s)"
             summaries[key] = summarize(name, times, memory[name])
+            summaries[key]["spike_rates"] = bench_models.spike_rates(name, bench_models.make_batch(name, sh["steps"], sh["batch"], torch.Generator().manual_seed(1))[0])
             raw[key] = {"times": times, "memory": memory[name], "shapes": sh}
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
     text = report(args, shapes, summaries, profiles, machine(), dynamics_check(), command.strip(), time.perf_counter() - start)
