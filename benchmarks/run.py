@@ -236,7 +236,7 @@ def _targets(model_name: str, s: dict) -> list[str]:
     return lines
 
 
-def report(args, shapes: dict, summaries: dict, profiles: dict, info: dict, check: dict, command: str, wall: float) -> str:
+def report(shapes: dict, summaries: dict, profiles: dict, info: dict, check: dict, command: str, wall: float) -> str:
     """The markdown report."""
     lines = [
         "# Benchmarks: spikeforge against snnTorch, SpikingJelly and Norse",
@@ -334,7 +334,7 @@ def main() -> int:
             summaries[key]["spike_rates"] = bench_models.spike_rates(name, bench_models.make_batch(name, sh["steps"], sh["batch"], torch.Generator().manual_seed(1))[0])
             raw[key] = {"times": times, "memory": memory[name], "shapes": sh}
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
-    text = report(args, shapes, summaries, profiles, machine(), dynamics_check(), command.strip(), time.perf_counter() - start)
+    text = report(shapes, summaries, profiles, machine(), dynamics_check(), command.strip(), time.perf_counter() - start)
     out = args.out or (None if args.quick else HERE / "RESULTS.md")
     if out is None:
         print(text)
