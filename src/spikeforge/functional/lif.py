@@ -150,6 +150,7 @@ def _compiled_forward(drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> 
     inner = drive[0, 0, 0].numel()
     th, qq, gain, _ = _channel_arrays(b, nrm, q, drive)
     dtype = membrane.numpy().dtype.type
+    lif_cpu.use_torch_threads()
     lif_cpu.lif_forward(_flat(drive, steps), dtype(beta.item()), th, qq, gain, nrm is not None, lif_cpu.RESET_CODES[cfg.reset],
                         channels, inner, _flat(u0), _flat(s0), membrane.view(steps, -1).numpy(), spikes.view(steps, -1).numpy())
 
@@ -165,7 +166,8 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     th, qq, _, nn_ = _channel_arrays(b, nrm, None if norm is None else nrm + cfg.eps, membrane)
     g_u = torch.empty_like(membrane)
     parts = torch.empty(3, membrane[0].numel(), dtype=membrane.dtype)
-    dummy = membrane.new_zeros(1, 1).numpy()
+    dummy = membrane.new_zeros(1, membrane[0].numel()).numpy()
+    lif_cpu.use_torch_threads()
     lif_cpu.lif_backward(
         _flat(torch.zeros_like(membrane) if g_spikes is None else g_spikes, steps),
         dummy if g_membrane is None else _flat(g_membrane, steps), g_membrane is not None,

@@ -29,22 +29,30 @@ BLOCK = 512
 
 available = njit is not None
 
+
+def use_torch_threads() -> None:
+    """Run the kernels on as many threads as PyTorch uses (numba would otherwise take every core)."""
+    import numba
+    import torch
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
 if available:
 
     @njit(cache=True, inline="always", fastmath=True)
-    def _surrogate(x, code, a):
-        """The surrogate derivatives of `functional.surrogate`, by code."""
+    def _surrogate(x, code, a, one, half_pi):
+        """The surrogate derivatives of `functional.surrogate`, by code; `one`, `half_pi` carry x's dtype."""
         if code == 0 or code == 1:
             e = math.exp(-abs(a * x))
-            g = e / ((1.0 + e) * (1.0 + e))
+            g = e / ((one + e) * (one + e))
             return a * g if code == 0 else g
         if code == 2:
-            d = 1.0 + a * abs(x)
-            return 1.0 / (d * d)
+            d = one + a * abs(x)
+            return one / (d * d)
         if code == 3:
-            return a * max(0.0, 1.0 - a * abs(x))
-        z = math.pi / 2.0 * a * x
-        return (a / 2.0) / (1.0 + z * z)
+            return a * max(one - one, one - a * abs(x))
+        z = half_pi * a * x
+        return (a / (one + one)) / (one + z * z)
 
     @njit(parallel=True, cache=True)
     def lif_forward(drive, beta, threshold, q, gain, has_norm, reset, channels, inner, u0, s0, membrane, spikes):
@@ -75,12 +83,15 @@ if available:
                 else:
                     r[i] = 0
             for n in range(steps):
+                d = drive[n, lo:hi]  # row slices: contiguous, so the loop vectorises
+                m = membrane[n, lo:hi]
+                sp = spikes[n, lo:hi]
                 for i in range(width):
-                    un = beta * (u[i] - r[i]) + drive[n, lo + i]
+                    un = beta * (u[i] - r[i]) + d[i]
                     x = (un / qq[i] if has_norm else un) - b[i]
                     s = one if x > 0 else zero
-                    membrane[n, lo + i] = un
-                    spikes[n, lo + i] = s
+                    m[i] = un
+                    sp[i] = s
                     u[i] = un
                     if reset == 0:
                         r[i] = s * gg[i]
@@ -99,6 +110,8 @@ if available:
         dt = membrane.dtype
         beta = dt.type(beta)
         scale = dt.type(scale)
+        one = dt.type(1)
+        half_pi = dt.type(math.pi / 2)
         blocks = (n_neurons + BLOCK - 1) // BLOCK
         for blk in prange(blocks):
             lo = blk * BLOCK
@@ -119,25 +132,32 @@ if available:
                 nrm[i] = norm[ch]
                 gain[i] = b[i] * nrm[i]
             for n in range(steps - 1, -1, -1):
+                mem = membrane[n, lo:hi]  # row slices: contiguous, so the loop vectorises
+                spk = spikes[n, lo:hi]
+                gsp = g_spikes[n, lo:hi]
+                gmem = g_membrane[n if has_g_membrane else 0, lo:hi]
+                cur = current[n if scaled else 0, lo:hi]
+                gout = g_u[n, lo:hi]
+                # the state before step n: U[n−1], S[n−1]
+                u_before = membrane[n - 1, lo:hi] if n > 0 else u0[lo:hi]
+                s_before = spikes[n - 1, lo:hi] if n > 0 else s0[lo:hi]
                 for i in range(width):
-                    j = lo + i
-                    un = membrane[n, j]
+                    un = mem[i]
                     x = (un * inv_q[i] if has_norm else un) - b[i]
-                    sg = _surrogate(x, surrogate, scale)
-                    gs = g_spikes[n, j]
+                    sg = _surrogate(x, surrogate, scale, one, half_pi)
+                    gs = gsp[i]
                     if reset == 0:
                         gs -= beta * gain[i] * g_next[i]
                     elif reset == 1:
                         gs -= beta * un * g_next[i]
                     gu = gs * (sg * inv_q[i] if has_norm else sg) + beta * g_next[i]
                     if has_g_membrane:
-                        gu += g_membrane[n, j]
+                        gu += gmem[i]
                     if reset == 1:
-                        gu -= beta * spikes[n, j] * g_next[i]
-                    g_u[n, j] = gu
-                    # the state before step n: U[n−1], S[n−1] and R[n−1]
-                    up = membrane[n - 1, j] if n > 0 else u0[j]
-                    sp = spikes[n - 1, j] if n > 0 else s0[j]
+                        gu -= beta * spk[i] * g_next[i]
+                    gout[i] = gu
+                    up = u_before[i]
+                    sp = s_before[i]
                     if reset == 0:
                         d_beta = up - sp * gain[i]
                     elif reset == 1:
@@ -145,7 +165,7 @@ if available:
                     else:
                         d_beta = up
                     if scaled:
-                        d_beta -= current[n, j]
+                        d_beta -= cur[i]
                     acc_beta[i] += gu * d_beta
                     gx = gs * sg
                     acc_b[i] -= gx
