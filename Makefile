@@ -19,5 +19,5 @@ test: setup
 	$(PY) -m pytest -q -n 2 tests
 
 bench: setup
-	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q -e ".[bench]" "torch==2.13.0"
 	$(PY) benchmarks/run.py
