@@ -84,7 +84,7 @@ def test_synaptic_operations_count_input_events_times_fan_out():
         syn.add_samples(1)
     ops = syn.per_sample()
     assert ops["0"] == 3 * 3  # 3 events × 3 outgoing synapses
-    assert ops["1"] == float(spikes.sum()) * 2
+    assert ops["1"] == float(spikes.detach().sum()) * 2
     conv = nn.Conv2d(1, 4, 3, stride=2)
     conv.stride = (2, 2)
     with SynOpsCounter(conv) as syn:

@@ -33,7 +33,7 @@ def _check_static(x: torch.Tensor, name: str) -> None:
 
 def _check_unit_range(x: torch.Tensor, name: str) -> None:
     """Raise ValueError unless every value of `x` lies in [0, 1]."""
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = float(x.detach().min()), float(x.detach().max())
     if lo < 0.0 or hi > 1.0:
         raise ValueError(
             f"{name}: values must lie in [0, 1], got range [{lo:g}, {hi:g}]; "
