@@ -19,7 +19,7 @@ def test_sweep_writes_table_png_and_json(tmp_path):
     assert rc == 0
     report = json.loads((tmp_path / "accuracy_vs_t.json").read_text())
     rows = {(r["model"], r["mode"]): r["accuracy"] for r in report["rows"]}
-    assert set(rows) == {("gaussian noise", "ensemble"), ("gaussian noise", "accumulate"), ("none noise", "ensemble"), ("none noise", "lif")}
+    assert set(rows) == {("gaussian noise", "ensemble"), ("gaussian noise", "accumulate"), ("no noise", "ensemble"), ("no noise", "lif")}
     assert all(0.0 <= acc[str(t)] <= 1.0 for acc in rows.values() for t in (1, 2))
     assert report["train_samples"] == 256 and report["test_samples"] == 100
     assert "| T = 1 | T = 2 |" in (tmp_path / "accuracy_vs_t.md").read_text()

@@ -111,6 +111,10 @@ def _build(config: dict, **model_overrides) -> tuple[nn.Module, NoiseNetMethod]:
     return model, method
 
 
+def _noise_label(noise: str) -> str:
+    return "no noise" if noise == "none" else f"{noise} noise"
+
+
 def _static(x: torch.Tensor) -> torch.Tensor:
     """A batch of static samples `[B, ...]` as one time step `[1, B, ...]` (direct encoding)."""
     return x.unsqueeze(0)
@@ -176,7 +180,8 @@ def _accuracy_command(args: argparse.Namespace) -> int:
         model, _ = _build(config)
         checkpoint.load_weights(checkpoint.resolve(run, "best" if (run / "checkpoints" / "best").exists() else "last"), model)
         loader = DataLoader(_first(_dataset(config, "test"), args.test_limit), batch_size=args.batch_size)
-        r, n = _rows_for(f"{config['model'].get('noise', 'gaussian')} noise ({run.name})", model, loader, args.steps, args.modes, args.alpha)
+        label = f"{_noise_label(config['model'].get('noise', 'gaussian'))} ({run.name})"
+        r, n = _rows_for(label, model, loader, args.steps, args.modes, args.alpha)
         rows, notes = rows + r, notes + n
     print(_write_accuracy_report(rows, notes, args.steps, args.out, {"runs": [str(r) for r in args.runs]}))
     print(f"wrote {args.out}/accuracy_vs_t.md, .png, .json")
@@ -194,6 +199,7 @@ class _Learner:
     optimizer: torch.optim.Optimizer
     loader: DataLoader
     clock: Callable[[], float] = time.process_time
+    threads: int = field(default_factory=torch.get_num_threads)
     train_s: float = 0.0
     wall_s: float = 0.0
     samples: int = 0
@@ -209,6 +215,11 @@ class _Learner:
             self._batches = iter(self.loader)
             return next(self._batches)
 
+    def keep_threads(self) -> None:
+        """Restore PyTorch's thread count: the compiled LIF kernels' first parallel launch (numba, OpenMP) raises it."""
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
     def train_for(self, seconds: float, max_batches: int | None = None) -> None:
         """Train until `seconds` of training time on `clock` have passed (or `max_batches` batches)."""
         self.model.train()
@@ -221,6 +232,7 @@ class _Learner:
             self.optimizer.step()
             self.samples += y.shape[0]
             done += 1
+            self.keep_threads()
         self.train_s += self.clock() - start
         self.wall_s += time.perf_counter() - wall
 
@@ -246,7 +258,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
         times[noise] = {"cpu_s": round(learner.train_s, 1), "wall_s": round(learner.wall_s, 1)}
         print(f"{noise}: trained {epochs} epoch(s) on {len(train)} samples in {learner.train_s:.1f} s CPU ({learner.wall_s:.1f} s wall)", flush=True)
         modes = [m for m in args.modes if not (noise == "none" and m == "accumulate")] + (["lif"] if noise == "none" and "lif" not in args.modes else [])
-        r, n = _rows_for(f"{noise} noise", learner.model, test, args.steps, modes, args.alpha)
+        r, n = _rows_for(_noise_label(noise), learner.model, test, args.steps, modes, args.alpha)
         rows, notes = rows + r, notes + n
     extra = {"recipe": config, "epochs": epochs, "train_samples": len(train), "test_samples": len(test.dataset), "train_seconds": times}
     print(_write_accuracy_report(rows, notes, args.steps, args.out, extra))
@@ -261,6 +273,7 @@ def _val_accuracy(learner: _Learner, loader: DataLoader, steps: int) -> float:
     correct = count = 0
     for x, y in loader:
         logits = learner.method.predict(learner.model, _static(x), steps=steps).mean(0)
+        learner.keep_threads()
         correct += int((logits.argmax(1) == y).sum())
         count += y.shape[0]
     return correct / count
@@ -273,6 +286,7 @@ def _inference_seconds_per_sample(learner: _Learner, loader: DataLoader, steps: 
     start, count = learner.clock(), 0
     for x, _ in loader:
         learner.method.predict(learner.model, _static(x), steps=steps)
+        learner.keep_threads()
         count += x.shape[0]
     return (learner.clock() - start) / count
 
