@@ -144,9 +144,9 @@ def _clip_rng(seed: int, speaker: Speaker, word: str, k: int) -> np.random.Gener
 
 def generate(
     out: str | Path,
-    speakers: int = 40,
-    per_word: int = 4,
-    unknown_per_word: int = 2,
+    speakers: int = 100,
+    per_word: int = 3,
+    unknown_per_word: int = 1,
     words: tuple[str, ...] = WORDS_V1,
     noise_seconds: float = 60.0,
     seed: int = 0,
@@ -221,9 +221,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     """Add `spikeforge data speech-commands OUT`."""
     p = sub.add_parser("speech-commands", help="synthesise Speech Commands v1 words with espeak-ng, in the real layout")
     p.add_argument("out", metavar="OUT", help="folder to write (created)")
-    p.add_argument("--speakers", type=int, default=40, help="distinct synthetic speakers (default 40; 10%% val, 10%% test)")
-    p.add_argument("--per-word", type=int, default=4, help="utterances of each keyword per speaker (default 4)")
-    p.add_argument("--unknown-per-word", type=int, default=None, help="utterances of each other word per speaker (default per-word/2)")
+    p.add_argument("--speakers", type=int, default=100, help="distinct synthetic speakers (default 100; 10%% val, 10%% test)")
+    p.add_argument("--per-word", type=int, default=3, help="utterances of each keyword per speaker (default 3)")
+    p.add_argument("--unknown-per-word", type=int, default=None, help="utterances of each other word per speaker (default: per-word // 2, at least 1)")
     p.add_argument("--words", default=None, help="comma-separated subset of the 30 words (default: all)")
     p.add_argument("--noise-seconds", type=float, default=60.0, help="length of each background-noise file (default 60)")
     p.add_argument("--seed", type=int, default=0)
