@@ -152,3 +152,15 @@ def test_leaky_integrate_fused_equals_reference():
     impulse = torch.zeros(5, 1)
     impulse[0] = 1
     assert leaky_integrate(impulse, 0.5).flatten().tolist() == pytest.approx([1, 0.5, 0.25, 0.125, 0.0625])
+
+
+def test_compiled_kernels_leave_torch_thread_count_alone():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.randn(6, 2, 3, requires_grad=True)
+        spikes, _ = lif_scan(x, 0.5, torch.ones(3))
+        spikes.sum().backward()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -150,9 +150,9 @@ def _compiled_forward(drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> 
     inner = drive[0, 0, 0].numel()
     th, qq, gain, _ = _channel_arrays(b, nrm, q, drive)
     dtype = membrane.numpy().dtype.type
-    lif_cpu.use_torch_threads()
-    lif_cpu.lif_forward(_flat(drive, steps), dtype(beta.item()), th, qq, gain, nrm is not None, lif_cpu.RESET_CODES[cfg.reset],
-                        channels, inner, _flat(u0), _flat(s0), membrane.view(steps, -1).numpy(), spikes.view(steps, -1).numpy())
+    with lif_cpu.torch_thread_budget():
+        lif_cpu.lif_forward(_flat(drive, steps), dtype(beta.item()), th, qq, gain, nrm is not None, lif_cpu.RESET_CODES[cfg.reset],
+                            channels, inner, _flat(u0), _flat(s0), membrane.view(steps, -1).numpy(), spikes.view(steps, -1).numpy())
 
 
 def _compiled_backward(ctx, g_spikes, g_membrane):
@@ -167,14 +167,14 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     g_u = torch.empty_like(membrane)
     parts = torch.empty(3, membrane[0].numel(), dtype=membrane.dtype)
     dummy = membrane.new_zeros(1, membrane[0].numel()).numpy()
-    lif_cpu.use_torch_threads()
-    lif_cpu.lif_backward(
-        _flat(torch.zeros_like(membrane) if g_spikes is None else g_spikes, steps),
-        dummy if g_membrane is None else _flat(g_membrane, steps), g_membrane is not None,
-        _flat(membrane, steps), _flat(spikes, steps), _flat(current, steps) if scaled else dummy, scaled,
-        beta.item(), th, qq, nn_, norm is not None, lif_cpu.RESET_CODES[cfg.reset],
-        lif_cpu.SURROGATE_CODES[cfg.surrogate], float(cfg.scale), channels, inner, _flat(u0), _flat(s0),
-        g_u.view(steps, -1).numpy(), parts[0].numpy(), parts[1].numpy(), parts[2].numpy())
+    with lif_cpu.torch_thread_budget():
+        lif_cpu.lif_backward(
+            _flat(torch.zeros_like(membrane) if g_spikes is None else g_spikes, steps),
+            dummy if g_membrane is None else _flat(g_membrane, steps), g_membrane is not None,
+            _flat(membrane, steps), _flat(spikes, steps), _flat(current, steps) if scaled else dummy, scaled,
+            beta.item(), th, qq, nn_, norm is not None, lif_cpu.RESET_CODES[cfg.reset],
+            lif_cpu.SURROGATE_CODES[cfg.surrogate], float(cfg.scale), channels, inner, _flat(u0), _flat(s0),
+            g_u.view(steps, -1).numpy(), parts[0].numpy(), parts[1].numpy(), parts[2].numpy())
     per_channel = parts.view(3, membrane.shape[1], channels, inner).sum((1, 3))
     g_current = g_u * (1 - beta) if scaled else g_u
     g_beta = parts[0].sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None

@@ -15,6 +15,7 @@ Arrays are `[T, N]` with neurons flattened from `[B, C, L]`; per-channel values 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -30,12 +31,24 @@ BLOCK = 512
 available = njit is not None
 
 
-def use_torch_threads() -> None:
-    """Run the kernels on as many threads as PyTorch uses (numba would otherwise take every core)."""
+@contextmanager
+def torch_thread_budget():
+    """Run the kernels on as many threads as PyTorch uses, and leave PyTorch's count as it was.
+
+    numba would otherwise take every core, and its OpenMP layer resets the process-wide
+    OpenMP thread count, which PyTorch shares.
+    """
     import numba
     import torch
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
 
 if available:
 
