@@ -41,7 +41,8 @@ def test_single_step_trains_at_t1_and_predicts_at_eval_steps():
     assert method.predict(model, x).shape == (5, 3, 10)
     assert method.predict(model, x, steps=20).shape == (20, 3, 10)
     assert all(m.mode == "ensemble" for m in model.modules() if isinstance(m, NoisyLIF))
-    with pytest.raises(ValueError, match="trains at T = 1"):
+    model.train()
+    with pytest.raises(ValueError, match="runs at T = 1 here"):
         method.step(model, torch.rand(4, 3, 1, 28, 28), y)
     with pytest.raises(ValueError, match="T must be an integer >= 1"):
         method.predict(model, x, steps=0)
@@ -87,3 +88,18 @@ def test_single_step_training_learns_fashion_mnist_and_converts():
     with torch.no_grad():
         acc10 = (method.predict(model, xt).mean(0).argmax(1) == yt).float().mean().item()
     assert acc10 > 0.5  # chance is 0.1
+
+
+def test_evaluation_step_scores_the_converted_network_at_eval_steps():
+    torch.manual_seed(0)
+    model = _tiny_cnn()
+    method = METHODS.get("noise_single_step")(eval_steps=4)
+    x, y = torch.rand(1, 3, 1, 28, 28), torch.tensor([0, 4, 9])
+    model.eval()
+    torch.manual_seed(1)
+    out = method.step(model, x, y)
+    torch.manual_seed(1)
+    scores = method.predict(model, x)
+    assert scores.shape[0] == 4
+    torch.testing.assert_close(out.logits, scores.mean(0))
+    torch.testing.assert_close(out.loss, mse_rate_loss(scores, y))

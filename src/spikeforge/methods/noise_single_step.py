@@ -45,13 +45,15 @@ class NoiseNetMethod(Method):
         self.alpha = alpha
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
-        if x.shape[0] not in (1, self.train_steps):
-            raise ValueError(f"this method trains at T = {self.train_steps}; got an input of {x.shape[0]} steps (use encoder direct with steps: 1)")
+        """Loss and logits at `train_steps` in `train_mode`; in eval mode (validation, test) at `eval_steps` in `eval_mode`."""
+        mode, steps = (self.train_mode, self.train_steps) if model.training else (self.eval_mode, self.eval_steps)
+        if x.shape[0] not in (1, steps):
+            raise ValueError(f"this method runs at T = {steps} here; got an input of {x.shape[0]} steps (use encoder direct with steps: 1)")
         rates: dict[str, float] = {}
         hooks = [m.register_forward_hook(_rate_hook(rates, name)) for name, m in model.named_modules() if isinstance(m, NoisyLIF)]
         try:
-            with converted(model, mode=self.train_mode, alpha=self.alpha):
-                outputs = model(repeat_steps(x, self.train_steps))
+            with converted(model, mode=mode, alpha=self.alpha):
+                outputs = model(repeat_steps(x, steps))
         finally:
             for hook in hooks:
                 hook.remove()
