@@ -14,12 +14,12 @@ from torch import nn
 
 from spikeforge.functional.noisy_lif import MODES, NOISE_KINDS, STATS, noisy_lif_scan, residual_halfwidth, sample_unit_noise
 
-#: Layers that act on each step alone (applied to [T·B, ...]) and so convert unchanged.
+#: Layers that act on each step alone (applied to [T·B, ...]) and containers: they convert unchanged.
 STATELESS_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Flatten, nn.Dropout, nn.Identity,
-    nn.Sequential, nn.ModuleList, nn.ModuleDict,
+    nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.DataParallel, nn.parallel.DistributedDataParallel,
 )
 _CONVERTIBLE: set[type[nn.Module]] = set()
 
