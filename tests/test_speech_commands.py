@@ -101,3 +101,16 @@ def test_variant_configs_change_only_what_table2_changes(tmp_path):
         variant_config(validate(base), "nlf")
     with pytest.raises(ValueError, match="needs a recipe whose model is kws_dilated"):
         variant_config(validate({**base, "model": {"name": "kws_cnn"}}), "full")
+
+
+def test_skipped_wavs_are_counted_in_the_run_report(tmp_path):
+    generate(tmp_path / "sc", speakers=24, per_word=1, unknown_per_word=1, words=("yes", "no"), noise_seconds=2.0)
+    (tmp_path / "sc" / "yes" / "ffffffff_nohash_0.wav").write_bytes(b"RIFF garbage")  # a train file (in no split list)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tmp_path / "sc")))
+    with pytest.warns(UserWarning, match="skipped"):
+        assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    metrics = json.loads(next((tmp_path / "runs").glob("kws_tiny-*/metrics.json")).read_text())
+    assert metrics["data_report"]["train"]["skipped"] == 1
+    assert metrics["data_report"]["train"]["skipped_files"][0].endswith("ffffffff_nohash_0.wav")
+    assert metrics["data_report"]["test"]["skipped"] == 0

@@ -278,7 +278,13 @@ class Trainer:
             "epochs": s.epoch, "steps": s.step, "wall_time_s": round(wall, 2),
             "peak_memory_mb": round(peak_memory_mb(self.ctx.device), 1), "world_size": self.ctx.world_size,
             "device": str(self.ctx.device), "ranks_in_sync": True if self.ctx.world_size > 1 else None,
+            "data_report": self._data_report(),
         }
+
+    def _data_report(self) -> dict:
+        """What each split's loader reports about its files (e.g. skipped corrupt WAVs), where it reports any."""
+        splits = {"train": self.train_set, "val": self.val_set, "test": self.test_set}
+        return {name: ds.report for name, ds in splits.items() if getattr(ds, "report", None) is not None}
 
 
 def _mean(rates: dict[str, float]) -> float:
