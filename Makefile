@@ -13,7 +13,8 @@ setup:
 	$(PY) -m pip install -q -e ".[test]"
 
 demo: setup
-	$(PY) -m spikeforge train default
+	$(PY) -m spikeforge data speech-commands data/speech_commands
+	$(PY) -m spikeforge train kws_fast
 
 test: setup
 	$(PY) -m pytest -q -n 2 tests
