@@ -40,15 +40,33 @@ def _check_layers(kernels: Sequence[Pair], dilations: Sequence[Pair], channels: 
             raise ValueError(f"kernels and dilations are (time, frequency) pairs, got {k!r} and {d!r}")
 
 
-class KWSNet(nn.Module):
+class _KWSStack(nn.Module):
+    """What the spiking net and its CNN twin share: layer sizes, the readout, the input check."""
+
+    output_reduction = "mean"
+
+    def __init__(self, in_channels: int, bands: int, classes: int, channels: Sequence[int],
+                 kernels: Sequence[Pair], dilations: Sequence[Pair]) -> None:
+        super().__init__()
+        _check_layers(kernels, dilations, channels)
+        self.in_channels, self.bands = in_channels, bands
+        self.layer_sizes = list(zip([in_channels, *channels][:-1], channels, kernels, dilations))
+        self.readout = Readout(channels[-1] * bands, classes)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        name = type(self).__name__
+        check_time_major(x, f"{name} input", 4, f"[T, B, {self.in_channels}, {self.bands}] (time, batch, feature channels, Mel bands)")
+        if tuple(x.shape[2:]) != (self.in_channels, self.bands):
+            raise ValueError(f"{name} input: expected [T, B, {self.in_channels}, {self.bands}], got {tuple(x.shape)}")
+
+
+class KWSNet(_KWSStack):
     """Stacked causal (time) × 'same' (frequency) spiking conv layers, then a time-distributed linear readout (Fig. 1).
 
     Each layer: one learnable β, one learnable threshold b per channel (inits N(0.7, 0.01), N(1, 0.01)),
     threshold normalised by ‖W_i‖² (eq. 5), sigmoid surrogate a = 10 (eq. 8); NLIF (eq. 6) with `nlif`;
     lateral resets W·Wᵀ (report §5.3.2) with `lateral`.
     """
-
-    output_reduction = "mean"
 
     def __init__(
         self,
@@ -60,30 +78,22 @@ class KWSNet(nn.Module):
         dilations: Sequence[Pair] = TABLE1_DILATIONS,
         **lif_kwargs,
     ) -> None:
-        super().__init__()
-        _check_layers(kernels, dilations, channels)
-        self.in_channels, self.bands = in_channels, bands
-        sizes = [in_channels, *channels]
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations)
         self.convs = nn.ModuleList(
             SpikingConv(a, b, k[1], spatial_dims=1, time_kernel=k[0], dilation=d[1], time_dilation=d[0], padding="same", **lif_kwargs)
-            for a, b, k, d in zip(sizes[:-1], sizes[1:], kernels, dilations)
+            for a, b, k, d in self.layer_sizes
         )
-        self.readout = Readout(channels[-1] * bands, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores `[T, B, classes]` for features `[T, B, C_in, F]`."""
-        check_time_major(x, "KWSNet input", 4, f"[T, B, {self.in_channels}, {self.bands}] (time, batch, feature channels, Mel bands)")
-        if tuple(x.shape[2:]) != (self.in_channels, self.bands):
-            raise ValueError(f"KWSNet input: expected [T, B, {self.in_channels}, {self.bands}], got {tuple(x.shape)}")
+        self._check_input(x)
         for conv in self.convs:
             x = conv(x)
         return self.readout(x)
 
 
-class KWSCNN(nn.Module):
+class KWSCNN(_KWSStack):
     """The non-spiking twin of §10: the same dilated conv layers with ReLU instead of LIF neurons, same readout."""
-
-    output_reduction = "mean"
 
     def __init__(
         self,
@@ -94,19 +104,15 @@ class KWSCNN(nn.Module):
         kernels: Sequence[Pair] = TABLE1_KERNELS,
         dilations: Sequence[Pair] = TABLE1_DILATIONS,
     ) -> None:
-        super().__init__()
-        _check_layers(kernels, dilations, channels)
-        self.in_channels, self.bands = in_channels, bands
-        sizes = [in_channels, *channels]
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations)
         self.convs = nn.ModuleList(
             nn.Conv2d(a, b, tuple(k), dilation=tuple(d), padding=(0, d[1] * (k[1] - 1) // 2))
-            for a, b, k, d in zip(sizes[:-1], sizes[1:], kernels, dilations)
+            for a, b, k, d in self.layer_sizes
         )
-        self.readout = Readout(channels[-1] * bands, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores `[T, B, classes]` for features `[T, B, C_in, F]`."""
-        check_time_major(x, "KWSCNN input", 4, f"[T, B, {self.in_channels}, {self.bands}]")
+        self._check_input(x)
         h = x.permute(1, 2, 0, 3)  # [B, C, T, F]
         for conv in self.convs:
             h = F.relu(conv(F.pad(h, (0, 0, (conv.kernel_size[0] - 1) * conv.dilation[0], 0))))  # causal in time
