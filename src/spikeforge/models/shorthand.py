@@ -84,6 +84,7 @@ class ShorthandSNN(nn.Module):
         return x
 
 
+@MODELS.register("shorthand")
 def parse_shorthand(
     arch: str,
     *,
@@ -131,21 +132,3 @@ def parse_shorthand(
             raise ValueError(f"architecture {arch!r}: layer {i} {token!r} leaves an empty output shape {shape}")
         layers.append(SRMLayer(synapse, neuron, delay))
     return ShorthandSNN(arch, layers, input_shape)
-
-
-@MODELS.register("shorthand")
-def shorthand(
-    arch: str,
-    tau_s: float = 1.0,
-    tau_r: float = 1.0,
-    threshold: float = 10.0,
-    delays: bool = True,
-    max_delay: float = 62.0,
-    weight_scale: float = 10.0,
-    surrogate: str = "sigmoid",
-    scale: float = 4.0,
-    impl: str = "fused",
-) -> ShorthandSNN:
-    """An SRM network from the SLAYER shorthand `arch`, e.g. `34x34x2-16c5-2a-32c3-2a-64c3-512-10`."""
-    return parse_shorthand(arch, tau_s=tau_s, tau_r=tau_r, threshold=threshold, delays=delays, max_delay=max_delay,
-                           weight_scale=weight_scale, surrogate=surrogate, scale=scale, impl=impl)
