@@ -40,9 +40,11 @@ def setup(device: str = "auto") -> Context:
     return Context(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"))
 
 
-def teardown(ctx: Context) -> None:
-    """Leave the process group (if this process joined one)."""
+def teardown(ctx: Context, finished: bool = True) -> None:
+    """Leave the process group (if this process joined one); after a normal finish, wait for every rank first."""
     if ctx.world_size > 1 and dist.is_initialized():
+        if finished:
+            dist.barrier()  # a rank that leaves while another still talks to it aborts gloo's worker threads at exit
         dist.destroy_process_group()
 
 

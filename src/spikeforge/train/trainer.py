@@ -160,15 +160,18 @@ class Trainer:
     def fit(self) -> dict:
         """Train the remaining epochs, evaluate the best checkpoint on the test split, write the run folder."""
         self._t0 = time.perf_counter()
+        finished = False
         try:
             with _StopSignal() as stop:
                 while self.state.epoch < self.config["epochs"]:
                     self._epoch(stop)
-            return self.finish()
+            metrics = self.finish()
+            finished = True
+            return metrics
         finally:
             if self.tb is not None:
                 self.tb.close()
-            distributed.teardown(self.ctx)
+            distributed.teardown(self.ctx, finished)
 
     def _loader(self) -> DataLoader:
         self.sampler.set_epoch(self.state.epoch, self.state.batch)
