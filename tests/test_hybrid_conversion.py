@@ -6,7 +6,7 @@ from torch import nn
 
 from spikeforge.data.idx import FASHION_MNIST_DEBIAN, load_idx_split
 from spikeforge.losses.conversion import activation_constraint_loss, constraint_report, weight_sum_loss
-from spikeforge.methods.hybrid_temporal import ann_forward, convert_to_snn
+from spikeforge.methods.hybrid_temporal import ann_forward, calibrate_output_threshold, convert_to_snn
 from spikeforge.registry import METHODS, MODELS
 
 
@@ -138,3 +138,61 @@ def test_snn_models_build_and_run():
     assert MODELS.get("hybrid_fc2_snn")()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     assert MODELS.get("hybrid_c2f3_snn")()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     assert MODELS.get("hybrid_cifar_cnn")()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def _fc2_with_large_logits(seed: int, hidden: int = 32) -> tuple[nn.Sequential, torch.Tensor]:
+    """FC2 with unit weight sums, hidden units averaging 4 pixels each (h ∈ [0, 1)) and output logits well above 1."""
+    gen = torch.Generator().manual_seed(seed)
+    ann = MODELS.get("hybrid_fc2")(hidden=hidden)
+    pixels = torch.randint(0, 784, (hidden, 4), generator=gen)
+    with torch.no_grad():
+        ann[1].weight.zero_().scatter_add_(1, pixels, torch.full((hidden, 4), 0.25))
+        ann[3].weight.copy_(_constrained(10, hidden, gen, mixed=100.0))
+    return ann, torch.rand(200, 1, 28, 28, generator=gen)
+
+
+def test_output_threshold_keeps_the_ann_ranking_exactly():
+    # Σw = 1 and hidden spikes in [1, 2]: with ϑ_out above every partial sum the output fires after its last
+    # input, at t = (ϑ_out + Σ w_i t_i)/Σ w_i = ϑ_out + 2 − u (eqs. 6–7 one layer up)
+    ann, x = _fc2_with_large_logits(1)
+    logits, _ = ann_forward(ann, x)
+    assert logits.max() > 1.5, "the test needs outputs that break ϑ = 1"
+    theta = 200.0
+    t_out = convert_to_snn(ann, force_firing=True, output_threshold=theta)(x)
+    assert torch.allclose(t_out, theta + 2.0 - logits, atol=1e-3)
+    with pytest.raises(ValueError, match="output_threshold"):
+        convert_to_snn(ann, output_threshold=0.0)
+
+
+def test_calibrated_output_threshold_agrees_with_the_ann_where_one_does_not():
+    ann, x = _fc2_with_large_logits(2)
+    target = ann_forward(ann, x)[0].argmax(1)
+    snn = convert_to_snn(ann, force_firing=True)
+    agree_one = (snn(x).argmin(1) == target).float().mean().item()
+    theta = calibrate_output_threshold(ann, snn, x)
+    assert snn.layers[-1].threshold == 1.0, "calibration leaves the network as it was"
+    agree = (convert_to_snn(ann, force_firing=True, output_threshold=theta)(x).argmin(1) == target).float().mean().item()
+    assert agree_one < 0.95 and theta > 1.0 and agree > agree_one and agree >= 0.99
+
+
+def test_calibration_keeps_threshold_one_when_it_is_best():
+    gen = torch.Generator().manual_seed(3)
+    ann = MODELS.get("hybrid_fc2")(hidden=16)
+    with torch.no_grad():
+        ann[1].weight.copy_(_constrained(16, 784, gen, mixed=0.0))
+        ann[3].weight.copy_(_constrained(10, 16, gen, mixed=0.0))  # u ≤ 1: every candidate is exact, the tie goes to 1
+    x = torch.rand(50, 1, 28, 28, generator=gen)
+    assert calibrate_output_threshold(ann, convert_to_snn(ann), x) == 1.0
+
+
+def test_lambda_a_per_layer():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 6, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (6,), generator=gen)
+    ann = MODELS.get("hybrid_fc2")(hidden=32)
+    _, pre = ann_forward(ann, x[0])
+    out = METHODS.get("hybrid_ann")(lambda_w=0.0, lambda_a=[0.5, 0.0]).step(ann, x, y)
+    expected = out.extras["ce"] + 0.5 * activation_constraint_loss([pre[0][1]]).item()
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="one per weighted layer"):
+        METHODS.get("hybrid_ann")(lambda_a=[0.1, 0.1, 0.1]).step(ann, x, y)

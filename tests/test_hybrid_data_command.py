@@ -55,6 +55,14 @@ def test_hybrid_command_writes_table(tmp_path, capsys):
     text = out.read_text()
     assert "| Ours (hybrid) |" in text and "| STDBP (CE-only init) |" in text
     assert "min Σw" in text and "silent/layer1" in text
+    assert "ϑ_out = 1" in text, "the paper's ϑ_out = 1 conversion is reported next to the calibrated one"
+
+
+def test_hybrid_command_rejects_bad_output_threshold(tmp_path, capsys):
+    argv = ["hybrid", "hybrid_fc2", "--output", str(tmp_path / "h.md"), "--set", "train_limit=64", "--set", "test_limit=32",
+            "--set", "snn.output_threshold=high"]
+    assert main(argv) == 2
+    assert "snn.output_threshold must be a number > 0 or 'auto'" in capsys.readouterr().err
 
 
 def test_hybrid_command_rejects_unknown_key(tmp_path, capsys):

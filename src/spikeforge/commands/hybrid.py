@@ -19,7 +19,8 @@ import yaml
 from torch.utils.data import DataLoader
 
 from spikeforge.losses.conversion import constraint_report
-from spikeforge.methods.hybrid_temporal import accuracy, ann_forward, convert_to_snn, train_epoch, weighted_layers
+from spikeforge.methods.hybrid_temporal import (accuracy, ann_forward, calibrate_output_threshold, convert_to_snn, train_epoch,
+                                                 weighted_layers)
 from spikeforge.registry import DATASETS, METHODS, MODELS
 
 DEFAULTS: dict[str, Any] = {
@@ -33,11 +34,13 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 128,
     "eval_batch_size": 1000,
     "ann": {"epochs": 6, "lr": 1e-3, "gamma": 0.6, "lambda_w": 1e-2, "lambda_a": 1e-2},
-    "snn": {"epochs": 4, "lr": 1e-4, "gamma": 0.7, "min_denominator": 0.1, "force_firing": True},
+    "snn": {"epochs": 4, "lr": 1e-4, "gamma": 0.7, "min_denominator": 0.1, "force_firing": True, "output_threshold": 1.0},
+    "calibration_samples": 2000,
     "arms": ["hybrid", "baseline"],
     "converge_tolerance": 0.5,
     "output": "docs/results/hybrid.md",
 }
+ARMS = {"hybrid": ("Ours (hybrid)", True), "baseline": ("STDBP (CE-only init)", False)}  # label, constrained ANN
 RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes"
 
 
@@ -75,6 +78,35 @@ def load_recipe(spec: str, overrides: list[str] = ()) -> dict:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     return _merge(DEFAULTS, given)
+
+
+def _output_threshold(recipe: dict, ann, train: DataLoader) -> float:
+    """ϑ_out from the recipe: a number, or 'auto' (calibrated on the first training samples)."""
+    value = recipe["snn"]["output_threshold"]
+    if value == "auto":
+        x = torch.cat([xb for xb, _ in _take(train, recipe["calibration_samples"])])
+        snn = convert_to_snn(ann, recipe["snn"]["force_firing"], recipe["analog_layers"], min_denominator=recipe["snn"]["min_denominator"])
+        return calibrate_output_threshold(ann, snn, x)
+    return float(value)
+
+
+def _check(recipe: dict) -> None:
+    """Values the training loop would only trip over late: arms and the output threshold."""
+    value = recipe["snn"]["output_threshold"]
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ValueError(f"hybrid recipe: snn.output_threshold must be a number > 0 or 'auto', got {value!r}")
+    if not recipe["arms"] or any(arm not in ARMS for arm in recipe["arms"]):
+        raise ValueError(f"hybrid recipe: arms must be a non-empty list of 'hybrid' and 'baseline', got {recipe['arms']!r}")
+
+
+def _take(loader: DataLoader, samples: int):
+    """Batches of `loader` until `samples` samples have been seen."""
+    seen = 0
+    for batch in loader:
+        if seen >= samples:
+            return
+        seen += len(batch[1])
+        yield batch
 
 
 def _loaders(recipe: dict) -> tuple[DataLoader, DataLoader]:
@@ -123,13 +155,21 @@ def run_arm(recipe: dict, constrained: bool, train: DataLoader, test: DataLoader
         _, pre = ann_forward(ann, x)
     result["table1"] = constraint_report({n: m.weight for n, m in weighted_layers(ann)}, dict(pre))
     stdbp = METHODS.get("stdbp")()
+    theta = result["output_threshold"] = _output_threshold(recipe, ann, train)
+
+    def convert(ff: bool, output_threshold: float):
+        return convert_to_snn(ann, ff, recipe["analog_layers"], min_denominator=snn_cfg["min_denominator"],
+                              output_threshold=output_threshold)
+
+    result["init_acc_ff1_theta1"] = accuracy(convert(True, 1.0), stdbp, test)  # the paper's ϑ = 1 everywhere
     for ff in (True, False):
-        snn = convert_to_snn(ann, ff, recipe["analog_layers"], min_denominator=snn_cfg["min_denominator"])
+        snn = convert(ff, theta)
         result[f"init_acc_ff{int(ff)}"] = accuracy(snn, stdbp, test)
         with torch.no_grad():
             result[f"init_stats_ff{int(ff)}"] = snn.run(x)[1]
-    log(f"  converted: FF {result['init_acc_ff1']:.4f}, w/o FF {result['init_acc_ff0']:.4f}")
-    snn = convert_to_snn(ann, snn_cfg["force_firing"], recipe["analog_layers"], min_denominator=snn_cfg["min_denominator"])
+    log(f"  converted: output threshold {theta:.3g}: FF {result['init_acc_ff1']:.4f}, w/o FF {result['init_acc_ff0']:.4f}; "
+        f"FF with output threshold 1: {result['init_acc_ff1_theta1']:.4f}")
+    snn = convert(snn_cfg["force_firing"], theta)
     start = time.perf_counter()
     history = _fit(snn, stdbp, train, test, snn_cfg["epochs"], snn_cfg["lr"], snn_cfg["gamma"], log)
     result.update(snn_history=history, final_acc=history[-1]["test_acc"], snn_seconds=time.perf_counter() - start,
@@ -147,13 +187,16 @@ def render(recipe: dict, arms: dict[str, dict], command: str) -> str:
     lines = [f"## {recipe['name']}: {recipe['model']} on {recipe['dataset']['name']}", "",
              f"Command: `{command}`", "",
              "Init acc. is the SNN right after conversion, in brackets the ANN it came from (the paper's "
-             "f_s(·; θ_a) [f_a(·; θ_a)]); final is after STDBP fine-tuning "
-             f"({ff}, {recipe['snn']['epochs']} epochs).", "",
-             "| model | init acc. FF (%) | init acc. w/o FF (%) | final (%) | epochs to converge | ANN s | SNN s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "f_s(·; θ_a) [f_a(·; θ_a)]), with the output threshold ϑ_out of the recipe "
+             f"({recipe['snn']['output_threshold']}) and, in the first column, with the paper's ϑ_out = 1; final is after "
+             f"STDBP fine-tuning ({ff}, {recipe['snn']['epochs']} epochs).", "",
+             "| model | init acc. FF, ϑ_out = 1 (%) | ϑ_out | init acc. FF (%) | init acc. w/o FF (%) | final (%) | "
+             "epochs to converge | ANN s | SNN s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for label, arm in arms.items():
-        lines.append(f"| {label} | {_pct(arm['init_acc_ff1'])} [{_pct(arm['ann_acc'])}] | "
-                     f"{_pct(arm['init_acc_ff0'])} [{_pct(arm['ann_acc'])}] | {_pct(arm['final_acc'])} | "
+        ann = _pct(arm["ann_acc"])
+        lines.append(f"| {label} | {_pct(arm['init_acc_ff1_theta1'])} [{ann}] | {arm['output_threshold']:.3g} | "
+                     f"{_pct(arm['init_acc_ff1'])} [{ann}] | {_pct(arm['init_acc_ff0'])} [{ann}] | {_pct(arm['final_acc'])} | "
                      f"{arm['converged']} | {arm['ann_seconds']:.0f} | {arm['snn_seconds']:.0f} |")
     for label, arm in arms.items():
         lines += ["", f"### {label}: constraints after the ANN stage (Table 1, one test batch)", "",
@@ -170,6 +213,7 @@ def render(recipe: dict, arms: dict[str, dict], command: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.set)
+    _check(recipe)
     if args.output:
         recipe["output"] = args.output
     torch.manual_seed(recipe["seed"])
@@ -178,11 +222,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(recipe["output"])
     out.parent.mkdir(parents=True, exist_ok=True)
     arms: dict[str, dict] = {}
-    labels = {"hybrid": ("Ours (hybrid)", True), "baseline": ("STDBP (CE-only init)", False)}
-    unknown = [arm for arm in recipe["arms"] if arm not in labels]
-    if unknown or not recipe["arms"]:
-        raise ValueError(f"hybrid recipe: arms must be a non-empty list of 'hybrid' and 'baseline', got {recipe['arms']!r}")
-    for label, constrained in (labels[arm] for arm in recipe["arms"]):
+    for label, constrained in (ARMS[arm] for arm in recipe["arms"]):
         arms[label] = run_arm(recipe, constrained, train, test, lambda line: print(line, flush=True))
         out.write_text(render(recipe, arms, command))  # each finished arm is kept even if a later one is stopped
     print(out.read_text())

@@ -5,8 +5,13 @@ L = CE + λ_w·L_wsum + λ_a·L_acti (eqs. 9–11); λ_w = λ_a = 0 is the CE-on
 L_wsum covers the layers that become spiking; L_acti covers every weighted layer, the output layer included
 (eq. 11 sums over all L layers; an output pre-activation above 1 makes that neuron fire before its last input
 arrives, which breaks the equivalence).
+λ_a may be one weight per weighted layer (e.g. 0 for the output layer, whose logits CE wants large).
 Conversion, `convert_to_snn`: θ_s = θ_a, ϑ = 1, max-pooling → min-pooling, ReLU → force firing (eq. 8) or
-nothing, the first `analog_layers` weighted layers optionally kept analog (the C2F3 note).
+nothing, the first `analog_layers` weighted layers optionally kept analog (the C2F3 note). The output layer may
+get its own threshold ϑ_out: with Σw = 1 its neuron j fires at t = L + (ϑ_out − u_j) (eqs. 6–7 one layer up),
+so the earliest spike is still the ANN's argmax, and the equivalence holds for every u_j ≤ ϑ_out instead of
+only u_j ≤ 1. `calibrate_output_threshold` picks ϑ_out on training inputs (1 unless a larger value keeps
+more of the ANN's decisions); hidden layers keep ϑ = 1, so force firing (eq. 8) is unchanged.
 Stage 2, method ``stdbp``: the SNN's output spike times t_out [B, classes] are trained with CE on −t_out; the
 predicted class is the earliest output spike.
 
@@ -101,8 +106,10 @@ def convert_to_snn(
     threshold: float = 1.0,
     min_denominator: float = 0.1,
     impl: Impl = "fast",
+    output_threshold: float | None = None,
 ) -> ReLPSPNetwork:
-    """ANN → one-spike SNN with θ_s = θ_a and ϑ = `threshold` (§2.2, hybrid paper); the ANN is left unchanged."""
+    """ANN → one-spike SNN with θ_s = θ_a and ϑ = `threshold` (§2.2, hybrid paper), ϑ_out = `output_threshold`
+    (default `threshold`) for the last layer; the ANN is left unchanged."""
     if not isinstance(ann, nn.Sequential):
         raise ValueError(f"convert_to_snn: expected an nn.Sequential ANN, got {type(ann).__name__}")
     modules = list(ann.named_children())
@@ -132,22 +139,53 @@ def convert_to_snn(
         layers.append(snn_layer)
     if layer == 0:
         raise ValueError("convert_to_snn: the ANN has no Linear or Conv2d layer to make spiking")
+    if output_threshold is not None:
+        if output_threshold <= 0:
+            raise ValueError(f"convert_to_snn: output_threshold must be > 0, got {output_threshold}")
+        snn_layer.threshold = float(output_threshold)
     return ReLPSPNetwork(layers, force_firing=force_firing, analog=analog)
+
+
+@torch.no_grad()
+def calibrate_output_threshold(ann: nn.Sequential, snn: ReLPSPNetwork, x: Tensor,
+                               quantiles: tuple[float, ...] = (0.9, 0.99, 0.999, 1.0)) -> float:
+    """ϑ_out among 1 and max(1, quantile q of the output u on x) whose earliest spikes agree most with the ANN's argmax."""
+    logits, pre = ann_forward(ann, x)
+    u_out = pre[-1][1].flatten()
+    candidates = sorted({1.0, *(max(1.0, u_out.quantile(q).item()) for q in quantiles)})
+    output_layer = [m for m in snn.layers if isinstance(m, (ReLPSPLinear, ReLPSPConv2d))][-1]
+    original, agreement = output_layer.threshold, []
+    target = logits.argmax(dim=1)
+    for theta in candidates:
+        output_layer.threshold = theta
+        agreement.append((snn(x).argmin(dim=1) == target).float().mean().item())
+    output_layer.threshold = original
+    return candidates[agreement.index(max(agreement))]  # ties go to the smallest ϑ_out
 
 
 class HybridANN(Method):
     """Stage 1: the ANN with L = CE + λ_w·L_wsum + λ_a·L_acti (eq. 9); λ_w = λ_a = 0 gives the CE-only baseline."""
 
-    def __init__(self, lambda_w: float, lambda_a: float, analog_layers: int) -> None:
+    def __init__(self, lambda_w: float, lambda_a: float | list[float], analog_layers: int) -> None:
         self.lambda_w, self.lambda_a, self.analog_layers = lambda_w, lambda_a, analog_layers
+
+    def _lambda_a(self, layers: int) -> list[float]:
+        if isinstance(self.lambda_a, (int, float)):
+            return [float(self.lambda_a)] * layers
+        if len(self.lambda_a) != layers:
+            raise ValueError(f"hybrid_ann: lambda_a has {len(self.lambda_a)} weights but the ANN has {layers} weighted layers; "
+                             "give one number, or one per weighted layer")
+        return [float(v) for v in self.lambda_a]
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
         logits, pre = ann_forward(model, static_frame(x))
         ce = F.cross_entropy(logits, y)
         spiking = [m.weight for _, m in weighted_layers(model)[self.analog_layers :]]
         l_wsum = weight_sum_loss(spiking)
+        weights = self._lambda_a(len(pre))
         l_acti = activation_constraint_loss([u for _, u in pre])
-        loss = ce + self.lambda_w * l_wsum + self.lambda_a * l_acti
+        weighted_acti = sum(w * activation_constraint_loss([u]) for w, (_, u) in zip(weights, pre) if w)
+        loss = ce + self.lambda_w * l_wsum + weighted_acti
         extras = {"ce": ce.item(), "l_wsum": l_wsum.item(), "l_acti": l_acti.item()}
         return StepOutput(loss=loss, logits=logits.detach(), extras=extras)
 
@@ -168,9 +206,9 @@ class STDBP(Method):
 
 
 @METHODS.register("hybrid_ann")
-def hybrid_ann(lambda_w: float = 1e-2, lambda_a: float = 1e-4, analog_layers: int = 0) -> HybridANN:
-    """Stage-1 method: constrained ANN training (eqs. 9–11)."""
-    if lambda_w < 0 or lambda_a < 0 or analog_layers < 0:
+def hybrid_ann(lambda_w: float = 1e-2, lambda_a: float | list[float] = 1e-4, analog_layers: int = 0) -> HybridANN:
+    """Stage-1 method: constrained ANN training (eqs. 9–11); `lambda_a` is one weight or one per weighted layer."""
+    if lambda_w < 0 or min(lambda_a if isinstance(lambda_a, (list, tuple)) else [lambda_a]) < 0 or analog_layers < 0:
         raise ValueError(f"hybrid_ann: lambda_w, lambda_a and analog_layers must be >= 0, got {lambda_w}, {lambda_a}, {analog_layers}")
     return HybridANN(lambda_w, lambda_a, analog_layers)
 
