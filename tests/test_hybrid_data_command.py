@@ -8,7 +8,8 @@ import torch
 
 from spikeforge.cli import main
 from spikeforge.data.idx import FASHION_MNIST_DEBIAN
-from spikeforge.registry import DATASETS
+from spikeforge.methods.hybrid_temporal import convert_to_snn
+from spikeforge.registry import DATASETS, MODELS
 
 
 def _write_batches(root, per_batch=4):
@@ -68,3 +69,29 @@ def test_hybrid_command_rejects_bad_output_threshold(tmp_path, capsys):
 def test_hybrid_command_rejects_unknown_key(tmp_path, capsys):
     assert main(["hybrid", "hybrid_fc2", "--set", "snn.epoch=3"]) == 2
     assert "did you mean 'snn.epochs'" in capsys.readouterr().err
+
+
+def test_hybrid_kws_model_shapes_and_conversion():
+    ann = MODELS.get("hybrid_kws")()
+    x = torch.randn(2, 100, 1, 40)  # the speech features [B, steps, 1, bands]
+    assert ann(x).shape == (2, 12)
+    snn = convert_to_snn(ann, analog_layers=1)
+    assert snn.analog is not None and snn(x).shape == (2, 12)
+
+
+def test_hybrid_command_runs_on_speech_commands_tree(tmp_path):
+    from test_speech_data import chirp, write
+
+    root = tmp_path / "sc"
+    for word, f0 in (("yes", 300), ("no", 600), ("bed", 900)):
+        for speaker in "abcd":
+            write(root / word / f"{speaker}000000_nohash_0.wav", chirp(f0 + 40 * ord(speaker) % 200))
+    (root / "validation_list.txt").write_text("yes/c000000_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text("yes/d000000_nohash_0.wav\nno/d000000_nohash_0.wav\nbed/d000000_nohash_0.wav\n")
+    write(root / "_background_noise_" / "hum.wav", chirp(50, 32000))
+    out = tmp_path / "kws.md"
+    argv = ["hybrid", "hybrid_kws", "--output", str(out), "--set", f"dataset.root={root}", "--set", "dataset.cache=false",
+            "--set", "ann.epochs=1", "--set", "snn.epochs=1", "--set", "arms=[hybrid]", "--set", "calibration_samples=4",
+            "--set", "train_limit=6", "--set", "test_limit=3"]
+    assert main(argv) == 0
+    assert "| Ours (hybrid) |" in out.read_text()

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from spikeforge.losses.conversion import constraint_report
 from spikeforge.methods.hybrid_temporal import (accuracy, ann_forward, calibrate_output_threshold, convert_to_snn, train_epoch,
@@ -109,11 +109,16 @@ def _take(loader: DataLoader, samples: int):
         yield batch
 
 
+def _first(dataset: Dataset, limit: int | None) -> Dataset:
+    """The first `limit` samples of `dataset` (all of them when `limit` is None)."""
+    return dataset if limit is None else Subset(dataset, range(min(limit, len(dataset))))
+
+
 def _loaders(recipe: dict) -> tuple[DataLoader, DataLoader]:
     data = dict(recipe["dataset"])
     factory = DATASETS.get(data.pop("name"))
-    train = factory(split="train", limit=recipe["train_limit"], **data)
-    test = factory(split="test", limit=recipe["test_limit"], **data)
+    train = _first(factory(split="train", **data), recipe["train_limit"])
+    test = _first(factory(split="test", **data), recipe["test_limit"])
     gen = torch.Generator().manual_seed(recipe["seed"])
     return (DataLoader(train, batch_size=recipe["batch_size"], shuffle=True, generator=gen),
             DataLoader(test, batch_size=recipe["eval_batch_size"]))

@@ -2,7 +2,8 @@
 
 - ``hybrid_fc2``: 784-800-10;
 - ``hybrid_c2f3``: 28×28-16C5-P2-32C5-P2-800-128-10 (SNN: first conv kept analog by default);
-- ``hybrid_cifar_cnn``: 32×32×3-64C3-P2-128C3-128C3-P2-256-10 (3×3 convs padded by 1).
+- ``hybrid_cifar_cnn``: 32×32×3-64C3-P2-128C3-128C3-P2-256-10 (3×3 convs padded by 1);
+- ``hybrid_kws``: 1×100×40-16C5-P2-32C5-P2-256-12 on the speech features (§3.2; first conv analog).
 The ``*_snn`` names build the same architecture converted to ReL-PSP (a fresh initialisation; convert a trained
 ANN with `spikeforge.methods.hybrid_temporal.convert_to_snn`). ANNs map [B, ...] → logits [B, classes]; SNNs map
 intensities [B, ...] → output spike times [B, classes].
@@ -43,6 +44,23 @@ def hybrid_cifar_cnn(in_channels: int = 3, classes: int = 10) -> nn.Sequential:
         nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.ReLU(),
         nn.Conv2d(128, 128, 3, padding=1, bias=False), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(128 * 8 * 8, 256, bias=False), nn.ReLU(), nn.Linear(256, classes, bias=False),
+    )
+
+
+@MODELS.register("hybrid_kws")
+def hybrid_kws(steps: int = 100, bands: int = 40, classes: int = 12) -> nn.Sequential:
+    """Keyword-spotting ANN (§3.2): the C2F3 layout on the log-Mel image, 1×100×40-16C5-P2-32C5-P2-256-12.
+
+    Input: the speech features [B, steps, 1, bands], viewed as one-channel images [B, 1, steps, bands]. The first
+    conv is meant to stay analog (`analog_layers: 1`, the C2F3 note): it turns the unbounded features into the
+    intensities in [0, 1] that the time-to-first-spike encoding needs.
+    """
+    height, width = ((steps - 4) // 2 - 4) // 2, ((bands - 4) // 2 - 4) // 2
+    return nn.Sequential(
+        nn.Flatten(), nn.Unflatten(1, (1, steps, bands)),
+        nn.Conv2d(1, 16, 5, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 5, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * height * width, 256, bias=False), nn.ReLU(), nn.Linear(256, classes, bias=False),
     )
 
 
