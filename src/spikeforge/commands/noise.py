@@ -199,7 +199,6 @@ class _Learner:
     optimizer: torch.optim.Optimizer
     loader: DataLoader
     clock: Callable[[], float] = time.process_time
-    threads: int = field(default_factory=torch.get_num_threads)
     train_s: float = 0.0
     wall_s: float = 0.0
     samples: int = 0
@@ -215,11 +214,6 @@ class _Learner:
             self._batches = iter(self.loader)
             return next(self._batches)
 
-    def keep_threads(self) -> None:
-        """Restore PyTorch's thread count: the compiled LIF kernels' first parallel launch (numba, OpenMP) raises it."""
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
-
     def train_for(self, seconds: float, max_batches: int | None = None) -> None:
         """Train until `seconds` of training time on `clock` have passed (or `max_batches` batches)."""
         self.model.train()
@@ -232,7 +226,6 @@ class _Learner:
             self.optimizer.step()
             self.samples += y.shape[0]
             done += 1
-            self.keep_threads()
         self.train_s += self.clock() - start
         self.wall_s += time.perf_counter() - wall
 
@@ -273,7 +266,6 @@ def _val_accuracy(learner: _Learner, loader: DataLoader, steps: int) -> float:
     correct = count = 0
     for x, y in loader:
         logits = learner.method.predict(learner.model, _static(x), steps=steps).mean(0)
-        learner.keep_threads()
         correct += int((logits.argmax(1) == y).sum())
         count += y.shape[0]
     return correct / count
@@ -286,7 +278,6 @@ def _inference_seconds_per_sample(learner: _Learner, loader: DataLoader, steps: 
     start, count = learner.clock(), 0
     for x, _ in loader:
         learner.method.predict(learner.model, _static(x), steps=steps)
-        learner.keep_threads()
         count += x.shape[0]
     return (learner.clock() - start) / count
 
