@@ -182,10 +182,9 @@ class HybridANN(Method):
         ce = F.cross_entropy(logits, y)
         spiking = [m.weight for _, m in weighted_layers(model)[self.analog_layers :]]
         l_wsum = weight_sum_loss(spiking)
-        weights = self._lambda_a(len(pre))
-        l_acti = activation_constraint_loss([u for _, u in pre])
-        weighted_acti = sum(w * activation_constraint_loss([u]) for w, (_, u) in zip(weights, pre) if w)
-        loss = ce + self.lambda_w * l_wsum + weighted_acti
+        per_layer = [activation_constraint_loss([u]) for _, u in pre]  # eq. (11), one term per layer
+        l_acti = torch.stack(per_layer).sum()
+        loss = ce + self.lambda_w * l_wsum + sum(w * term for w, term in zip(self._lambda_a(len(pre)), per_layer))
         extras = {"ce": ce.item(), "l_wsum": l_wsum.item(), "l_acti": l_acti.item()}
         return StepOutput(loss=loss, logits=logits.detach(), extras=extras)
 
