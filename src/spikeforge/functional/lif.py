@@ -157,7 +157,7 @@ def _compiled_forward(drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> 
 
 def _compiled_backward(ctx, g_spikes, g_membrane):
     cfg = ctx.cfg
-    current, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes = ctx.saved_tensors
+    current, beta, threshold, norm, gram, recurrent, u0, s0, membrane, _ = ctx.saved_tensors
     scaled = cfg.input_scale == "one_minus_beta"
     steps, channels = membrane.shape[0], membrane.shape[2]
     inner = membrane[0, 0, 0].numel()
@@ -166,13 +166,13 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     th, qq, _, nn_ = _channel_arrays(b, nrm, None if norm is None else nrm + cfg.eps, membrane)
     g_u = torch.empty_like(membrane)
     parts = torch.empty(3, membrane[0].numel(), dtype=membrane.dtype)
-    dummy = membrane.new_zeros(1, membrane[0].numel()).numpy()
+    zero_row = membrane.new_zeros(1, membrane[0].numel()).numpy()
     with lif_cpu.torch_thread_budget():
         lif_cpu.lif_backward(
             _flat(torch.zeros_like(membrane) if g_spikes is None else g_spikes, steps),
-            dummy if g_membrane is None else _flat(g_membrane, steps), g_membrane is not None,
-            _flat(membrane, steps), _flat(spikes, steps), _flat(current, steps) if scaled else dummy, scaled,
-            beta.item(), th, qq, nn_, norm is not None, lif_cpu.RESET_CODES[cfg.reset],
+            zero_row if g_membrane is None else _flat(g_membrane, steps),
+            _flat(membrane, steps), _flat(current, steps) if scaled else zero_row,
+            beta.item(), th, qq, nn_, lif_cpu.RESET_CODES[cfg.reset],
             lif_cpu.SURROGATE_CODES[cfg.surrogate], float(cfg.scale), channels, inner, _flat(u0), _flat(s0),
             g_u.view(steps, -1).numpy(), parts[0].numpy(), parts[1].numpy(), parts[2].numpy())
     per_channel = parts.view(3, membrane.shape[1], channels, inner).sum((1, 3))
@@ -186,8 +186,8 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
 class _FusedLIF(torch.autograd.Function):
     """The same model as `lif_reference`, forward and backward each in one pass over the steps.
 
-    Saves only the membrane U, the spikes S (which the next layer keeps anyway) and, with
-    (1 − β) input scaling, the input current; the surrogate derivative is recomputed.
+    Saves only the membrane U, with (1 − β) input scaling the input current, and (PyTorch
+    path only) the spikes S; the compiled backward recomputes S from U and the surrogate derivative.
     """
 
     @staticmethod
@@ -202,7 +202,8 @@ class _FusedLIF(torch.autograd.Function):
         spikes = torch.empty_like(current)
         ctx.cfg = cfg
         ctx.compiled = cfg.compiled and _compiled_ok(current, gram, recurrent)
-        ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes)
+        ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane,
+                              None if ctx.compiled else spikes)
         if ctx.compiled:
             _compiled_forward(drive_all, beta, b, nrm, q, cfg, u0, s0, membrane, spikes)
             return spikes, membrane

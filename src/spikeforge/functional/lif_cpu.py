@@ -27,6 +27,8 @@ except ImportError:  # pragma: no cover - numba comes with librosa; the PyTorch 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 SURROGATE_CODES = {"sigmoid": 0, "sigmoid_unscaled": 1, "fast_sigmoid": 2, "triangle": 3, "arctan": 4}
 BLOCK = 512
+# fast-math without `arcp`: U/q must round as in the forward, or a recomputed spike could flip
+_NO_ARCP = {"nnan", "ninf", "nsz", "contract", "afn", "reassoc"}
 
 available = njit is not None
 
@@ -51,21 +53,6 @@ def torch_thread_budget():
 
 
 if available:
-
-    @njit(cache=True, inline="always", fastmath=True)
-    def _surrogate(x, code, a, one, half_pi):
-        """The surrogate derivatives of `functional.surrogate`, by code; `one`, `half_pi` carry x's dtype."""
-        if code == 0 or code == 1:
-            e = math.exp(-abs(a * x))
-            g = e / ((one + e) * (one + e))
-            return a * g if code == 0 else g
-        if code == 2:
-            d = one + a * abs(x)
-            return one / (d * d)
-        if code == 3:
-            return a * max(one - one, one - a * abs(x))
-        z = half_pi * a * x
-        return (a / (one + one)) / (one + z * z)
 
     @njit(parallel=True, cache=True)
     def lif_forward(drive, beta, threshold, q, gain, has_norm, reset, channels, inner, u0, s0, membrane, spikes):
@@ -111,29 +98,62 @@ if available:
                     elif reset == 1:
                         r[i] = un * s
 
-    @njit(parallel=True, cache=True, fastmath=True)
-    def lif_backward(g_spikes, g_membrane, has_g_membrane, membrane, spikes, current, scaled, beta, threshold, q, norm,
-                     has_norm, reset, surrogate, scale, channels, inner, u0, s0, g_u, part_beta, part_threshold, part_norm):
+    @njit(cache=True, inline="always")
+    def _surrogate_row(x, out, code, a):
+        """out[i] = Θ′(x[i]) for the surrogate `code`; the branch on `code` sits outside the loop."""
+        one = x.dtype.type(1)
+        if code == 0 or code == 1:
+            k = a if code == 0 else one
+            for i in range(x.shape[0]):
+                e = math.exp(-abs(a * x[i]))
+                out[i] = k * e / ((one + e) * (one + e))
+        elif code == 2:
+            for i in range(x.shape[0]):
+                d = one + a * abs(x[i])
+                out[i] = one / (d * d)
+        elif code == 3:
+            for i in range(x.shape[0]):
+                out[i] = a * max(one - one, one - a * abs(x[i]))
+        else:
+            half = a / (one + one)
+            c = x.dtype.type(math.pi / 2) * a
+            for i in range(x.shape[0]):
+                z = c * x[i]
+                out[i] = half / (one + z * z)
+
+    @njit(parallel=True, cache=True, fastmath=_NO_ARCP)
+    def lif_backward(g_spikes, g_membrane, membrane, current, beta, threshold, q, norm, reset, surrogate, scale,
+                     channels, inner, u0, s0, g_u, part_beta, part_threshold, part_norm):
         """Reverse scan: gU[n] = gS_tot[n]·Θ′/q + gU_mem[n] + carry[n]·gU[n+1]; per-neuron partial sums of dβ, db, d‖W‖².
 
-        Locals have the arrays' dtype and 1/q is precomputed, so the loop body vectorises;
-        gradients agree with the reference to float rounding, not bit for bit.
+        The spikes are recomputed from the membrane with the forward's arithmetic (U/q − b > 0), so
+        the forward need not keep them. `g_membrane` and `current` are `[T, N]` or one zero row
+        `[1, N]` when absent; q = ‖W‖² = 1 without normalisation. The loop body has no branch
+        (the reset kind enters as 0/1 factors), so it vectorises; gradients agree with the
+        reference to float rounding, not bit for bit.
         """
         steps, n_neurons = membrane.shape
         dt = membrane.dtype
         beta = dt.type(beta)
         scale = dt.type(scale)
+        zero = dt.type(0)
         one = dt.type(1)
-        half_pi = dt.type(math.pi / 2)
+        k_sub = one if reset == 0 else zero  # R = b·‖W‖²·S
+        k_zero = one if reset == 1 else zero  # R = U·S
+        g_mem_rows = g_membrane.shape[0] > 1
+        cur_rows = current.shape[0] > 1
         blocks = (n_neurons + BLOCK - 1) // BLOCK
         for blk in prange(blocks):
             lo = blk * BLOCK
             hi = min(n_neurons, lo + BLOCK)
             width = hi - lo
             b = np.empty(width, dt)
+            qq = np.empty(width, dt)
             inv_q = np.empty(width, dt)
             nrm = np.empty(width, dt)
             gain = np.empty(width, dt)
+            x = np.empty(width, dt)
+            sg = np.empty(width, dt)
             g_next = np.zeros(width, dt)
             acc_beta = np.zeros(width, dt)
             acc_b = np.zeros(width, dt)
@@ -141,52 +161,36 @@ if available:
             for i in range(width):
                 ch = ((lo + i) // inner) % channels
                 b[i] = threshold[ch]
+                qq[i] = q[ch]
                 inv_q[i] = 1 / q[ch]
                 nrm[i] = norm[ch]
                 gain[i] = b[i] * nrm[i]
             for n in range(steps - 1, -1, -1):
-                mem = membrane[n, lo:hi]  # row slices: contiguous, so the loop vectorises
-                spk = spikes[n, lo:hi]
+                mem = membrane[n, lo:hi]  # row slices: contiguous, so the loops vectorise
                 gsp = g_spikes[n, lo:hi]
-                gmem = g_membrane[n if has_g_membrane else 0, lo:hi]
-                cur = current[n if scaled else 0, lo:hi]
+                gmem = g_membrane[n if g_mem_rows else 0, lo:hi]
+                cur = current[n if cur_rows else 0, lo:hi]
                 gout = g_u[n, lo:hi]
-                # the state before step n: U[n−1], S[n−1]
-                u_before = membrane[n - 1, lo:hi] if n > 0 else u0[lo:hi]
-                s_before = spikes[n - 1, lo:hi] if n > 0 else s0[lo:hi]
+                u_before = membrane[n - 1, lo:hi] if n > 0 else u0[lo:hi]  # U[n−1]
+                for i in range(width):
+                    x[i] = mem[i] * inv_q[i] - b[i]
+                _surrogate_row(x, sg, surrogate, scale)
                 for i in range(width):
                     un = mem[i]
-                    x = (un * inv_q[i] if has_norm else un) - b[i]
-                    sg = _surrogate(x, surrogate, scale, one, half_pi)
-                    gs = gsp[i]
-                    if reset == 0:
-                        gs -= beta * gain[i] * g_next[i]
-                    elif reset == 1:
-                        gs -= beta * un * g_next[i]
-                    gu = gs * (sg * inv_q[i] if has_norm else sg) + beta * g_next[i]
-                    if has_g_membrane:
-                        gu += gmem[i]
-                    if reset == 1:
-                        gu -= beta * spk[i] * g_next[i]
-                    gout[i] = gu
+                    spk = one if un / qq[i] - b[i] > zero else zero  # S[n], as the forward computed it
                     up = u_before[i]
-                    sp = s_before[i]
-                    if reset == 0:
-                        d_beta = up - sp * gain[i]
-                    elif reset == 1:
-                        d_beta = up - up * sp
+                    if n > 0:
+                        sp = one if up / qq[i] - b[i] > zero else zero  # S[n−1]
                     else:
-                        d_beta = up
-                    if scaled:
-                        d_beta -= cur[i]
-                    acc_beta[i] += gu * d_beta
-                    gx = gs * sg
-                    acc_b[i] -= gx
-                    if has_norm:
-                        acc_n[i] -= gx * un * inv_q[i] * inv_q[i]
-                    if reset == 0:
-                        acc_b[i] -= beta * nrm[i] * sp * gu
-                        acc_n[i] -= beta * b[i] * sp * gu
+                        sp = s0[lo + i]
+                    g = g_next[i]
+                    gs = gsp[i] - beta * (k_sub * gain[i] + k_zero * un) * g
+                    gu = gs * sg[i] * inv_q[i] + beta * g + gmem[i] - k_zero * beta * spk * g
+                    gout[i] = gu
+                    acc_beta[i] += gu * (up - sp * (k_sub * gain[i] + k_zero * up) - cur[i])
+                    gx = gs * sg[i]
+                    acc_b[i] -= gx + k_sub * beta * nrm[i] * sp * gu
+                    acc_n[i] -= gx * un * inv_q[i] * inv_q[i] + k_sub * beta * b[i] * sp * gu
                     g_next[i] = gu
             for i in range(width):
                 part_beta[lo + i] = acc_beta[i]
