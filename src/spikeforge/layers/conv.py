@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.checks import check_time_major
+from spikeforge.functional import events
 from spikeforge.layers.base import SpikingLayer
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -79,6 +80,11 @@ class SpikingConv(SpikingLayer):
         if x.shape[2] != self.in_channels:
             raise ValueError(f"SpikingConv input: expected {layout} with {self.in_channels} channels on axis 2, got {tuple(x.shape)}")
         steps, batch = x.shape[:2]
+        if self.spatial_dims == 1 and self.stride == (1,):
+            y = events.conv_time1d(x, self.weight, self.bias, time_dilation=self.time_dilation,
+                                   padding=self.padding[0], dilation=self.dilation[0])
+            if y is not None:  # the input was sparse enough for the event-driven path
+                return y
         if self.time_kernel == 1:  # no delays: fold time into the batch
             y = _CONV[self.spatial_dims](x.flatten(0, 1), self.weight.squeeze(2), self.bias, self.stride, self.padding, self.dilation)
             return y.view(steps, batch, *y.shape[1:])

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from spikeforge.checks import check_time_major
+from spikeforge.functional import events
 from spikeforge.layers.base import SpikingLayer
 
 
@@ -35,4 +36,4 @@ class SpikingLinear(SpikingLayer):
         check_time_major(x, "SpikingLinear input", 3, f"[T, B, {self.in_features}]")
         if x.shape[2] != self.in_features:
             raise ValueError(f"SpikingLinear input: expected [T, B, {self.in_features}], got {tuple(x.shape)}")
-        return nn.functional.linear(x, self.weight, self.bias)
+        return events.linear(x, self.weight, self.bias)  # event-driven for sparse spikes

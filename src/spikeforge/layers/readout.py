@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from spikeforge.checks import check_time_major
+from spikeforge.functional import events
 from spikeforge.functional.filters import leaky_integrate
 
 
@@ -34,7 +35,7 @@ class Readout(nn.Module):
         x = x.flatten(2)
         if x.shape[2] != self.in_features:
             raise ValueError(f"Readout input: expected {self.in_features} features per step after flattening, got {x.shape[2]} from shape {tuple(x.shape)}")
-        y = x @ self.weight.t()
+        y = events.linear(x, self.weight)  # event-driven for sparse spikes
         if self.normalized:
             y = y / ((self.weight * self.weight).sum(1) + self.eps)
         y = y + self.bias

@@ -1,0 +1,161 @@
+"""Event-driven synaptic currents: I = W·S from the nonzero inputs only, exact against the dense result.
+
+`sparse_rows(x)` turns a sparse input (spikes) into compressed rows, or says that the dense
+kernels are the better choice (not on the CPU, not float, or denser than `MAX_DENSITY`).
+`linear` and `conv_time1d` then compute the forward pass and the weight gradient from the
+events (`functional.events_cpu`); the gradient to the input, gI·W, is dense whatever the
+input, so it stays with BLAS / oneDNN. Backward keeps the compressed rows, not the dense
+input: a spike tensor costs a few bytes per event instead of 4 per neuron-step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spikeforge.functional import events_cpu
+from spikeforge.functional.lif_cpu import torch_thread_budget
+
+#: Largest fraction of nonzero inputs for which the event path is used. Above it the dense kernels
+#: are faster on this CPU (benchmarks/RESULTS.md, "Event-driven synapses"); 0 turns events off.
+MAX_DENSITY = 0.15
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Compressed rows of a `[rows, width]` view of an input: the nonzero entries of row m are at indptr[m]:indptr[m+1]."""
+
+    indptr: torch.Tensor
+    indices: torch.Tensor
+    values: torch.Tensor
+    width: int
+
+
+def sparse_rows(x: torch.Tensor, rows: int) -> Rows | None:
+    """Compressed rows of `x` viewed `[rows, -1]` when the event path applies and pays, else None."""
+    if not (events_cpu.available and MAX_DENSITY > 0 and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64) and x.numel() > 0):
+        return None
+    flat = x.detach().contiguous().view(rows, -1).numpy()
+    counts = np.empty(rows, np.int64)
+    with torch_thread_budget():
+        events_cpu.row_counts(flat, counts)
+        nnz = int(counts.sum())
+        if nnz > MAX_DENSITY * flat.size:
+            return None
+        indptr = np.zeros(rows + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        indices = np.empty(nnz, np.int32)
+        values = np.empty(nnz, flat.dtype)
+        events_cpu.fill_csr(flat, indptr, indices, values)
+    return Rows(torch.from_numpy(indptr), torch.from_numpy(indices), torch.from_numpy(values), flat.shape[1])
+
+
+def _weight_grad_parts(shape, dtype) -> torch.Tensor:
+    """Private accumulators, one per thread (the kernel fills them), for a weight gradient of `shape`."""
+    return torch.empty((events_cpu.chunks(), *shape), dtype=dtype)
+
+
+class _EventLinear(torch.autograd.Function):
+    """I[m] = W·S[m] (+ bias) from compressed rows; backward: dS = gI·W (dense), dW = gIᵀ·S from the events."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, indptr, indices, values):
+        rows = indptr.numel() - 1
+        out = torch.empty(rows, weight.shape[0], dtype=x.dtype)
+        with torch_thread_budget():
+            events_cpu.linear_forward(indptr.numpy(), indices.numpy(), values.numpy(),
+                                      weight.detach().t().contiguous().numpy(), out.numpy())
+        if bias is not None:
+            out += bias.detach()
+        ctx.in_shape = x.shape
+        ctx.save_for_backward(weight, indptr, indices, values)
+        return out.view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, g_out):
+        weight, indptr, indices, values = ctx.saved_tensors
+        g2 = g_out.reshape(-1, weight.shape[0]).contiguous()
+        g_x = (g2 @ weight).view(ctx.in_shape) if ctx.needs_input_grad[0] else None
+        g_w = g_b = None
+        if ctx.needs_input_grad[1]:
+            parts = _weight_grad_parts((weight.shape[1], weight.shape[0]), g2.dtype)
+            with torch_thread_budget():
+                events_cpu.linear_weight_grad(indptr.numpy(), indices.numpy(), values.numpy(), g2.numpy(), parts.numpy())
+            g_w = parts.sum(0).t()
+        if ctx.needs_input_grad[2]:
+            g_b = g2.sum(0)
+        return g_x, g_w, g_b, None, None, None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` for x `[..., in]`, event-driven where x is sparse enough (`sparse_rows`)."""
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    csr = sparse_rows(x, rows) if weight.dtype == x.dtype and rows else None
+    if csr is None:
+        return F.linear(x, weight, bias)
+    return _EventLinear.apply(x, weight, bias, csr.indptr, csr.indices, csr.values)
+
+
+class _EventConvTime1d(torch.autograd.Function):
+    """Causal time × 1-D convolution `[T, B, C_in, F] → [T, B, C_out, F_out]` from compressed rows (stride 1)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, indptr, indices, values, geometry):
+        steps, batch, _, width = x.shape
+        reach, time_dilation, pad, dilation = geometry
+        f_out = width + 2 * pad - dilation * (weight.shape[3] - 1)
+        out = torch.empty(steps * batch, weight.shape[0], f_out, dtype=x.dtype)
+        weight_t = weight.detach().permute(2, 3, 1, 0).contiguous()  # [KT, KF, C_in, C_out]
+        with torch_thread_budget():
+            events_cpu.conv_forward(indptr.numpy(), indices.numpy(), values.numpy(), weight_t.numpy(), batch, width,
+                                    reach, time_dilation, pad, dilation, out.numpy())
+        if bias is not None:
+            out += bias.detach().view(-1, 1)
+        ctx.in_shape, ctx.geometry = x.shape, geometry
+        ctx.save_for_backward(weight, indptr, indices, values)
+        return out.view(steps, batch, weight.shape[0], f_out)
+
+    @staticmethod
+    def backward(ctx, g_out):
+        weight, indptr, indices, values = ctx.saved_tensors
+        steps, batch, c_in, width = ctx.in_shape
+        reach, time_dilation, pad, dilation = ctx.geometry
+        g_out = g_out.contiguous()
+        g_x = g_w = g_b = None
+        if ctx.needs_input_grad[0]:  # the transposed convolution of the dense gI, on the causally padded input
+            g_pad = torch.nn.grad.conv2d_input((batch, c_in, reach + steps, width), weight, g_out.movedim(0, 2),
+                                               padding=(0, pad), dilation=(time_dilation, dilation))
+            g_x = g_pad[:, :, reach:].movedim(2, 0).contiguous()
+        if ctx.needs_input_grad[1]:
+            kt, kf = weight.shape[2:]
+            parts = _weight_grad_parts((kt, kf, c_in, weight.shape[0]), g_out.dtype)
+            scratch = torch.empty(parts.shape[0], g_out.shape[3], weight.shape[0], dtype=g_out.dtype)
+            with torch_thread_budget():
+                events_cpu.conv_weight_grad(indptr.numpy(), indices.numpy(), values.numpy(),
+                                            g_out.view(steps * batch, *g_out.shape[2:]).numpy(), batch, width,
+                                            reach, time_dilation, pad, dilation, scratch.numpy(), parts.numpy())
+            g_w = parts.sum(0).permute(3, 2, 0, 1)
+        if ctx.needs_input_grad[2]:
+            g_b = g_out.sum((0, 1, 3))
+        return g_x, g_w, g_b, None, None, None, None
+
+
+def conv_time1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, time_dilation: int,
+                padding: int, dilation: int) -> torch.Tensor | None:
+    """Causal conv over (time, one spatial axis) of x `[T, B, C_in, F]` with weight `[C_out, C_in, KT, KF]`, stride 1.
+
+    out[t, :, f] = Σ W[:, :, kt, kf]·x[t − (KT − 1)·dt + kt·dt, :, f + kf·df − padding] (Algorithm 1,
+    low-activity paper). Event-driven where x is sparse enough; None where it is not (the caller
+    then runs its dense convolution).
+    """
+    steps, batch = x.shape[:2]
+    csr = sparse_rows(x, steps * batch) if weight.dtype == x.dtype else None
+    if csr is None:
+        return None
+    reach = (weight.shape[2] - 1) * time_dilation
+    return _EventConvTime1d.apply(x, weight, bias, csr.indptr, csr.indices, csr.values,
+                                  (reach, time_dilation, padding, dilation))

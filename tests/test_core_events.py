@@ -1,0 +1,127 @@
+"""Event-driven synapses (functional.events) against the dense PyTorch result, forward and gradient."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeforge.functional import events
+from spikeforge.layers import Readout, SpikingConv, SpikingLinear
+
+
+def _spikes(*shape, density=0.05, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < density).to(dtype)
+
+
+def _dense_causal_conv(x, w, b, time_dilation, padding, dilation):
+    """The specification: pad `reach` steps in front of the sequence, one dense conv2d over (time, F)."""
+    reach = (w.shape[2] - 1) * time_dilation
+    xt = F.pad(x.movedim(0, 2), (0, 0, reach, 0))
+    return F.conv2d(xt, w, b, padding=(0, padding), dilation=(time_dilation, dilation)).movedim(2, 0)
+
+
+def _grads(y, inputs, g):
+    return torch.autograd.grad(y, inputs, g)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_event_linear_matches_dense_forward_and_gradients(dtype):
+    x = _spikes(30, 4, 50, dtype=dtype).mul_(torch.linspace(0.5, 2.0, 50, dtype=dtype)).requires_grad_()  # any values
+    w = torch.randn(9, 50, dtype=dtype, requires_grad=True)
+    b = torch.randn(9, dtype=dtype, requires_grad=True)
+    y = events.linear(x, w, b)
+    assert type(y.grad_fn).__name__ == "_EventLinearBackward"
+    y0 = F.linear(x, w, b)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, y0, **tol)
+    g = torch.randn_like(y)
+    for a, c in zip(_grads(y, (x, w, b), g), _grads(y0, (x, w, b), g)):
+        torch.testing.assert_close(a, c, **tol)
+
+
+def test_dense_input_takes_the_dense_path_and_silent_input_gives_the_bias():
+    w, b = torch.randn(3, 8), torch.randn(3)
+    dense = torch.rand(5, 2, 8)
+    assert events.sparse_rows(dense, 10) is None
+    torch.testing.assert_close(events.linear(dense, w, b), F.linear(dense, w, b))
+    silent = torch.zeros(5, 2, 8)
+    wg = w.clone().requires_grad_()
+    y = events.linear(silent, wg, b)
+    assert type(y.grad_fn).__name__ == "_EventLinearBackward"
+    torch.testing.assert_close(y, b.expand(5, 2, 3))
+    (gw,) = torch.autograd.grad(y.sum(), wg)
+    assert torch.count_nonzero(gw) == 0
+
+
+def test_compressed_rows_hold_exactly_the_nonzero_entries():
+    x = torch.tensor([[0.0, 2.0, 0.0, 0.0], [0.0] * 4, [1.0, 0.0, 0.0, -3.0]] + [[0.0] * 4] * 7)
+    rows = events.sparse_rows(x, 10)
+    assert rows.indptr.tolist() == [0, 1, 1, 3] + [3] * 7
+    assert rows.indices.tolist() == [1, 0, 3]
+    assert rows.values.tolist() == [2.0, 1.0, -3.0]
+
+
+@pytest.mark.parametrize("kt,dt,k,d,pad", [(4, 1, 3, 1, 1), (4, 4, 3, 3, 3), (4, 16, 3, 9, 9), (1, 1, 5, 2, 4), (2, 3, 3, 1, 0)])
+def test_event_conv_matches_dense_causal_conv(kt, dt, k, d, pad):
+    x = _spikes(25, 3, 5, 11, density=0.08).requires_grad_()
+    w = torch.randn(6, 5, kt, k, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    y = events.conv_time1d(x, w, b, time_dilation=dt, padding=pad, dilation=d)
+    y0 = _dense_causal_conv(x, w, b, dt, pad, d)
+    assert y.shape == y0.shape
+    torch.testing.assert_close(y, y0, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(y0)
+    for a, c in zip(_grads(y, (x, w, b), g), _grads(y0, (x, w, b), g)):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_event_conv_declines_dense_input():
+    x = torch.rand(6, 2, 3, 7)
+    assert events.conv_time1d(x, torch.randn(4, 3, 2, 3), None, time_dilation=1, padding=1, dilation=1) is None
+
+
+def _layer_grads(layer, x):
+    y = layer(x) if not isinstance(layer, Readout) else layer(x)
+    g = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    return y.detach(), torch.autograd.grad(y, [x, *params], g)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: SpikingConv(5, 6, 3, spatial_dims=1, time_kernel=4, dilation=3, time_dilation=4, bias=True, surrogate="arctan", normalize_threshold=False), (40, 3, 5, 12)),
+    (lambda: SpikingConv(5, 6, 3, spatial_dims=1, scale=5.0, normalize_threshold=False), (40, 3, 5, 12)),
+    (lambda: SpikingLinear(30, 7, reset="zero", input_scale="one_minus_beta", normalize_threshold=False, threshold_init=0.2), (40, 3, 30)),
+    (lambda: Readout(30, 4, normalized=True), (40, 3, 30)),
+])
+def test_layers_give_the_same_outputs_and_gradients_with_and_without_events(make, shape, monkeypatch):
+    torch.manual_seed(1)
+    layer = make().double()
+    with torch.no_grad():  # enough drive that the LIF layers spike
+        layer.weight.mul_(4.0)
+    x = _spikes(*shape, density=0.06).requires_grad_()
+    y_events, g_events = _layer_grads(layer, x)
+    monkeypatch.setattr(events, "MAX_DENSITY", 0.0)  # 0 turns the event path off
+    y_dense, g_dense = _layer_grads(layer, x)
+    torch.testing.assert_close(y_events, y_dense, rtol=1e-10, atol=1e-10)
+    for a, c in zip(g_events, g_dense):
+        torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-10)
+    if not isinstance(layer, Readout):
+        assert 0 < float(y_events.mean()) < 1  # the comparison crossed spikes and silences
+
+
+def test_weight_gradient_is_the_same_on_two_threads():
+    x = _spikes(50, 4, 6, 10, density=0.1, dtype=torch.float32)
+    w = torch.randn(5, 6, 3, 3, requires_grad=True)
+    y = events.conv_time1d(x, w, None, time_dilation=2, padding=1, dilation=1)
+    g = torch.randn_like(y)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        (one,) = torch.autograd.grad(y, w, g, retain_graph=True)
+        torch.set_num_threads(2)
+        (two,) = torch.autograd.grad(y, w, g)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-5)
+    (dense,) = torch.autograd.grad(_dense_causal_conv(x, w, None, 2, 1, 1), w, g)
+    torch.testing.assert_close(one, dense, rtol=1e-5, atol=1e-4)
