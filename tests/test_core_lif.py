@@ -164,3 +164,22 @@ def test_compiled_kernels_leave_torch_thread_count_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_vectorised_float32_exp_of_the_compiled_backward_is_accurate():
+    import numpy as np
+    from numba import njit
+
+    from spikeforge.functional import lif_cpu
+
+    @njit
+    def run(y, out, bits):
+        lif_cpu._exp_nonpositive_f32(y, out, bits)
+
+    y = np.concatenate([-np.logspace(-8, 2.2, 20000), [0.0], -np.linspace(0, 90, 20000)]).astype(np.float32)
+    out, bits = np.empty_like(y), np.empty(y.size, np.int32)
+    run(y, out, bits)
+    ref = np.exp(y.astype(np.float64))
+    normal = ref > 1e-37
+    assert np.max(np.abs(out[normal] - ref[normal]) / ref[normal]) < 2e-7
+    assert np.all(out[~normal] < 2e-37)  # below exp(−87) it flushes to (almost) zero, as the surrogate allows

@@ -29,6 +29,11 @@ SURROGATE_CODES = {"sigmoid": 0, "sigmoid_unscaled": 1, "fast_sigmoid": 2, "tria
 BLOCK = 512
 # fast-math without `arcp`: U/q must round as in the forward, or a recomputed spike could flip
 _NO_ARCP = {"nnan", "ninf", "nsz", "contract", "afn", "reassoc"}
+# float32 exp: Cephes range reduction (ln2 split in two) and the Taylor coefficients 1/7! … 1/0!
+_F32_EXP_MIN, _F32_LOG2E, _F32_HALF = np.float32(-87.0), np.float32(1.4426950408889634), np.float32(0.5)
+_F32_LN2_HI, _F32_LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
+_F32_C7 = np.float32(1 / 5040)
+_F32_TAYLOR = tuple(np.float32(1 / math.factorial(k)) for k in range(6, -1, -1))
 
 available = njit is not None
 
@@ -99,13 +104,44 @@ if available:
                         r[i] = un * s
 
     @njit(cache=True, inline="always")
-    def _surrogate_row(x, out, code, a):
-        """out[i] = Θ′(x[i]) for the surrogate `code`; the branch on `code` sits outside the loop."""
+    def _exp_nonpositive_f32(y, out, bits):
+        """out[i] = exp(y[i]) for float32 y ≤ 0 (relative error < 2e-7), in loops LLVM vectorises.
+
+        `math.exp` is a scalar libm call here (numba has no vector math library on this
+        platform) and made up two thirds of the backward kernel's time. Cephes-style: y = n·ln2 + r
+        with |r| ≤ ln2/2, exp(r) by its degree-7 Taylor polynomial, 2^n built from its exponent bits.
+        """
+        for i in range(y.shape[0]):
+            v = max(y[i], _F32_EXP_MIN)
+            n = np.floor(v * _F32_LOG2E + _F32_HALF)
+            r = v - n * _F32_LN2_HI - n * _F32_LN2_LO
+            p = _F32_C7
+            for c in _F32_TAYLOR:
+                p = p * r + c
+            out[i] = p
+            bits[i] = (np.int32(n) + 127) << 23
+        scale = bits.view(np.float32)
+        for i in range(y.shape[0]):
+            out[i] *= scale[i]
+
+    @njit(cache=True, inline="always")
+    def _surrogate_row(x, out, code, a, bits):
+        """out[i] = Θ′(x[i]) for the surrogate `code`; the branch on `code` sits outside the loop.
+
+        For float32 the sigmoid's exp runs vectorised (`_exp_nonpositive_f32`, scratch `bits`).
+        """
         one = x.dtype.type(1)
         if code == 0 or code == 1:
             k = a if code == 0 else one
+            if x.itemsize == 4:
+                for i in range(x.shape[0]):
+                    out[i] = -abs(a * x[i])
+                _exp_nonpositive_f32(out, out, bits)
+            else:
+                for i in range(x.shape[0]):
+                    out[i] = math.exp(-abs(a * x[i]))
             for i in range(x.shape[0]):
-                e = math.exp(-abs(a * x[i]))
+                e = out[i]
                 out[i] = k * e / ((one + e) * (one + e))
         elif code == 2:
             for i in range(x.shape[0]):
@@ -154,6 +190,7 @@ if available:
             gain = np.empty(width, dt)
             x = np.empty(width, dt)
             sg = np.empty(width, dt)
+            bits = np.empty(width, np.int32)
             g_next = np.zeros(width, dt)
             acc_beta = np.zeros(width, dt)
             acc_b = np.zeros(width, dt)
@@ -174,7 +211,7 @@ if available:
                 u_before = membrane[n - 1, lo:hi] if n > 0 else u0[lo:hi]  # U[n−1]
                 for i in range(width):
                     x[i] = mem[i] * inv_q[i] - b[i]
-                _surrogate_row(x, sg, surrogate, scale)
+                _surrogate_row(x, sg, surrogate, scale, bits)
                 for i in range(width):
                     un = mem[i]
                     spk = one if un / qq[i] - b[i] > zero else zero  # S[n], as the forward computed it
