@@ -183,3 +183,19 @@ def test_vectorised_float32_exp_of_the_compiled_backward_is_accurate():
     normal = ref > 1e-37
     assert np.max(np.abs(out[normal] - ref[normal]) / ref[normal]) < 2e-7
     assert np.all(out[~normal] < 2e-37)  # below exp(−87) it flushes to (almost) zero, as the surrogate allows
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_inference_without_the_membrane_gives_the_same_spikes(impl):
+    current = torch.randn(40, 3, 5, generator=torch.Generator().manual_seed(4))
+    threshold = torch.full((5,), 0.8)
+    spikes, membrane = lif_scan(current, 0.7, threshold, impl=impl)
+    with torch.no_grad():
+        lean, none = lif_scan(current, 0.7, threshold, impl=impl, keep_membrane=False)
+    assert none is None and torch.equal(lean, spikes) and 0 < float(spikes.mean()) < 1
+    # with a gradient needed the membrane is still stored (backward reads it), only not returned
+    cur = current.clone().requires_grad_()
+    kept, _ = lif_scan(cur, 0.7, threshold, impl=impl, keep_membrane=False)
+    (g,) = torch.autograd.grad(kept.sum(), cur)
+    (g_ref,) = torch.autograd.grad(lif_scan(cur, 0.7, threshold, impl=impl)[0].sum(), cur)
+    torch.testing.assert_close(g, g_ref)

@@ -10,6 +10,7 @@ input: a spike tensor costs a few bytes per event instead of 4 per neuron-step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,9 @@ from spikeforge.functional.lif_cpu import torch_thread_budget
 #: Largest fraction of nonzero inputs for which the event path is used. Above it the dense kernels
 #: are faster on this CPU (benchmarks/RESULTS.md, "Event-driven synapses"); 0 turns events off.
 MAX_DENSITY = 0.15
+#: The weight gradient is summed in up to this many independent row chunks (parallel work),
+#: within this much accumulator memory.
+WEIGHT_GRAD_CHUNKS, ACCUMULATOR_BYTES = 8, 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,13 @@ def sparse_rows(x: torch.Tensor, rows: int) -> Rows | None:
 
 
 def _weight_grad_parts(shape, dtype) -> torch.Tensor:
-    """Private accumulators, one per thread (the kernel fills them), for a weight gradient of `shape`."""
-    return torch.empty((events_cpu.chunks(), *shape), dtype=dtype)
+    """Private accumulators (the kernel fills them, in parallel) for a weight gradient of `shape`.
+
+    Their number depends on the shape only, not on the thread count, so the summation order and
+    hence the result are the same on any number of threads (runs stay reproducible).
+    """
+    size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    return torch.empty((max(1, min(WEIGHT_GRAD_CHUNKS, ACCUMULATOR_BYTES // size)), *shape), dtype=dtype)
 
 
 class _EventLinear(torch.autograd.Function):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from numba import get_num_threads, njit, prange
+    from numba import njit, prange
 except ImportError:  # pragma: no cover - numba comes with librosa; dense PyTorch is the fallback
     njit = None
 
@@ -141,7 +141,3 @@ if available:
                                 for o in range(c_out):
                                     acc[kt, kf, ci, o] += v * scratch[c, f, o]
             parts[c] = acc
-
-    def chunks() -> int:
-        """How many private accumulators the weight-gradient kernels use: one per numba thread."""
-        return get_num_threads()

@@ -152,7 +152,8 @@ def _compiled_forward(drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> 
     dtype = membrane.numpy().dtype.type
     with lif_cpu.torch_thread_budget():
         lif_cpu.lif_forward(_flat(drive, steps), dtype(beta.item()), th, qq, gain, nrm is not None, lif_cpu.RESET_CODES[cfg.reset],
-                            channels, inner, _flat(u0), _flat(s0), membrane.view(steps, -1).numpy(), spikes.view(steps, -1).numpy())
+                            channels, inner, _flat(u0), _flat(s0), membrane.view(membrane.shape[0], -1).numpy(),
+                            spikes.view(steps, -1).numpy())
 
 
 def _compiled_backward(ctx, g_spikes, g_membrane):
@@ -180,7 +181,7 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     g_beta = parts[0].sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None
     g_threshold = per_channel[1] if ctx.needs_input_grad[2] else None
     g_norm = per_channel[2] if norm is not None and ctx.needs_input_grad[3] else None
-    return g_current, g_beta, g_threshold, g_norm, None, None, None, None, None
+    return g_current, g_beta, g_threshold, g_norm, None, None, None, None, None, None
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -191,17 +192,18 @@ class _FusedLIF(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, current, beta, threshold, norm, gram, recurrent, u0, s0, cfg):
+    def forward(ctx, current, beta, threshold, norm, gram, recurrent, u0, s0, cfg, keep_membrane):
         b = _channel_view(threshold, current)
         nrm = None if norm is None else _channel_view(norm, current)
         q = None if norm is None else nrm + cfg.eps
         scaled = cfg.input_scale == "one_minus_beta"
         c = (1 - beta) if scaled else None
         drive_all = current * c if scaled else current
-        membrane = torch.empty_like(current)
         spikes = torch.empty_like(current)
         ctx.cfg = cfg
         ctx.compiled = cfg.compiled and _compiled_ok(current, gram, recurrent)
+        scratch = ctx.compiled and not keep_membrane and not any(ctx.needs_input_grad)
+        membrane = current.new_empty(1, *current.shape[1:]) if scratch else torch.empty_like(current)
         ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane,
                               None if ctx.compiled else spikes)
         if ctx.compiled:
@@ -302,7 +304,7 @@ class _FusedLIF(torch.autograd.Function):
             g_gram = -beta * _outer_to_channel(g_u, s_prev)
         if recurrent is not None and ctx.needs_input_grad[5]:
             g_recurrent = c * _outer_to_channel(g_u, s_prev)
-        return g_current, g_beta, g_threshold, g_norm, g_gram, g_recurrent, None, None, None
+        return g_current, g_beta, g_threshold, g_norm, g_gram, g_recurrent, None, None, None, None
 
 
 def lif_scan(
@@ -320,13 +322,16 @@ def lif_scan(
     eps: float = 1e-8,
     initial: tuple[torch.Tensor, torch.Tensor] | None = None,
     impl: str = "fused",
-) -> tuple[torch.Tensor, torch.Tensor]:
+    keep_membrane: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run LIF dynamics (eqs. (4)–(6), low-activity paper) over `current` `[T, B, C, *spatial]`.
 
     Returns (spikes, membrane), both shaped like `current`. `norm` = ‖W_i‖² per channel
     normalises the threshold (eq. 5); `gram` (lateral reset) needs `reset="subtract"`.
     `impl="reference"` runs the plain autograd loop; `"fused"` the one-pass custom autograd, with
     the compiled CPU kernels where they apply; `"fused_torch"` the same pass as PyTorch ops only.
+    `keep_membrane=False` returns (spikes, None); where no gradient is needed the compiled scan
+    then does not store the membrane sequence (inference memory and time).
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -345,6 +350,8 @@ def lif_scan(
     if gram is not None and reset != "subtract":
         raise ValueError(f"a lateral reset (gram) needs reset='subtract', got reset={reset!r}")
     if impl == "reference":
-        return lif_reference(current, beta, threshold, norm, gram, recurrent, cfg, initial)
-    u0, s0 = _initial_state(current, initial)
-    return _FusedLIF.apply(current, beta, threshold, norm, gram, recurrent, u0, s0, cfg)
+        spikes, membrane = lif_reference(current, beta, threshold, norm, gram, recurrent, cfg, initial)
+    else:
+        u0, s0 = _initial_state(current, initial)
+        spikes, membrane = _FusedLIF.apply(current, beta, threshold, norm, gram, recurrent, u0, s0, cfg, keep_membrane)
+    return spikes, membrane if keep_membrane else None

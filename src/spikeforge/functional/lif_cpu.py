@@ -61,7 +61,10 @@ if available:
 
     @njit(parallel=True, cache=True)
     def lif_forward(drive, beta, threshold, q, gain, has_norm, reset, channels, inner, u0, s0, membrane, spikes):
-        """U[n] = β·(U[n−1] − R[n−1]) + drive[n]; S[n] = Θ(U[n]/q − b); R per `reset` (eqs. (4)–(5))."""
+        """U[n] = β·(U[n−1] − R[n−1]) + drive[n]; S[n] = Θ(U[n]/q − b); R per `reset` (eqs. (4)–(5)).
+
+        A `membrane` of one row `[1, N]` is a scratch row: U is then not kept (inference).
+        """
         steps, n_neurons = drive.shape
         blocks = (n_neurons + BLOCK - 1) // BLOCK
         one = drive.dtype.type(1)
@@ -87,9 +90,10 @@ if available:
                     r[i] = u[i] * s0[lo + i]
                 else:
                     r[i] = 0
+            keep = membrane.shape[0] > 1 or steps == 1
             for n in range(steps):
                 d = drive[n, lo:hi]  # row slices: contiguous, so the loop vectorises
-                m = membrane[n, lo:hi]
+                m = membrane[n if keep else 0, lo:hi]
                 sp = spikes[n, lo:hi]
                 for i in range(width):
                     un = beta * (u[i] - r[i]) + d[i]

@@ -32,15 +32,17 @@ class SpikingLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Output spikes `[T, B, C_out, ...]`."""
-        spikes, _ = self.spikes_and_membrane(x)
-        return spikes
+        return self._run(x, keep_membrane=False)[0]
 
     def spikes_and_membrane(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output spikes and membrane potential, both `[T, B, C_out, ...]`."""
+        return self._run(x, keep_membrane=True)
+
+    def _run(self, x: torch.Tensor, keep_membrane: bool):
         w = self.weight.flatten(1)
         norm = (w * w).sum(1) if self.normalize_threshold else None  # ‖W_i‖², eq. (5)
         gram = w @ w.t() if self.lateral else None  # W·Wᵀ, report eq. (5.3)
-        return self.neuron(self.current(x), norm, gram, self.recurrent)
+        return self.neuron(self.current(x), norm, gram, self.recurrent, keep_membrane=keep_membrane)
 
     @property
     def out_channels(self) -> int:

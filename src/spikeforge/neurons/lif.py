@@ -74,15 +74,16 @@ class LIF(nn.Module):
         gram: torch.Tensor | None = None,
         recurrent: torch.Tensor | None = None,
         initial: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(spikes, membrane) `[T, B, C, ...]` for the input current `[T, B, C, ...]`."""
+        keep_membrane: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(spikes, membrane) `[T, B, C, ...]` for the input current `[T, B, C, ...]`; membrane None unless kept."""
         if self.syn_decay is not None:
             current = leaky_integrate(current, self.syn_decay, impl=self.impl)
         c = self.cfg
         return lif_scan(
             current, self.beta, self.threshold, norm, gram, recurrent,
             reset=c.reset, input_scale=c.input_scale, surrogate=c.surrogate, scale=c.scale, eps=c.eps,
-            initial=initial, impl=self.impl,
+            initial=initial, impl=self.impl, keep_membrane=keep_membrane,
         )
 
     @torch.no_grad()
