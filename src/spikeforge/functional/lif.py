@@ -202,7 +202,7 @@ class _FusedLIF(torch.autograd.Function):
         spikes = torch.empty_like(current)
         ctx.cfg = cfg
         ctx.compiled = cfg.compiled and _compiled_ok(current, gram, recurrent)
-        scratch = ctx.compiled and not keep_membrane and not any(ctx.needs_input_grad)
+        scratch = ctx.compiled and not keep_membrane  # lif_scan passes False only where no gradient is needed
         membrane = current.new_empty(1, *current.shape[1:]) if scratch else torch.empty_like(current)
         ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane,
                               None if ctx.compiled else spikes)
@@ -353,5 +353,6 @@ def lif_scan(
         spikes, membrane = lif_reference(current, beta, threshold, norm, gram, recurrent, cfg, initial)
     else:
         u0, s0 = _initial_state(current, initial)
-        spikes, membrane = _FusedLIF.apply(current, beta, threshold, norm, gram, recurrent, u0, s0, cfg, keep_membrane)
+        lean = not keep_membrane and not torch.is_grad_enabled()  # nothing will read U: do not store it
+        spikes, membrane = _FusedLIF.apply(current, beta, threshold, norm, gram, recurrent, u0, s0, cfg, not lean)
     return spikes, membrane if keep_membrane else None
