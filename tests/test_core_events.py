@@ -125,3 +125,14 @@ def test_weight_gradient_is_bit_identical_on_one_and_two_threads():
     assert torch.equal(one, two)  # the same summation order on any number of threads
     (dense,) = torch.autograd.grad(_dense_causal_conv(x, w, None, 2, 1, 1), w, g)
     torch.testing.assert_close(one, dense, rtol=1e-5, atol=1e-4)
+
+
+def test_input_gradient_in_batch_chunks_equals_the_whole_batch(monkeypatch):
+    x = _spikes(20, 5, 4, 9, density=0.1).requires_grad_()
+    w = torch.randn(3, 4, 3, 3, dtype=torch.float64)
+    g = torch.randn(20, 5, 3, 9, dtype=torch.float64)
+    monkeypatch.setattr(events, "DGRAD_CHUNK_BYTES", 1)  # one sample at a time
+    y = events.conv_time1d(x, w, None, time_dilation=2, padding=1, dilation=1)
+    (chunked,) = torch.autograd.grad(y, x, g)
+    (dense,) = torch.autograd.grad(_dense_causal_conv(x, w, None, 2, 1, 1), x, g)
+    torch.testing.assert_close(chunked, dense, rtol=1e-12, atol=1e-12)

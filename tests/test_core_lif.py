@@ -199,3 +199,22 @@ def test_inference_without_the_membrane_gives_the_same_spikes(impl):
     (g,) = torch.autograd.grad(kept.sum(), cur)
     (g_ref,) = torch.autograd.grad(lif_scan(cur, 0.7, threshold, impl=impl)[0].sum(), cur)
     torch.testing.assert_close(g, g_ref)
+
+
+def test_consumed_current_becomes_the_membrane_with_the_same_gradients():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(30, 2, 6, generator=g)
+    w = torch.randn(4, 6, generator=g, requires_grad=True)
+    threshold = torch.full((4,), 0.5, requires_grad=True)
+    beta = torch.tensor(0.8, requires_grad=True)
+    probe_s, probe_u = torch.randn(30, 2, 4, generator=g), torch.randn(30, 2, 4, generator=g)
+    results = []
+    for consume in (False, True):
+        current = x @ w.t()  # a fresh tensor that only the scan uses
+        spikes, membrane = lif_scan(current, beta, threshold, consume_current=consume)
+        assert (membrane.data_ptr() == current.data_ptr()) == consume  # the buffer was reused, or not
+        loss = (spikes * probe_s).sum() + (membrane * probe_u).sum()
+        results.append((spikes.detach(), membrane.detach(), *torch.autograd.grad(loss, (w, threshold, beta))))
+    assert 0 < float(results[0][0].mean()) < 1
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -26,6 +26,9 @@ MAX_DENSITY = 0.15
 #: The weight gradient is summed in up to this many independent row chunks (parallel work),
 #: within this much accumulator memory.
 WEIGHT_GRAD_CHUNKS, ACCUMULATOR_BYTES = 8, 32 * 2**20
+#: The input gradient of a convolution is computed for as many samples at once as fit in this
+#: much (oneDNN's layout copies of a whole batch made the training peak memory 1.6× larger).
+DGRAD_CHUNK_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -74,15 +77,15 @@ class _EventLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, indptr, indices, values):
         rows = indptr.numel() - 1
-        out = torch.empty(rows, weight.shape[0], dtype=x.dtype)
+        out = torch.empty(*x.shape[:-1], weight.shape[0], dtype=x.dtype)  # not a view: a LIF scan may overwrite it
         with torch_thread_budget():
             events_cpu.linear_forward(indptr.numpy(), indices.numpy(), values.numpy(),
-                                      weight.detach().t().contiguous().numpy(), out.numpy())
+                                      weight.detach().t().contiguous().numpy(), out.view(rows, -1).numpy())
         if bias is not None:
             out += bias.detach()
         ctx.in_shape = x.shape
         ctx.save_for_backward(weight, indptr, indices, values)
-        return out.view(*x.shape[:-1], weight.shape[0])
+        return out
 
     @staticmethod
     def backward(ctx, g_out):
@@ -117,16 +120,16 @@ class _EventConvTime1d(torch.autograd.Function):
         steps, batch, _, width = x.shape
         reach, time_dilation, pad, dilation = geometry
         f_out = width + 2 * pad - dilation * (weight.shape[3] - 1)
-        out = torch.empty(steps * batch, weight.shape[0], f_out, dtype=x.dtype)
+        out = torch.empty(steps, batch, weight.shape[0], f_out, dtype=x.dtype)  # not a view: a LIF scan may overwrite it
         weight_t = weight.detach().permute(2, 3, 1, 0).contiguous()  # [KT, KF, C_in, C_out]
         with torch_thread_budget():
             events_cpu.conv_forward(indptr.numpy(), indices.numpy(), values.numpy(), weight_t.numpy(), batch, width,
-                                    reach, time_dilation, pad, dilation, out.numpy())
+                                    reach, time_dilation, pad, dilation, out.view(steps * batch, *out.shape[2:]).numpy())
         if bias is not None:
             out += bias.detach().view(-1, 1)
         ctx.in_shape, ctx.geometry = x.shape, geometry
         ctx.save_for_backward(weight, indptr, indices, values)
-        return out.view(steps, batch, weight.shape[0], f_out)
+        return out
 
     @staticmethod
     def backward(ctx, g_out):
@@ -136,9 +139,15 @@ class _EventConvTime1d(torch.autograd.Function):
         g_out = g_out.contiguous()
         g_x = g_w = g_b = None
         if ctx.needs_input_grad[0]:  # the transposed convolution of the dense gI, on the causally padded input
-            g_pad = torch.nn.grad.conv2d_input((batch, c_in, reach + steps, width), weight, g_out.movedim(0, 2),
-                                               padding=(0, pad), dilation=(time_dilation, dilation))
-            g_x = g_pad[:, :, reach:].movedim(2, 0).contiguous()
+            g_x = torch.empty(ctx.in_shape, dtype=g_out.dtype)
+            per_sample = c_in * (reach + steps) * width * g_out.element_size()
+            chunk = max(1, DGRAD_CHUNK_BYTES // per_sample)
+            for b0 in range(0, batch, chunk):  # in batch chunks: oneDNN's layout copies stay small
+                b1 = min(batch, b0 + chunk)
+                g_pad = torch.nn.grad.conv2d_input((b1 - b0, c_in, reach + steps, width), weight,
+                                                   g_out[:, b0:b1].movedim(0, 2),
+                                                   padding=(0, pad), dilation=(time_dilation, dilation))
+                g_x[:, b0:b1] = g_pad[:, :, reach:].movedim(2, 0)
         if ctx.needs_input_grad[1]:
             kt, kf = weight.shape[2:]
             parts = _weight_grad_parts((kt, kf, c_in, weight.shape[0]), g_out.dtype)

@@ -146,6 +146,7 @@ def _channel_arrays(b, nrm, q, like: torch.Tensor):
 
 
 def _compiled_forward(drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> None:
+    """Run the compiled scan; `membrane is drive` writes U over the drive (one buffer fewer)."""
     steps, channels = drive.shape[0], drive.shape[2]
     inner = drive[0, 0, 0].numel()
     th, qq, gain, _ = _channel_arrays(b, nrm, q, drive)
@@ -153,7 +154,7 @@ def _compiled_forward(drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> 
     with lif_cpu.torch_thread_budget():
         lif_cpu.lif_forward(_flat(drive, steps), dtype(beta.item()), th, qq, gain, nrm is not None, lif_cpu.RESET_CODES[cfg.reset],
                             channels, inner, _flat(u0), _flat(s0), membrane.view(membrane.shape[0], -1).numpy(),
-                            spikes.view(steps, -1).numpy())
+                            spikes.view(steps, -1).numpy(), membrane is drive)
 
 
 def _compiled_backward(ctx, g_spikes, g_membrane):
@@ -181,7 +182,7 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     g_beta = parts[0].sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None
     g_threshold = per_channel[1] if ctx.needs_input_grad[2] else None
     g_norm = per_channel[2] if norm is not None and ctx.needs_input_grad[3] else None
-    return g_current, g_beta, g_threshold, g_norm, None, None, None, None, None, None
+    return g_current, g_beta, g_threshold, g_norm, None, None, None, None, None, None, None
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -192,7 +193,7 @@ class _FusedLIF(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, current, beta, threshold, norm, gram, recurrent, u0, s0, cfg, keep_membrane):
+    def forward(ctx, current, beta, threshold, norm, gram, recurrent, u0, s0, cfg, keep_membrane, consume):
         b = _channel_view(threshold, current)
         nrm = None if norm is None else _channel_view(norm, current)
         q = None if norm is None else nrm + cfg.eps
@@ -201,9 +202,16 @@ class _FusedLIF(torch.autograd.Function):
         drive_all = current * c if scaled else current
         spikes = torch.empty_like(current)
         ctx.cfg = cfg
+        ctx.set_materialize_grads(False)  # an unused membrane output gets no [T, …] tensor of zeros
         ctx.compiled = cfg.compiled and _compiled_ok(current, gram, recurrent)
         scratch = ctx.compiled and not keep_membrane  # lif_scan passes False only where no gradient is needed
-        membrane = current.new_empty(1, *current.shape[1:]) if scratch else torch.empty_like(current)
+        in_place = (ctx.compiled and consume and not scaled and not scratch and current.is_contiguous()
+                    and current._base is None)  # autograd cannot rebase a view modified by a two-output Function
+        if in_place:  # U overwrites the current the caller handed over
+            membrane = current
+            ctx.mark_dirty(current)
+        else:
+            membrane = current.new_empty(1, *current.shape[1:]) if scratch else torch.empty_like(current)
         ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane,
                               None if ctx.compiled else spikes)
         if ctx.compiled:
@@ -228,6 +236,8 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_spikes, g_membrane):
+        if g_spikes is None and g_membrane is None:
+            return (None,) * 11
         cfg = ctx.cfg
         current, beta, threshold, norm, gram, recurrent, u0, s0, membrane, spikes = ctx.saved_tensors
         if ctx.compiled:
@@ -304,7 +314,7 @@ class _FusedLIF(torch.autograd.Function):
             g_gram = -beta * _outer_to_channel(g_u, s_prev)
         if recurrent is not None and ctx.needs_input_grad[5]:
             g_recurrent = c * _outer_to_channel(g_u, s_prev)
-        return g_current, g_beta, g_threshold, g_norm, g_gram, g_recurrent, None, None, None, None
+        return g_current, g_beta, g_threshold, g_norm, g_gram, g_recurrent, None, None, None, None, None
 
 
 def lif_scan(
@@ -323,6 +333,7 @@ def lif_scan(
     initial: tuple[torch.Tensor, torch.Tensor] | None = None,
     impl: str = "fused",
     keep_membrane: bool = True,
+    consume_current: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run LIF dynamics (eqs. (4)–(6), low-activity paper) over `current` `[T, B, C, *spatial]`.
 
@@ -331,7 +342,9 @@ def lif_scan(
     `impl="reference"` runs the plain autograd loop; `"fused"` the one-pass custom autograd, with
     the compiled CPU kernels where they apply; `"fused_torch"` the same pass as PyTorch ops only.
     `keep_membrane=False` returns (spikes, None); where no gradient is needed the compiled scan
-    then does not store the membrane sequence (inference memory and time).
+    then does not store the membrane sequence (inference memory and time). `consume_current=True`
+    hands `current` over to the scan, which may overwrite it with the membrane (one `[T, …]` buffer
+    fewer); only for a current nothing else keeps (a layer's own synaptic current).
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -354,5 +367,6 @@ def lif_scan(
     else:
         u0, s0 = _initial_state(current, initial)
         lean = not keep_membrane and not torch.is_grad_enabled()  # nothing will read U: do not store it
-        spikes, membrane = _FusedLIF.apply(current, beta, threshold, norm, gram, recurrent, u0, s0, cfg, not lean)
+        spikes, membrane = _FusedLIF.apply(current, beta, threshold, norm, gram, recurrent, u0, s0, cfg, not lean,
+                                           consume_current)
     return spikes, membrane if keep_membrane else None

@@ -59,16 +59,34 @@ def torch_thread_budget():
 
 if available:
 
+    @njit(cache=True, inline="always")
+    def _forward_row(d, m, sp, u, r, b, qq, gg, beta, has_norm, reset, one, zero):
+        """One step for a block of neurons: reads d (the drive), writes m (U) and sp (S); m may be d itself."""
+        for i in range(d.shape[0]):
+            un = beta * (u[i] - r[i]) + d[i]
+            x = (un / qq[i] if has_norm else un) - b[i]
+            s = one if x > 0 else zero
+            m[i] = un
+            sp[i] = s
+            u[i] = un
+            if reset == 0:
+                r[i] = s * gg[i]
+            elif reset == 1:
+                r[i] = un * s
+
     @njit(parallel=True, cache=True)
-    def lif_forward(drive, beta, threshold, q, gain, has_norm, reset, channels, inner, u0, s0, membrane, spikes):
+    def lif_forward(drive, beta, threshold, q, gain, has_norm, reset, channels, inner, u0, s0, membrane, spikes, in_place):
         """U[n] = β·(U[n−1] − R[n−1]) + drive[n]; S[n] = Θ(U[n]/q − b); R per `reset` (eqs. (4)–(5)).
 
-        A `membrane` of one row `[1, N]` is a scratch row: U is then not kept (inference).
+        `in_place`: U overwrites `drive` (`membrane` is ignored); the step is then compiled with both
+        rows the same array, so it still vectorises. Otherwise a `membrane` of one row `[1, N]` is a
+        scratch row: U is not kept (inference).
         """
         steps, n_neurons = drive.shape
         blocks = (n_neurons + BLOCK - 1) // BLOCK
         one = drive.dtype.type(1)
         zero = drive.dtype.type(0)
+        keep = membrane.shape[0] > 1 or steps == 1
         for blk in prange(blocks):
             lo = blk * BLOCK
             hi = min(n_neurons, lo + BLOCK)
@@ -90,22 +108,13 @@ if available:
                     r[i] = u[i] * s0[lo + i]
                 else:
                     r[i] = 0
-            keep = membrane.shape[0] > 1 or steps == 1
             for n in range(steps):
                 d = drive[n, lo:hi]  # row slices: contiguous, so the loop vectorises
-                m = membrane[n if keep else 0, lo:hi]
                 sp = spikes[n, lo:hi]
-                for i in range(width):
-                    un = beta * (u[i] - r[i]) + d[i]
-                    x = (un / qq[i] if has_norm else un) - b[i]
-                    s = one if x > 0 else zero
-                    m[i] = un
-                    sp[i] = s
-                    u[i] = un
-                    if reset == 0:
-                        r[i] = s * gg[i]
-                    elif reset == 1:
-                        r[i] = un * s
+                if in_place:
+                    _forward_row(d, d, sp, u, r, b, qq, gg, beta, has_norm, reset, one, zero)
+                else:
+                    _forward_row(d, membrane[n if keep else 0, lo:hi], sp, u, r, b, qq, gg, beta, has_norm, reset, one, zero)
 
     @njit(cache=True, inline="always")
     def _exp_nonpositive_f32(y, out, bits):

@@ -42,7 +42,8 @@ class SpikingLayer(nn.Module):
         w = self.weight.flatten(1)
         norm = (w * w).sum(1) if self.normalize_threshold else None  # ‖W_i‖², eq. (5)
         gram = w @ w.t() if self.lateral else None  # W·Wᵀ, report eq. (5.3)
-        return self.neuron(self.current(x), norm, gram, self.recurrent, keep_membrane=keep_membrane)
+        # the current is this layer's own temporary: the scan may reuse its buffer for the membrane
+        return self.neuron(self.current(x), norm, gram, self.recurrent, keep_membrane=keep_membrane, consume_current=True)
 
     @property
     def out_channels(self) -> int:

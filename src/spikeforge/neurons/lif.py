@@ -75,15 +75,20 @@ class LIF(nn.Module):
         recurrent: torch.Tensor | None = None,
         initial: tuple[torch.Tensor, torch.Tensor] | None = None,
         keep_membrane: bool = True,
+        consume_current: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(spikes, membrane) `[T, B, C, ...]` for the input current `[T, B, C, ...]`; membrane None unless kept."""
-        if self.syn_decay is not None:
+        """(spikes, membrane) `[T, B, C, ...]` for the input current `[T, B, C, ...]`; membrane None unless kept.
+
+        `consume_current`: the caller owns `current`; the scan may overwrite it (see `lif_scan`).
+        """
+        if self.syn_decay is not None:  # the filter keeps its output for backward: not to be overwritten
             current = leaky_integrate(current, self.syn_decay, impl=self.impl)
+            consume_current = False
         c = self.cfg
         return lif_scan(
             current, self.beta, self.threshold, norm, gram, recurrent,
             reset=c.reset, input_scale=c.input_scale, surrogate=c.surrogate, scale=c.scale, eps=c.eps,
-            initial=initial, impl=self.impl, keep_membrane=keep_membrane,
+            initial=initial, impl=self.impl, keep_membrane=keep_membrane, consume_current=consume_current,
         )
 
     @torch.no_grad()
