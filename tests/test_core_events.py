@@ -136,3 +136,16 @@ def test_input_gradient_in_batch_chunks_equals_the_whole_batch(monkeypatch):
     (chunked,) = torch.autograd.grad(y, x, g)
     (dense,) = torch.autograd.grad(_dense_causal_conv(x, w, None, 2, 1, 1), x, g)
     torch.testing.assert_close(chunked, dense, rtol=1e-12, atol=1e-12)
+
+
+def test_rows_are_compressed_in_parts_and_a_dense_part_falls_back_to_dense():
+    x = torch.zeros(80, 10)
+    x[3] = torch.arange(1.0, 11.0)  # one full row fits: each part has two rows of headroom
+    x[50, 7] = -2.0
+    rows = events.sparse_rows(x, 80)
+    assert rows.indptr[4] - rows.indptr[3] == 10 and rows.indices[:10].tolist() == list(range(10))
+    assert rows.values.tolist() == list(range(1, 11)) + [-2.0] and rows.indices[10] == 7 and rows.indptr[-1] == 11
+    x[:8] = 1.0  # 10 % overall, but the first of the 8 parts is dense
+    assert events.sparse_rows(x, 80) is None
+    w = torch.randn(3, 10)
+    torch.testing.assert_close(events.linear(x, w), x @ w.t())

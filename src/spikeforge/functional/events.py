@@ -23,6 +23,8 @@ from spikeforge.functional.lif_cpu import torch_thread_budget
 #: Largest fraction of nonzero inputs for which the event path is used. Above it the dense kernels
 #: are faster on this CPU (benchmarks/RESULTS.md, "Event-driven synapses"); 0 turns events off.
 MAX_DENSITY = 0.15
+#: Inputs are compressed in this many parts of their rows (in parallel).
+ROW_PARTS = 8
 #: The weight gradient is summed in up to this many independent row chunks (parallel work),
 #: within this much accumulator memory.
 WEIGHT_GRAD_CHUNKS, ACCUMULATOR_BYTES = 8, 32 * 2**20
@@ -42,23 +44,31 @@ class Rows:
 
 
 def sparse_rows(x: torch.Tensor, rows: int) -> Rows | None:
-    """Compressed rows of `x` viewed `[rows, -1]` when the event path applies and pays, else None."""
+    """Compressed rows of `x` viewed `[rows, -1]` when the event path applies and pays, else None.
+
+    One pass over x, in `ROW_PARTS` parts of the rows, each with room for MAX_DENSITY of its
+    entries and two rows more; an input denser than MAX_DENSITY (or a part denser than its room)
+    goes to the dense kernels.
+    """
     if not (events_cpu.available and MAX_DENSITY > 0 and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64) and x.numel() > 0):
         return None
     flat = x.detach().contiguous().view(rows, -1).numpy()
+    parts = min(ROW_PARTS, rows)
+    capacity = int(MAX_DENSITY * flat.size / parts) + 2 * flat.shape[1] + 1  # + a row: parts differ by one; + a row: headroom
     counts = np.empty(rows, np.int64)
+    indices = np.empty(parts * capacity, np.int32)
+    values = np.empty(parts * capacity, flat.dtype)
+    filled = np.empty(parts, np.int64)
     with torch_thread_budget():
-        events_cpu.row_counts(flat, counts)
-        nnz = int(counts.sum())
-        if nnz > MAX_DENSITY * flat.size:
-            return None
-        indptr = np.zeros(rows + 1, np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        indices = np.empty(nnz, np.int32)
-        values = np.empty(nnz, flat.dtype)
-        events_cpu.fill_csr(flat, indptr, indices, values)
-    return Rows(torch.from_numpy(indptr), torch.from_numpy(indices), torch.from_numpy(values), flat.shape[1])
+        events_cpu.compress_rows(flat, parts, capacity, counts, indices, values, filled)
+    if (filled < 0).any() or filled.sum() > MAX_DENSITY * flat.size:
+        return None
+    indptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    keep = [slice(p * capacity, p * capacity + filled[p]) for p in range(parts)]
+    return Rows(torch.from_numpy(indptr), torch.from_numpy(np.concatenate([indices[k] for k in keep])),
+                torch.from_numpy(np.concatenate([values[k] for k in keep])), flat.shape[1])
 
 
 def _weight_grad_parts(shape, dtype) -> torch.Tensor:

@@ -28,26 +28,27 @@ available = njit is not None
 if available:
 
     @njit(parallel=True, cache=True)
-    def row_counts(x, counts):
-        """counts[m] = number of nonzero entries of row m of x `[M, K]`."""
-        for m in prange(x.shape[0]):
-            c = 0
-            for k in range(x.shape[1]):
-                if x[m, k] != 0:
-                    c += 1
-            counts[m] = c
-
-    @njit(parallel=True, cache=True)
-    def fill_csr(x, indptr, indices, values):
-        """The column indices and values of the nonzero entries of every row of x, at indptr[m]."""
-        for m in prange(x.shape[0]):
-            p = indptr[m]
-            for k in range(x.shape[1]):
-                v = x[m, k]
-                if v != 0:
-                    indices[p] = k
-                    values[p] = v
-                    p += 1
+    def compress_rows(x, parts, capacity, counts, indices, values, filled):
+        """One pass over x `[M, K]`: part p of the rows writes the column indices and values of its nonzero
+        entries from p·capacity on, counts[m] per row; filled[p] = how many, or −1 if they may not fit
+        (`capacity` must leave room for one row more than the part may hold)."""
+        rows, width = x.shape
+        for p in prange(parts):
+            at = p * capacity
+            end = at + capacity
+            filled[p] = -1
+            for m in range(p * rows // parts, (p + 1) * rows // parts):
+                if at + width > end:  # the row might not fit
+                    break
+                start = at
+                for k in range(width):  # branch-free: write always, advance on a nonzero (4× faster at 5 %)
+                    v = x[m, k]
+                    indices[at] = k
+                    values[at] = v
+                    at += v != 0
+                counts[m] = at - start
+            else:
+                filled[p] = at - p * capacity
 
     @njit(parallel=True, cache=True)
     def linear_forward(indptr, indices, values, weight_t, out):
