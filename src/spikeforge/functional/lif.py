@@ -190,6 +190,8 @@ class _FusedLIF(torch.autograd.Function):
 
     Saves only the membrane U, with (1 − β) input scaling the input current, and (PyTorch
     path only) the spikes S; the compiled backward recomputes S from U and the surrogate derivative.
+    Compiled path: with `consume` U is written over the current's buffer (marked dirty); without
+    `keep_membrane` (no gradient needed) U lives in one scratch row.
     """
 
     @staticmethod
