@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from spikeforge.functional import events_cpu
 from spikeforge.functional.lif_cpu import torch_thread_budget
 
-#: Largest fraction of nonzero inputs for which the event path is used. Above it the dense kernels
-#: are faster on this CPU (benchmarks/RESULTS.md, "Event-driven synapses"); 0 turns events off.
+#: Largest fraction of nonzero inputs for which the event path is used; 0 turns events off. The
+#: event kernels' cost grows with the density, the dense kernels' does not: at 5 % the event
+#: forward and weight gradient of model A's layer 2 took 19 and 29 ms against oneDNN's 88 and 80
+#: (benchmarks/RESULTS.md, Analysis), so the weight gradient breaks even near 15 %.
 MAX_DENSITY = 0.15
 #: Inputs are compressed in this many parts of their rows (in parallel).
 ROW_PARTS = 8
@@ -40,7 +42,6 @@ class Rows:
     indptr: torch.Tensor
     indices: torch.Tensor
     values: torch.Tensor
-    width: int
 
 
 def sparse_rows(x: torch.Tensor, rows: int) -> Rows | None:
@@ -68,7 +69,7 @@ def sparse_rows(x: torch.Tensor, rows: int) -> Rows | None:
     np.cumsum(counts, out=indptr[1:])
     keep = [slice(p * capacity, p * capacity + filled[p]) for p in range(parts)]
     return Rows(torch.from_numpy(indptr), torch.from_numpy(np.concatenate([indices[k] for k in keep])),
-                torch.from_numpy(np.concatenate([values[k] for k in keep])), flat.shape[1])
+                torch.from_numpy(np.concatenate([values[k] for k in keep])))
 
 
 def _weight_grad_parts(shape, dtype) -> torch.Tensor:
