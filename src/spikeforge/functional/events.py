@@ -32,7 +32,7 @@ ROW_PARTS = 8
 WEIGHT_GRAD_CHUNKS, ACCUMULATOR_BYTES = 8, 32 * 2**20
 #: The input gradient of a convolution is computed for as many samples at once as fit in this
 #: much (oneDNN's layout copies of a whole batch made the training peak memory 1.6× larger).
-DGRAD_CHUNK_BYTES = 16 * 2**20
+DGRAD_CHUNK_BYTES = 2 * 2**20
 
 
 @dataclass(frozen=True)
