@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.checks import check_time_major
+from spikeforge.functional import events
 from spikeforge.layers.delay import AxonalDelay
 from spikeforge.neurons.srm import SRM
 from spikeforge.registry import MODELS
@@ -44,9 +45,11 @@ class SRMLayer(nn.Module):
         self.synapse, self.neuron, self.delay = synapse, neuron, delay
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.synapse, nn.Linear) and x.dim() > 3:
-            x = x.flatten(2)
-        spikes, _ = self.neuron(_per_step(self.synapse, x))
+        if isinstance(self.synapse, nn.Linear):  # event-driven for sparse spikes
+            current = events.linear(x.flatten(2), self.synapse.weight, self.synapse.bias)
+        else:
+            current = _per_step(self.synapse, x)
+        spikes, _ = self.neuron(current)
         return spikes if self.delay is None else self.delay(spikes)
 
 
