@@ -301,6 +301,8 @@ def main() -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler tables")
     p.add_argument("--out", type=Path, default=None, help="report path (default benchmarks/RESULTS.md; quick: print only)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="time with glibc keeping freed blocks (spikeforge.malloc.keep_freed_memory, as the spikeforge command runs)")
     p.add_argument("--memory-worker", nargs=2, metavar=("MODEL", "IMPL"), help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -311,6 +313,11 @@ def main() -> int:
         print(json.dumps(memory_worker(*args.memory_worker, args.steps, args.batch)))
         return 0
 
+    if args.keep_freed_memory:  # the timing process only: the memory workers fix glibc's thresholds themselves
+        from spikeforge.malloc import keep_freed_memory
+
+        if not keep_freed_memory():
+            raise SystemExit("--keep-freed-memory: glibc did not take the settings (not Linux/glibc, or MALLOC_* variables set)")
     start = time.perf_counter()
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats = args.repeats or (2 if args.quick else 5)
@@ -344,7 +351,8 @@ def main() -> int:
         if ANALYSIS_HEADING in old:
             text += "\n" + old[old.index(ANALYSIS_HEADING):]
     out.write_text(text if text.endswith("\n") else text + "\n")
-    out.with_name("results.json").write_text(json.dumps({"raw": raw, "summaries": summaries}, indent=1))
+    data = HERE / "results.json" if out == HERE / "RESULTS.md" else out.with_suffix(".json")
+    data.write_text(json.dumps({"raw": raw, "summaries": summaries}, indent=1))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -8,6 +8,7 @@ import pkgutil
 import sys
 
 from spikeforge import __version__
+from spikeforge.malloc import keep_freed_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen sub-command; errors print one line and exit 2."""
+    keep_freed_memory()  # no page faults on every training step's large buffers (spikeforge.malloc)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
