@@ -2,8 +2,8 @@
 
 With glibc's defaults a freed block of tens of MiB goes back to the OS once the free top of the
 heap passes the trim threshold, and the next step's buffer of that size comes back as fresh pages:
-model B of the benchmarks takes about 10 000 page faults per training step that way (≈ 15 ms of an
-85 ms step; benchmarks/RESULTS.md). The `spikeforge` command calls `keep_freed_memory()` for its
+model B of the benchmarks takes about 10 000 page faults per training step that way (its step takes
+≈ 85 ms instead of 69; benchmarks/RESULTS.md). The `spikeforge` command calls `keep_freed_memory()` for its
 own process; a script that uses the library can call it too, or set glibc's environment variables
 `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824`. The price: memory freed after
 the peak stays with the process until it exits.
