@@ -171,7 +171,7 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     zero_row = membrane.new_zeros(1, membrane[0].numel()).numpy()
     with lif_cpu.torch_thread_budget():
         lif_cpu.lif_backward(
-            _flat(torch.zeros_like(membrane) if g_spikes is None else g_spikes, steps),
+            zero_row if g_spikes is None else _flat(g_spikes, steps),
             zero_row if g_membrane is None else _flat(g_membrane, steps),
             _flat(membrane, steps), _flat(current, steps) if scaled else zero_row,
             beta.item(), th, qq, nn_, lif_cpu.RESET_CODES[cfg.reset],

@@ -176,8 +176,8 @@ if available:
         """Reverse scan: gU[n] = gS_tot[n]·Θ′/q + gU_mem[n] + carry[n]·gU[n+1]; per-neuron partial sums of dβ, db, d‖W‖².
 
         The spikes are recomputed from the membrane with the forward's arithmetic (U/q − b > 0), so
-        the forward need not keep them. `g_membrane` and `current` are `[T, N]` or one zero row
-        `[1, N]` when absent; q = ‖W‖² = 1 without normalisation. The loop body has no branch
+        the forward need not keep them. `g_spikes`, `g_membrane` and `current` are `[T, N]` or one
+        zero row `[1, N]` when absent; q = ‖W‖² = 1 without normalisation. The loop body has no branch
         (the reset kind enters as 0/1 factors), so it vectorises; gradients agree with the
         reference to float rounding, not bit for bit.
         """
@@ -189,6 +189,7 @@ if available:
         one = dt.type(1)
         k_sub = one if reset == 0 else zero  # R = b·‖W‖²·S
         k_zero = one if reset == 1 else zero  # R = U·S
+        g_spk_rows = g_spikes.shape[0] > 1
         g_mem_rows = g_membrane.shape[0] > 1
         cur_rows = current.shape[0] > 1
         blocks = (n_neurons + BLOCK - 1) // BLOCK
@@ -217,7 +218,7 @@ if available:
                 gain[i] = b[i] * nrm[i]
             for n in range(steps - 1, -1, -1):
                 mem = membrane[n, lo:hi]  # row slices: contiguous, so the loops vectorise
-                gsp = g_spikes[n, lo:hi]
+                gsp = g_spikes[n if g_spk_rows else 0, lo:hi]
                 gmem = g_membrane[n if g_mem_rows else 0, lo:hi]
                 cur = current[n if cur_rows else 0, lo:hi]
                 gout = g_u[n, lo:hi]
