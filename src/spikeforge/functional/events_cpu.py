@@ -76,6 +76,20 @@ if available:
                         acc[k, o] += v * g_out[m, o]
             parts[c] = acc
 
+    @njit(cache=True, inline="always")
+    def _source_row(m, kt, batch, reach, time_dilation):
+        """The input row (t_in·B + b) that tap kt of output row m = t·B + b reads, or −1 before the sequence."""
+        t = m // batch
+        t_in = t - reach + kt * time_dilation
+        return t_in * batch + (m - t * batch) if t_in >= 0 else -1
+
+    @njit(cache=True, inline="always")
+    def _event(indices, values, p, width):
+        """(input channel, position, value) of event p, whose index is ci·width + f_in."""
+        j = indices[p]
+        ci = j // width
+        return ci, j - ci * width, values[p]
+
     @njit(parallel=True, cache=True)
     def conv_forward(indptr, indices, values, weight_t, batch, width, reach, time_dilation, pad, dilation, out):
         """Causal time × 1-D conv of the events: out[t, b, :, f] = Σ W[:, ci, kt, kf]·x[t − reach + kt·dt, b, ci, f + kf·df − pad].
@@ -87,19 +101,13 @@ if available:
         kt_n, kf_n, _, c_out = weight_t.shape
         f_out = out.shape[2]
         for m in prange(out.shape[0]):
-            t = m // batch
-            b = m - t * batch
             acc = np.zeros((f_out, c_out), out.dtype)
             for kt in range(kt_n):
-                t_in = t - reach + kt * time_dilation
-                if t_in < 0:
+                row = _source_row(m, kt, batch, reach, time_dilation)
+                if row < 0:
                     continue
-                row = t_in * batch + b
                 for p in range(indptr[row], indptr[row + 1]):
-                    j = indices[p]
-                    ci = j // width
-                    f_in = j - ci * width
-                    v = values[p]
+                    ci, f_in, v = _event(indices, values, p, width)
                     for kf in range(kf_n):
                         f = f_in + pad - kf * dilation
                         if 0 <= f < f_out:
@@ -121,21 +129,15 @@ if available:
         for c in prange(chunks):
             acc = np.zeros((kt_n, kf_n, c_in, c_out), parts.dtype)
             for m in range(c * rows // chunks, (c + 1) * rows // chunks):
-                t = m // batch
-                b = m - t * batch
                 for o in range(c_out):
                     for f in range(f_out):
                         scratch[c, f, o] = g_out[m, o, f]
                 for kt in range(kt_n):
-                    t_in = t - reach + kt * time_dilation
-                    if t_in < 0:
+                    row = _source_row(m, kt, batch, reach, time_dilation)
+                    if row < 0:
                         continue
-                    row = t_in * batch + b
                     for p in range(indptr[row], indptr[row + 1]):
-                        j = indices[p]
-                        ci = j // width
-                        f_in = j - ci * width
-                        v = values[p]
+                        ci, f_in, v = _event(indices, values, p, width)
                         for kf in range(kf_n):
                             f = f_in + pad - kf * dilation
                             if 0 <= f < f_out:
