@@ -1,4 +1,8 @@
-"""The common shape of every spike-emitting layer: a weighted current, then a LIF neuron."""
+"""The common shape of every spike-emitting layer: a weighted current, then a LIF neuron.
+
+Every layer also runs step by step on an endless signal: `state = layer.init_state(batch)`, then
+`y_t, state = layer.step(x_t, state)` per step, equal to `layer(x)[t]` on the whole sequence.
+"""
 
 from __future__ import annotations
 
@@ -39,12 +43,55 @@ class SpikingLayer(nn.Module):
         return self._run(x, keep_membrane=True)
 
     def _run(self, x: torch.Tensor, keep_membrane: bool):
-        w = self.weight.flatten(1)
-        norm = (w * w).sum(1) if self.normalize_threshold else None  # ‖W_i‖², eq. (5)
-        gram = w @ w.t() if self.lateral else None  # W·Wᵀ, report eq. (5.3)
         # the current is this layer's own temporary: the scan may reuse its buffer for the membrane
-        return self.neuron(self.current(x), norm, gram, self.recurrent, keep_membrane=keep_membrane, consume_current=True)
+        return self.neuron(self.current(x), *self._norm_gram(), self.recurrent, keep_membrane=keep_membrane, consume_current=True)
+
+    def _norm_gram(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """‖W_i‖² per unit (eq. 5) and W·Wᵀ (report eq. 5.3), where the layer uses them."""
+        w = self.weight.flatten(1)
+        return (w * w).sum(1) if self.normalize_threshold else None, w @ w.t() if self.lateral else None
+
+    def init_state(self, batch: int) -> dict:
+        """The zero state of `batch` streams for `step` (its tensors are made at the first step, when the input shape is known)."""
+        return {"batch": batch, "neuron": None, "inputs": None}
+
+    def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One time step: input `[B, ...]` → (spikes `[B, C_out, ...]`, next state); the same spikes as `forward` at that step.
+
+        The state is detached from autograd: the step interface is for inference on streams.
+        """
+        check_step_input(x_t, state, type(self).__name__)
+        current, inputs = self.step_current(x_t, state["inputs"])
+        spikes, neuron = self.neuron.step(current, state["neuron"], *self._norm_gram(), self.recurrent)
+        return spikes, {"batch": state["batch"], "neuron": neuron, "inputs": inputs}
+
+    def step_current(self, x_t: torch.Tensor, inputs):
+        """(I[n] `[B, C_out, ...]`, what later steps need of the past inputs) for one input step; layers without memory of inputs keep None."""
+        return self.current(x_t.unsqueeze(0))[0], inputs
 
     @property
     def out_channels(self) -> int:
         return self.weight.shape[0]
+
+
+def check_step_input(x_t: torch.Tensor, state: dict, name: str) -> None:
+    """Raise ValueError unless `x_t` is one step `[B, ...]` of the `batch` streams `state` was made for."""
+    if not isinstance(state, dict) or "batch" not in state:
+        raise ValueError(f"{name}.step: state must come from {name}.init_state(batch) or the previous step, got {type(state).__name__}")
+    if not isinstance(x_t, torch.Tensor) or x_t.dim() < 1 or x_t.shape[0] != state["batch"]:
+        shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
+        raise ValueError(f"{name}.step: expected one time step [B, ...] with B = {state['batch']} (the batch of init_state), got {shape}; "
+                         "pass x[t], not the whole sequence")
+
+
+class StepByForward:
+    """For layers without memory across steps: `step` is `forward` on a one-step sequence."""
+
+    def init_state(self, batch: int) -> dict:
+        """The (empty) state of `batch` streams."""
+        return {"batch": batch}
+
+    def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One time step `[B, ...]` → the layer's output at that step, state unchanged."""
+        check_step_input(x_t, state, type(self).__name__)
+        return self(x_t.unsqueeze(0))[0], state

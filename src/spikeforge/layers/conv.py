@@ -113,6 +113,30 @@ class SpikingConv(SpikingLayer):
         return out.view(steps, batch, *out.shape[1:])
 
 
+    def step_current(self, x_t: torch.Tensor, inputs):
+        """I[n] from a ring buffer of the last (time_kernel − 1)·time_dilation + 1 inputs: only the kernel's taps are convolved."""
+        reach = (self.time_kernel - 1) * self.time_dilation
+        if reach == 0:
+            return super().step_current(x_t, inputs)
+        check_time_major(x_t.unsqueeze(0), "SpikingConv step input", 3 + self.spatial_dims, f"[B, {self.in_channels}, *S] (one step)")
+        if inputs is None:  # the inputs before the stream started are zeros (causal padding)
+            inputs = {"ring": x_t.new_zeros(reach + 1, *x_t.shape), "pos": 0}
+        ring, pos = inputs["ring"], inputs["pos"]
+        if ring.shape[1:] != x_t.shape:
+            raise ValueError(f"SpikingConv.step: input step of shape {tuple(x_t.shape)} differs from the earlier steps' {tuple(ring.shape[1:])}")
+        ring[pos] = x_t  # the buffer is updated in place
+        # tap k reads x[n − reach + k·time_dilation], stored (pos + 1 + k·time_dilation) mod (reach + 1)
+        taps = ring[[(pos + 1 + k * self.time_dilation) % (reach + 1) for k in range(self.time_kernel)]]
+        if self.spatial_dims < 3:
+            conv = _CONV[self.spatial_dims + 1]
+            y = conv(taps.movedim(0, 2), self.weight, self.bias, (1, *self.stride), (0, *self.padding), (1, *self.dilation))[:, :, 0]
+        else:
+            y = sum(F.conv3d(taps[k], self.weight[:, :, k], None, self.stride, self.padding, self.dilation) for k in range(self.time_kernel))
+            if self.bias is not None:
+                y = y + self.bias.view(1, -1, 1, 1, 1)
+        return y, {"ring": ring, "pos": (pos + 1) % (reach + 1)}
+
+
 class RecurrentPool(SpikingConv):
     """A pool of spiking neurons fed back their own spikes across channels at each position (report §5.4)."""
 

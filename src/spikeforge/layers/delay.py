@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.checks import check_time_major
+from spikeforge.layers.base import check_step_input
 
 
 def fractional_shift(x: torch.Tensor, delay: torch.Tensor) -> torch.Tensor:
@@ -48,6 +49,30 @@ class AxonalDelay(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x` `[T, B, *neuron]` delayed per neuron."""
         return fractional_shift(x, self.delay)
+
+    def init_state(self, batch: int) -> dict:
+        """The zero state of `batch` streams for `step`: a ring buffer of the last ⌊max delay⌋ + 2 inputs, made at the first step."""
+        return {"batch": batch, "ring": None, "pos": 0}
+
+    def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One time step `[B, *neuron]` → (delayed output at that step, next state), as `forward` at that step."""
+        check_step_input(x_t, state, "AxonalDelay")
+        d = self.delay.detach()
+        if bool((d < 0).any()):
+            raise ValueError("delays must be ≥ 0 steps (a negative delay would read the future); call constrain_() after each step")
+        k = d.floor()
+        length = int(k.max()) + 2  # x[n − k] and x[n − k − 1] for every neuron
+        ring, pos = state["ring"], state["pos"]
+        if ring is None:  # the inputs before the stream started are zeros
+            ring = x_t.new_zeros(length, *x_t.shape)
+        elif ring.shape[0] < length:
+            raise ValueError(f"AxonalDelay.step: a delay grew to {float(d.max()):.2f} steps since the stream started; start it again with init_state")
+        ring[pos] = x_t
+        frac = (self.delay - k).expand(x_t.shape[1:])
+        slot = (pos - k.long().expand(x_t.shape[1:])) % ring.shape[0]
+        now = ring.gather(0, slot.unsqueeze(0).expand(1, *x_t.shape))[0]  # x[n − k]
+        before = ring.gather(0, ((slot - 1) % ring.shape[0]).unsqueeze(0).expand(1, *x_t.shape))[0]  # x[n − k − 1]
+        return now + frac * (before - now), {"batch": state["batch"], "ring": ring, "pos": (pos + 1) % ring.shape[0]}
 
     @torch.no_grad()
     def constrain_(self) -> None:

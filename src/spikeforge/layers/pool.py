@@ -6,13 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikeforge.layers.base import StepByForward
+
 _POOLS = {
     "avg": {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d},
     "max": {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d},
 }
 
 
-class Pool(nn.Module):
+class Pool(StepByForward, nn.Module):
     """Average, max or min pooling over the spatial axes of `[T, B, C, *S]`, step by step.
 
     Min pooling (the hybrid paper: max-pooling of activations becomes min-pooling of spike
@@ -43,7 +45,7 @@ class Pool(nn.Module):
         return f"{self.kind}, kernel_size={self.kernel_size}, stride={self.stride}"
 
 
-class Flatten(nn.Module):
+class Flatten(StepByForward, nn.Module):
     """`[T, B, ...] → [T, B, features]`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from torch import nn
 from spikeforge.checks import check_time_major
 from spikeforge.functional import events
 from spikeforge.functional.filters import leaky_integrate
+from spikeforge.layers.base import check_step_input
 
 
 class Readout(nn.Module):
@@ -32,13 +33,28 @@ class Readout(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_time_major(x, "Readout input", tuple(range(3, 7)), f"[T, B, {self.in_features}] (or [T, B, C, *S] flattening to it)")
-        x = x.flatten(2)
-        if x.shape[2] != self.in_features:
-            raise ValueError(f"Readout input: expected {self.in_features} features per step after flattening, got {x.shape[2]} from shape {tuple(x.shape)}")
-        y = events.linear(x, self.weight)  # event-driven for sparse spikes
-        if self.normalized:
-            y = y / ((self.weight * self.weight).sum(1) + self.eps)
-        y = y + self.bias
+        y = self._scores(x.flatten(2), x.shape)
         if self.integrate is not None:
             y = leaky_integrate(y, self.integrate)
         return y
+
+    def _scores(self, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """W·S (÷ (‖W_c‖² + ε) when normalized) + offset for flattened spikes `[..., in_features]`."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Readout input: expected {self.in_features} features per step after flattening, got {x.shape[-1]} from shape {tuple(shape)}")
+        y = events.linear(x, self.weight)  # event-driven for sparse spikes
+        if self.normalized:
+            y = y / ((self.weight * self.weight).sum(1) + self.eps)
+        return y + self.bias
+
+    def init_state(self, batch: int) -> dict:
+        """The zero state of `batch` streams for `step` (the integrator's y[n−1] when `integrate`)."""
+        return {"batch": batch, "scores": None}
+
+    def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One time step: spikes `[B, ...]` → (scores `[B, classes]`, next state), as `forward` at that step."""
+        check_step_input(x_t, state, "Readout")
+        y = self._scores(x_t.flatten(1).unsqueeze(0), (None, *x_t.shape))[0]
+        if self.integrate is not None and state["scores"] is not None:
+            y = self.integrate * state["scores"] + y  # y[n] = β_out·y[n−1] + W·S[n]
+        return y, {"batch": state["batch"], "scores": y}

@@ -91,6 +91,19 @@ class KWSNet(_KWSStack):
             x = conv(x)
         return self.readout(x)
 
+    def init_state(self, batch: int) -> list[dict]:
+        """The zero state of `batch` streams: one per conv layer, then the readout's."""
+        return [layer.init_state(batch) for layer in (*self.convs, self.readout)]
+
+    def step(self, x_t: torch.Tensor, state: list[dict]) -> tuple[torch.Tensor, list[dict]]:
+        """One step of features `[B, C_in, F]` → (scores `[B, classes]`, next state), equal to `forward` at that step."""
+        self._check_input(x_t.unsqueeze(0))
+        new = []
+        for layer, s in zip((*self.convs, self.readout), state):
+            x_t, s = layer.step(x_t, s)
+            new.append(s)
+        return x_t, new
+
 
 class KWSCNN(_KWSStack):
     """The non-spiking twin of §10: the same dilated conv layers with ReLU instead of LIF neurons, same readout."""

@@ -91,6 +91,29 @@ class LIF(nn.Module):
             initial=initial, impl=self.impl, keep_membrane=keep_membrane, consume_current=consume_current,
         )
 
+    def step(
+        self,
+        current: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        norm: torch.Tensor | None = None,
+        gram: torch.Tensor | None = None,
+        recurrent: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """One step of `forward`: current `[B, C, ...]` and state (U[n−1], S[n−1], I_syn[n−1]) (None: zeros) → (S[n], new state)."""
+        if state is None:
+            zeros = torch.zeros_like(current)
+            state = (zeros, zeros, zeros)
+        membrane, spikes, syn = state
+        if self.syn_decay is not None:  # I_syn[n] = exp(−1/τ_syn)·I_syn[n−1] + I[n]
+            current = syn = self.syn_decay * syn + current
+        c = self.cfg
+        s, u = lif_scan(
+            current.unsqueeze(0), self.beta, self.threshold, norm, gram, recurrent,
+            reset=c.reset, input_scale=c.input_scale, surrogate=c.surrogate, scale=c.scale, eps=c.eps,
+            initial=(membrane, spikes), impl=self.impl,
+        )
+        return s[0], (u[0], s[0], syn)
+
     @torch.no_grad()
     def constrain_(self) -> None:
         """β ∈ [0, 1], b ≥ 0 (low-activity paper §8)."""
