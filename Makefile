@@ -1,24 +1,47 @@
 # Two set-up commands for a fresh machine: `make demo` (main job) and `make test` (the suite).
+# Both install into the project's own virtual environment .venv (made with the system `python3 -m venv`),
+# never into the system Python. The venv sees packages already installed system-wide (e.g. torch), so
+# nothing is downloaded twice; set VENV_FLAGS= for an isolated one.
 PY ?= python3
+VENV ?= .venv
+VENV_FLAGS ?= --system-site-packages
+VPY = $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+# CPU-only torch wheels (the default PyPI torch for Linux pulls several GB of CUDA libraries).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 APT_PACKAGES = espeak-ng dataset-fashion-mnist
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test bench
+.PHONY: setup system-packages demo test bench
 
-setup:
-	@if command -v apt-get >/dev/null 2>&1; then \
+# espeak-ng (speech synthesis for the generated Speech Commands), Debian's Fashion-MNIST and python3-venv.
+system-packages:
+	@if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: no apt-get on this machine; skipping system packages. Install them yourself:"; \
+	  echo "  espeak-ng (e.g. brew install espeak-ng), Fashion-MNIST's four IDX files (pass --set dataset.root=DIR)"; \
+	else \
 	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	  $(PY) -c "import ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "make: installing system packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  fi; \
 	fi
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+
+setup: system-packages
+	@[ -x $(VPY) ] || { echo "make: creating the virtual environment $(VENV)"; $(PY) -m venv $(VENV_FLAGS) $(VENV); }
+	@$(VPY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH)'.split('==')[1])" 2>/dev/null || \
+	  $(VPY) -m pip install -q "$(TORCH)" --extra-index-url $(TORCH_INDEX)
+	$(VPY) -m pip install -q -e ".[test]"
+	@echo "make: spikeforge is installed in $(VENV); use it with: . $(VENV)/bin/activate  (or $(VPY) -m spikeforge)"
 
 demo: setup
-	$(PY) -m spikeforge data speech-commands data/speech_commands
-	$(PY) -m spikeforge train kws_fast
+	$(VPY) -m spikeforge data speech-commands data/speech_commands
+	$(VPY) -m spikeforge train kws_fast
 
 test: setup
-	$(PY) -m pytest -q -n 2 tests
+	$(VPY) -m pytest -q -n 2 tests
 
 bench: setup
-	$(PY) -m pip install -q -e ".[bench]" "torch==2.13.0"
-	$(PY) benchmarks/run.py
+	$(VPY) -m pip install -q -e ".[bench]" "$(TORCH)"
+	$(VPY) benchmarks/run.py

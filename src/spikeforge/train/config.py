@@ -21,8 +21,10 @@ import yaml
 
 from spikeforge.registry import DATASETS, METHODS, MODELS
 
-#: Where named recipes live: `recipes/` of the working directory, then of the repository.
-RECIPE_DIRS = (Path("recipes"), Path(__file__).resolve().parents[3] / "recipes")
+#: The recipes shipped inside the package (package data, so a wheel or a non-editable install has them too).
+PACKAGE_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+#: Where named recipes are looked up: `recipes/` of the working directory (a user's own), then the package's.
+RECIPE_DIRS = (Path("recipes"), PACKAGE_RECIPES)
 _REQUIRED = object()
 
 
