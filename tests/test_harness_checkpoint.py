@@ -37,14 +37,84 @@ def test_save_load_round_trip_with_last_and_best_links(tmp_path):
 
 def test_trainer_state_refuses_pickled_code(tmp_path):
     folder = save_checkpoint(tmp_path, 1, _model(), {})
+    marker = tmp_path / "payload-ran"
 
     class Evil:
         def __reduce__(self):
-            return (os.system, ("echo pwned",))
+            return (os.system, (f"touch {marker}",))
 
     torch.save({"step": 1, "evil": Evil()}, folder / STATE)
     with pytest.raises(ValueError, match="corrupt or not a spikeforge trainer state"):
         load_state(folder)
+    assert not marker.exists()  # the payload did not run
+    os.system(f"touch {marker}")
+    assert marker.exists()  # ... and would have left this file if it had
+
+
+def _scaled(factor: float) -> nn.Module:
+    model = _model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(factor)
+    return model
+
+
+def test_same_step_saved_twice_loads_the_second(tmp_path):
+    save_checkpoint(tmp_path, 5, _scaled(1.0), {"epoch": 0}, links=("last", "best"))
+    save_checkpoint(tmp_path, 5, _scaled(2.0), {"epoch": 1})
+    other = _model()
+    state = load_checkpoint(tmp_path, other)
+    assert state["epoch"] == 1 and state["step"] == 5
+    assert all(torch.equal(a, b) for a, b in zip(_scaled(2.0).state_dict().values(), other.state_dict().values()))
+    load_weights(tmp_path / "best", other)  # best still points at the first save
+    assert all(torch.equal(a, b) for a, b in zip(_scaled(1.0).state_dict().values(), other.state_dict().values()))
+
+
+def test_failed_checkpoint_write_is_one_line_and_keeps_last(tmp_path, monkeypatch):
+    import errno
+
+    import spikeforge.train.checkpoint as ckpt
+    from spikeforge.train.atomic import WriteFailed
+
+    save_checkpoint(tmp_path, 1, _scaled(1.0), {})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    with pytest.raises(WriteFailed) as err:
+        save_checkpoint(tmp_path, 2, _scaled(2.0), {})
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message and "No space left on device" in message
+    assert "MiB free" in message and "MiB needed" in message
+    assert os.readlink(tmp_path / "last") == "step-00000001" and load_checkpoint(tmp_path, _model())["step"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale = tmp_path / f".step-00000003.{dead.pid}.tmp"
+    stale.mkdir()
+    (stale / WEIGHTS).write_bytes(b"partial")
+    (tmp_path / f".last.{dead.pid}.tmp").symlink_to("step-00000003")
+    alive = tmp_path / f".step-00000004.{os.getppid()}.tmp"  # another live process's write in progress
+    alive.mkdir()
+    save_checkpoint(tmp_path, 1, _model(), {})
+    assert not stale.exists() and not (tmp_path / f".last.{dead.pid}.tmp").is_symlink() and alive.exists()
+
+
+def test_files_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        folder = save_checkpoint(tmp_path / "ck", 1, _model(), {})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert all((folder / f).stat().st_mode & 0o777 == 0o644 for f in (WEIGHTS, STATE))
 
 
 def test_corrupt_weights_are_a_clear_error(tmp_path):

@@ -9,6 +9,7 @@ import sys
 
 from spikeforge import __version__
 from spikeforge.malloc import keep_freed_memory
+from spikeforge.train.atomic import WriteFailed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+    except (ValueError, KeyError, FileNotFoundError, WriteFailed) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"spikeforge {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -1,9 +1,10 @@
 """Checkpoints: weights in safetensors, trainer state loaded with `weights_only=True`, written atomically.
 
 Layout of `RUN/checkpoints/`: one folder per saved step (`step-00000120/` holding `weights.safetensors`
-and `trainer.pt`), each written under a temporary name and renamed when complete, and the links `last`
-and `best` pointing at one of them (replaced by an atomic rename). A crash at any moment leaves `last`
-pointing at a complete checkpoint.
+and `trainer.pt`; a step saved again gets a new folder `step-00000120-2/`), each written under a temporary
+name and renamed when complete, and the links `last` and `best` pointing at one of them (replaced by an
+atomic rename). A crash or a failed write (disk full, read-only) at any moment leaves `last` pointing at a
+complete checkpoint; temporaries left by dead processes are removed by the next save.
 """
 
 from __future__ import annotations
@@ -17,33 +18,74 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from spikeforge.train.atomic import atomic_symlink
+from spikeforge.train.atomic import atomic_symlink, file_mode, write_failed
 
 WEIGHTS = "weights.safetensors"
 STATE = "trainer.pt"
 
 
 def save_checkpoint(folder: str | os.PathLike, step: int, model: nn.Module, state: dict, links: tuple[str, ...] = ("last",)) -> Path:
-    """Write the checkpoint of `step` (unless it exists), point `links` at it, delete unreferenced ones."""
+    """Write the checkpoint of `step` into a new folder, point `links` at it, delete unreferenced ones."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step:08d}"
-    target = folder / name
-    if not target.exists():
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)
+        target = _free_name(folder, f"step-{step:08d}")
+        tmp = folder / f".{target.name}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-        save_file(tensors, tmp / WEIGHTS, metadata={"step": str(step)})
-        torch.save({**state, "step": step}, tmp / STATE)
-        for file in (tmp / WEIGHTS, tmp / STATE):
-            with open(file, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, target)
-    for link in links:
-        atomic_symlink(folder / link, name)
+        try:
+            tmp.mkdir()
+            save_file(tensors, tmp / WEIGHTS, metadata={"step": str(step)})
+            torch.save({**state, "step": step}, tmp / STATE)
+            for file in (tmp / WEIGHTS, tmp / STATE):
+                os.chmod(file, file_mode())  # safetensors creates 0600
+                with open(file, "rb") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for link in links:
+            atomic_symlink(folder / link, target.name)
+    except OSError as err:
+        needed = sum(t.numel() * t.element_size() for t in tensors.values()) * 3  # weights + optimiser moments
+        raise write_failed(err, folder, needed) from None
     _prune(folder)
     return target
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """`folder/name`, or `name-2`, `name-3`, … if taken (a step saved twice keeps the older folder until `last` moves)."""
+    target, k = folder / name, 1
+    while target.exists():
+        k += 1
+        target = folder / f"{name}-{k}"
+    return target
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete `.*.<pid>.tmp` leftovers in `folder` whose process is gone; returns what was removed."""
+    removed = []
+    for path in folder.glob(".*.tmp"):
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prune(folder: Path) -> None:
