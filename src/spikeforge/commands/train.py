@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -38,23 +39,42 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
     return config, run, run / "checkpoints" / "last"
 
 
+def _start(args: argparse.Namespace, config: dict, run_dir: Path | None, resume: Path | None) -> Trainer | None:
+    """Build the trainer (loading the checkpoint), then write config.yaml; None after a Ctrl-C, leaving nothing behind."""
+    try:
+        with runfolder.removed_on_failure(run_dir, new=resume is None) if run_dir is not None else contextlib.nullcontext():
+            trainer = Trainer(config, run_dir, resume=resume, progress_bar=not args.no_progress)
+            if run_dir is not None:
+                runfolder.write_config(run_dir, config)  # after the checkpoint loaded: a failed resume changes nothing
+                print(f"run folder: {run_dir}", flush=True)
+            return trainer
+    except KeyboardInterrupt:
+        print(f"spikeforge train: interrupted before training started; {'nothing was changed' if resume is not None else 'no run folder was made'}", file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     config, run_dir, resume = _resolve(args)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
         run_dir = run_dir or runfolder.new_run_dir(args.out, config["name"])
-        runfolder.write_config(run_dir, config)
-        print(f"run folder: {run_dir}", flush=True)
-    try:
-        trainer = Trainer(config, run_dir if is_main else None, resume=resume, progress_bar=not args.no_progress)
-        metrics = trainer.fit()
-    except TrainingDiverged as err:
-        print(f"spikeforge train: error: {err}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as err:
-        if is_main:
-            print(f"spikeforge train: {err}", file=sys.stderr)
-        return 130
+    with runfolder.locked(run_dir) if is_main else contextlib.nullcontext():
+        if resume is not None and runfolder.is_complete(run_dir, config["epochs"]):
+            print(f"{run_dir} is complete ({config['epochs']} epochs); nothing changed. To train it longer: "
+                  f"spikeforge train {args.recipe} --resume {run_dir} --set epochs=N (N > {config['epochs']})")
+            return 0
+        trainer = _start(args, config, run_dir if is_main else None, resume)
+        if trainer is None:
+            return 130
+        try:
+            metrics = trainer.fit()
+        except TrainingDiverged as err:
+            print(f"spikeforge train: error: {err}", file=sys.stderr)
+            return 1
+        except TrainingInterrupted as err:
+            if is_main:
+                print(f"spikeforge train: {err}", file=sys.stderr)
+            return 130
     if is_main:
         print(summary_table(metrics))
         print(f"run folder: {run_dir}  (plots: *.png; regenerate with: spikeforge report {run_dir})")

@@ -1,40 +1,115 @@
-"""The run folder: resolved config, metrics.csv per epoch, metrics.json, a recorded sample, TensorBoard logs."""
+"""The run folder: resolved config, metrics.csv per epoch, metrics.json, a recorded sample, TensorBoard logs.
+
+A run folder is `OUT/<name>-<YYYYmmdd-HHMMSS>[-k]`; the process training or resuming it holds `.lock`
+(an flock, so the lock of a killed process is free again); a start that fails leaves no new folder behind.
+"""
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import os
+import re
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 import yaml
 from safetensors.numpy import load_file, save_file
 
-from spikeforge.train.atomic import atomic_write, atomic_write_text
+from spikeforge.train.atomic import atomic_write, atomic_write_text, file_mode
+from spikeforge.train.checkpoint import load_state
 
-CONFIG, CSV, JSON, SAMPLE, TENSORBOARD = "config.yaml", "metrics.csv", "metrics.json", "sample.safetensors", "tensorboard"
+CONFIG, CSV, JSON, SAMPLE, TENSORBOARD, LOCK = "config.yaml", "metrics.csv", "metrics.json", "sample.safetensors", "tensorboard", ".lock"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_STAMP = r"-(\d{8}-\d{6})(?:-(\d+))?"
 
 
-def new_run_dir(out: str | Path, name: str) -> Path:
+class RunInUse(ValueError):
+    """Another live process holds the run folder's lock."""
+
+
+def check_name(name: str) -> str:
+    """`name` if it is a plain folder name (so the run folder stays under --out), else a one-line ValueError."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"recipe name {name!r} is not a plain folder name (letters, digits, '.', '_', '-'; no '/' and no leading '.'); "
+                         "rename it, e.g. --set name=my_run")
+    return name
+
+
+def new_run_dir(out: str | os.PathLike, name: str) -> Path:
     """A fresh folder `out/<name>-<YYYYmmdd-HHMMSS>` (suffixed -2, -3, … if taken)."""
-    base = Path(out) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path(out) / f"{check_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
 
 
-def latest_run(out: str | Path, name: str) -> Path:
-    """The newest run folder of recipe `name` under `out` that has a checkpoint."""
-    runs = sorted(p for p in Path(out).glob(f"{name}-*") if (p / "checkpoints" / "last").exists())
+def latest_run(out: str | os.PathLike, name: str) -> Path:
+    """The run of recipe `name` (exactly) under `out` with the newest start time in its folder name that has a checkpoint."""
+    pattern = re.compile(re.escape(check_name(name)) + _STAMP)
+    runs = []
+    for path in Path(out).glob("*"):
+        match = pattern.fullmatch(path.name)
+        if match and (path / "checkpoints" / "last").exists():
+            runs.append((match[1], int(match[2] or 1), path))
     if not runs:
         raise FileNotFoundError(f"no run of {name!r} with a checkpoint under {out}/; start one without --resume, or pass --resume RUN_DIR")
-    return runs[-1]
+    return max(runs)[2]
+
+
+def is_complete(run: Path, epochs: int) -> bool:
+    """Whether `run` has trained `epochs` epochs and written metrics.json (resuming it would change nothing)."""
+    return (run / JSON).exists() and load_state(run / "checkpoints" / "last")["epoch"] >= epochs
+
+
+@contextmanager
+def locked(run: Path) -> Iterator[None]:
+    """Hold `run/.lock` exclusively while training; a lock left by a killed process is taken over; removed on exit."""
+    path = run / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunInUse(f"{run} is in use by process {holder} (training or resuming it); wait until it ends or stop it, then resume") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the previous holder removed the file between our open and our lock: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextmanager
+def removed_on_failure(run: Path, new: bool) -> Iterator[None]:
+    """Delete the folder `run` again if it is `new` and the block fails or is interrupted (no half-made run is left)."""
+    try:
+        yield
+    except BaseException:
+        if new:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
 
 
 def write_config(run: Path, config: dict) -> None:
@@ -88,6 +163,7 @@ def write_sample(run: Path, spikes: dict[str, torch.Tensor], outputs: torch.Tens
     """One test sample's spikes per layer `[T, ...]` (uint8) and output scores `[T, classes]`, for the raster and traces."""
     arrays = {f"spikes/{k}": (v.detach().cpu() != 0).to(torch.uint8).numpy() for k, v in spikes.items()}
     arrays["outputs"] = outputs.detach().cpu().float().numpy()
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}  # safetensors.numpy writes the buffer, ignoring strides
     arrays["label"] = np.array([label], dtype=np.int64)
     atomic_write(run / SAMPLE, lambda tmp: save_file(arrays, str(tmp)))
 
