@@ -126,10 +126,15 @@ def _outer_to_channel(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return a2 @ s2.t()
 
 
-def _compiled_ok(current: torch.Tensor, gram, recurrent) -> bool:
-    """The compiled kernels cover CPU float tensors where every neuron resets only itself."""
-    return (lif_cpu.available and current.device.type == "cpu" and current.dtype in (torch.float32, torch.float64)
-            and gram is None and recurrent is None and current.shape[0] > 0)
+def _kernel_backend(current: torch.Tensor, gram, recurrent) -> str | None:
+    """"numba" (CPU) or "triton" (CUDA) kernels for float scans where every neuron resets only itself, else None."""
+    if gram is not None or recurrent is not None or current.shape[0] == 0 or current.dtype not in (torch.float32, torch.float64):
+        return None
+    if current.device.type == "cuda":
+        from spikeforge.functional import lif_triton  # imports triton: only once a CUDA scan runs
+
+        return "triton" if lif_triton.available else None
+    return "numba" if lif_cpu.available and current.device.type == "cpu" else None
 
 
 def _flat(x: torch.Tensor, steps: int | None = None):
@@ -138,17 +143,29 @@ def _flat(x: torch.Tensor, steps: int | None = None):
     return (x.view(steps, -1) if steps is not None else x.view(-1)).numpy()
 
 
-def _channel_arrays(b, nrm, q, like: torch.Tensor):
-    """Per-channel threshold b, q = ‖W‖² + ε, reset gain b·‖W‖², ‖W‖² as `[C]` arrays of `like`'s dtype."""
+def _channel_tensors(b, nrm, q, like: torch.Tensor):
+    """Per-channel threshold b, q = ‖W‖² + ε, reset gain b·‖W‖², ‖W‖² as contiguous `[C]` tensors of `like`'s dtype."""
     ones = torch.ones_like(b)
     gain = b if nrm is None else b * nrm
-    return [_flat(t.expand_as(b).to(like.dtype)) for t in (b, ones if q is None else q, gain, ones if nrm is None else nrm)]
+    return [t.expand_as(b).to(like.dtype).detach().contiguous().view(-1)
+            for t in (b, ones if q is None else q, gain, ones if nrm is None else nrm)]
 
 
-def _compiled_forward(drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> None:
+def _channel_arrays(b, nrm, q, like: torch.Tensor):
+    """`_channel_tensors` as numpy arrays."""
+    return [t.numpy() for t in _channel_tensors(b, nrm, q, like)]
+
+
+def _compiled_forward(backend, drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> None:
     """Run the compiled scan; `membrane is drive` writes U over the drive (one buffer fewer)."""
     steps, channels = drive.shape[0], drive.shape[2]
     inner = drive[0, 0, 0].numel()
+    if backend == "triton":
+        from spikeforge.functional import lif_triton
+
+        th, qq, gain, _ = _channel_tensors(b, nrm, q, drive)
+        lif_triton.lif_forward(drive, beta, th, qq, gain, nrm is not None, cfg.reset, channels, inner, u0, s0, membrane, spikes)
+        return
     th, qq, gain, _ = _channel_arrays(b, nrm, q, drive)
     dtype = membrane.numpy().dtype.type
     with lif_cpu.torch_thread_budget():
@@ -165,6 +182,13 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     inner = membrane[0, 0, 0].numel()
     b = _channel_view(threshold, membrane)
     nrm = None if norm is None else _channel_view(norm, membrane)
+    if ctx.compiled == "triton":
+        from spikeforge.functional import lif_triton
+
+        th, qq, _, nn_ = _channel_tensors(b, nrm, None if norm is None else nrm + cfg.eps, membrane)
+        g_u, parts = lif_triton.lif_backward(g_spikes, g_membrane, membrane, current if scaled else None, beta, th, qq, nn_,
+                                             norm is not None, cfg.reset, cfg.surrogate, cfg.scale, channels, inner, u0, s0)
+        return _parameter_grads(ctx, g_u.view_as(membrane), parts, beta, norm, scaled)
     th, qq, _, nn_ = _channel_arrays(b, nrm, None if norm is None else nrm + cfg.eps, membrane)
     g_u = torch.empty_like(membrane)
     parts = torch.empty(3, membrane[0].numel(), dtype=membrane.dtype)
@@ -177,7 +201,13 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
             beta.item(), th, qq, nn_, lif_cpu.RESET_CODES[cfg.reset],
             lif_cpu.SURROGATE_CODES[cfg.surrogate], float(cfg.scale), channels, inner, _flat(u0), _flat(s0),
             g_u.view(steps, -1).numpy(), parts[0].numpy(), parts[1].numpy(), parts[2].numpy())
-    per_channel = parts.view(3, membrane.shape[1], channels, inner).sum((1, 3))
+    return _parameter_grads(ctx, g_u, parts, beta, norm, scaled)
+
+
+def _parameter_grads(ctx, g_u, parts, beta, norm, scaled):
+    """The Function's gradients from the kernels' gU `[T, B, C, *spatial]` and per-neuron partial sums `[3, N]`."""
+    batch, channels = g_u.shape[1:3]
+    per_channel = parts.view(3, batch, channels, -1).sum((1, 3))
     g_current = g_u * (1 - beta) if scaled else g_u
     g_beta = parts[0].sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None
     g_threshold = per_channel[1] if ctx.needs_input_grad[2] else None
@@ -202,10 +232,10 @@ class _FusedLIF(torch.autograd.Function):
         scaled = cfg.input_scale == "one_minus_beta"
         c = (1 - beta) if scaled else None
         drive_all = current * c if scaled else current
-        spikes = torch.empty_like(current)
+        spikes = torch.empty_like(current, memory_format=torch.contiguous_format)
         ctx.cfg = cfg
         ctx.set_materialize_grads(False)  # an unused membrane output gets no [T, …] tensor of zeros
-        ctx.compiled = cfg.compiled and _compiled_ok(current, gram, recurrent)
+        ctx.compiled = cfg.compiled and _kernel_backend(current, gram, recurrent)  # "numba", "triton" or falsy
         scratch = ctx.compiled and not keep_membrane  # lif_scan passes False only where no gradient is needed
         in_place = (ctx.compiled and consume and not scaled and not scratch and current.is_contiguous()
                     and current._base is None)  # autograd cannot rebase a view modified by a two-output Function
@@ -213,11 +243,11 @@ class _FusedLIF(torch.autograd.Function):
             membrane = current
             ctx.mark_dirty(current)
         else:
-            membrane = current.new_empty(1, *current.shape[1:]) if scratch else torch.empty_like(current)
+            membrane = current.new_empty(1, *current.shape[1:]) if scratch else torch.empty_like(current, memory_format=torch.contiguous_format)
         ctx.save_for_backward(current if scaled else None, beta, threshold, norm, gram, recurrent, u0, s0, membrane,
                               None if ctx.compiled else spikes)
         if ctx.compiled:
-            _compiled_forward(drive_all, beta, b, nrm, q, cfg, u0, s0, membrane, spikes)
+            _compiled_forward(ctx.compiled, drive_all, beta, b, nrm, q, cfg, u0, s0, membrane, spikes)
             return spikes, membrane
         u_prev, s_prev = u0, s0
         r_prev = _reset_vector(u_prev, s_prev, b, nrm, gram, cfg.reset)
