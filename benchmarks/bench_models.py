@@ -18,6 +18,7 @@ in its multi-step mode (or its cell in a Python loop where it has no multi-step 
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -232,26 +233,62 @@ def weighted_layers(net: nn.Module) -> list[nn.Module]:
     raise ValueError(f"{type(net).__name__} has no weighted layers")
 
 
-def build(model: str, impl: str, freq: int = 40) -> nn.Module:
-    """The benchmark model `model` ("A" or "B") for implementation `impl` (one of IMPLEMENTATIONS), weights scaled by GAINS."""
+def build(model: str, impl: str, freq: int = 40, gains: tuple[float, ...] | None = None) -> nn.Module:
+    """The benchmark model `model` ("A" or "B") for implementation `impl` (one of IMPLEMENTATIONS), weights scaled by
+    `gains` (one per spiking layer; default GAINS)."""
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLEMENTATIONS}")
     net = _build(model, impl, freq)
     with torch.no_grad():
-        for layer, gain in zip(weighted_layers(net), GAINS[model]):
+        for layer, gain in zip(weighted_layers(net), gains or GAINS[model]):
             layer.weight.mul_(gain)
     return net
 
 
-def spike_rates(model: str, x: torch.Tensor) -> list[float]:
-    """Fraction of neuron-steps with a spike in each spiking layer of the spikeforge model on input `x`."""
-    torch.manual_seed(0)
-    h, rates = x, []
-    with torch.no_grad():
-        for layer in weighted_layers(build(model, "spikeforge-fused")):
-            h = layer(h)
-            rates.append(float(h.mean()))
+def spiking_modules(net: nn.Module) -> list[nn.Module]:
+    """The modules whose outputs are the spikes of each spiking layer (none for the floor)."""
+    if isinstance(net, (TorchConvKWS, TorchDense)):
+        return [] if net.neurons is None else list(net.neurons)
+    return weighted_layers(net)
+
+
+def layer_rates(net: nn.Module, x: torch.Tensor) -> list[float]:
+    """Fraction of neuron-steps with a spike in each spiking layer of `net` on input `x` (one forward, no gradient)."""
+    rates: list[float] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: rates.append(float(out.float().mean()))) for m in spiking_modules(net)]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
     return rates
+
+
+def calibrate_gains(model: str, x: torch.Tensor, rate: float, iterations: int = 30) -> tuple[float, ...]:
+    """Gains on the default init (as in `build`) that make each spiking layer fire at `rate` of its neuron-steps on `x`.
+
+    Layer by layer (each on the previous calibrated layer's spikes), a bisection on log(gain);
+    the spike rate grows with the gain, so it converges to the nearest achievable rate.
+    """
+    torch.manual_seed(0)
+    layers = weighted_layers(build(model, "spikeforge-fused", gains=(1.0,) * len(GAINS[model])))
+    gains, h = [], x
+    with torch.no_grad():
+        for layer in layers:
+            w0 = layer.weight.detach().clone()
+            lo, hi = -5.0, 8.0  # log gain
+            for _ in range(iterations):
+                mid = (lo + hi) / 2
+                layer.weight.copy_(w0 * math.exp(mid))
+                if float(layer(h).mean()) < rate:
+                    lo = mid
+                else:
+                    hi = mid
+            gains.append(math.exp((lo + hi) / 2))
+            layer.weight.copy_(w0 * gains[-1])
+            h = layer(h)
+    return tuple(gains)
 
 
 def make_batch(model: str, steps: int, batch: int, generator: torch.Generator, freq: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
