@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 
 from spikeforge.data.audio_features import LogMelConfig, log_mel
-from spikeforge.data.speech_commands import CLASSES, read_wav
+from spikeforge.data.speech_commands import CLASSES, features_of, read_wav
 from spikeforge.metrics.reduce import reduce_time
 from spikeforge.registry import MODELS
-from spikeforge.train import checkpoint, runfolder
+from spikeforge.train import runfolder
 from spikeforge.train.config import apply_overrides, find_recipe, read_yaml, validate
-from spikeforge.train.trainer import Trainer, build
+from spikeforge.train.loading import load_run
+from spikeforge.train.trainer import Trainer
 
 #: Table 2 (plus §10.4 and the CNN of §10): row label, model factory, method overrides.
 VARIANTS: dict[str, tuple[str, str, dict]] = {
@@ -53,16 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # -- predict ---------------------------------------------------------------------------------------
-def load_run(run_dir: Path, which: str = "best") -> tuple[dict, torch.nn.Module]:
-    """The resolved recipe and the trained model of a keyword-spotting run folder."""
-    config = validate(runfolder.read_config(run_dir))
-    if config["dataset"]["name"] != "speech_commands":
-        raise ValueError(f"{run_dir} was trained on {config['dataset']['name']!r}; predict reads WAV files for speech_commands runs")
-    model = build(MODELS, config["model"])
-    checkpoint.load_weights(checkpoint.resolve(run_dir, which), model)
-    return config, model.eval()
-
-
 def score_trace(model: torch.nn.Module, wave, features: LogMelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(features `[T, C, F]`, per-step scores `[T, classes]`) of one clip."""
     x = log_mel(wave, features)
@@ -96,8 +87,8 @@ def plot_trace(path: Path, x: torch.Tensor, scores: torch.Tensor, title: str, ho
 
 
 def predict(args: argparse.Namespace) -> int:
-    config, model = load_run(args.run_dir, args.checkpoint)
-    features = LogMelConfig(deltas=bool(config["dataset"].get("deltas", False)))
+    config, model, _ = load_run(args.run_dir, args.checkpoint, "speech_commands")
+    features = features_of(config["dataset"])
     x, scores = score_trace(model, read_wav(args.wav, features.sample_rate), features)
     probs = reduce_time(scores.unsqueeze(1), model.output_reduction)[0].softmax(-1)
     top = int(probs.argmax())

@@ -3,6 +3,11 @@
 Per clip: 40 log-Mel bands between 20 and 4000 Hz, 30 ms window, 10 ms hop (= one simulation
 step), so 100 steps × 40 bands for a 1 s clip; each band rescaled to unit variance across time;
 optionally the Δ and ΔΔ spectrograms as two more channels. Output is time-major `[T, C, F]`.
+
+`normalization="clip"` (the papers) compresses by the clip's largest Mel power and rescales by the
+clip's band deviations; `"running"` is its causal twin for streaming: frame n is compressed by
+the largest Mel power of the last `steps` frames and rescaled by the band deviations of those
+frames (frames before the signal count as zeros), so a clip's features equal a stream's.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
+NORMALIZATIONS = ("clip", "running")
+
+
 @dataclass(frozen=True)
 class LogMelConfig:
     """Feature settings; the defaults are the papers' (report §6.1.1)."""
@@ -33,6 +41,13 @@ class LogMelConfig:
     hop_ms: float = 10.0
     steps: int = 100
     deltas: bool = False
+    normalization: str = "clip"
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if self.normalization == "running" and self.deltas:
+            raise ValueError("Δ/ΔΔ features look ahead in time; use deltas=false with normalization='running'")
 
     @property
     def win_length(self) -> int:
@@ -74,8 +89,15 @@ def log_mel_spectrogram(wave: np.ndarray, config: LogMelConfig = LogMelConfig())
     peak = float(np.abs(wave).max())
     if peak > 0:
         wave = wave / peak
-    mel = librosa.feature.melspectrogram(
-        y=wave,
+    mel = mel_power(wave, config)[:, : config.steps]
+    top = float(mel.max())
+    return np.log1p(mel / top) if top > 0 else mel
+
+
+def mel_power(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
+    """Mel power `[F, 1 + len // hop]` of a whole signal; frame n is centred on sample n·hop (zeros beyond the ends)."""
+    return librosa.feature.melspectrogram(
+        y=np.asarray(wave, dtype=np.float32),
         sr=config.sample_rate,
         n_fft=config.win_length,
         win_length=config.win_length,
@@ -83,14 +105,29 @@ def log_mel_spectrogram(wave: np.ndarray, config: LogMelConfig = LogMelConfig())
         n_mels=config.n_mels,
         fmin=config.fmin,
         fmax=config.fmax,
-    )[:, : config.steps]
-    top = float(mel.max())
-    return np.log1p(mel / top) if top > 0 else mel
+        pad_mode="constant",
+    )
+
+
+def running_normalize(mel: np.ndarray, window: int) -> np.ndarray:
+    """The causal normalisation of Mel power `[F, T]`: log(1 + S / max S over the last `window` frames),
+    each band divided by its deviation over the last `window` frames (zeros before the signal)."""
+    mel = mel.astype(np.float64)
+    pad = np.pad(mel.max(0), (window - 1, 0))
+    ref = np.lib.stride_tricks.sliding_window_view(pad, window).max(-1)
+    compressed = np.log1p(mel / np.where(ref > 0, ref, 1.0))
+    past = np.lib.stride_tricks.sliding_window_view(np.pad(compressed, ((0, 0), (window - 1, 0))), window, axis=1)
+    std = past.std(-1)
+    return (compressed / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
 def log_mel(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> torch.Tensor:
     """Features `[T, C, F]` of a mono clip: the log-Mel spectrogram (plus Δ, ΔΔ when `config.deltas`),
-    each channel's bands rescaled to unit variance across time (report §6.1.1)."""
+    each channel's bands rescaled to unit variance across time (report §6.1.1); with `normalization="running"`
+    the clip's frames as a stream that starts with it (`running_normalize`)."""
+    if config.normalization == "running":
+        mel = mel_power(fit_length(np.asarray(wave, dtype=np.float32), config.clip_samples), config)[:, : config.steps]
+        return torch.from_numpy(np.ascontiguousarray(running_normalize(mel, config.steps).T[:, None]))
     feat = log_mel_spectrogram(wave, config)
     channels = [feat]
     if config.deltas:

@@ -211,12 +211,19 @@ def speech_commands(
     per_class: int | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    normalization: str = "clip",
 ) -> SpeechCommands:
     """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, 40]` per clip.
 
     `deltas` adds the Δ/ΔΔ channels; `silence` sets the number of silence clips (default: the mean
     keyword-class size); `per_class` caps the clips read per class; features are cached under
-    `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false.
+    `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
+    'running' gives the causal features `spikeforge detect` streams (see `audio_features`).
     """
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
-    return SpeechCommands(root, split, LogMelConfig(deltas=deltas), silence, per_class, directory)
+    return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization), silence, per_class, directory)
+
+
+def features_of(dataset: dict) -> LogMelConfig:
+    """The feature settings a run's `dataset` recipe section trained with."""
+    return LogMelConfig(deltas=bool(dataset.get("deltas", False)), normalization=dataset.get("normalization", "clip"))

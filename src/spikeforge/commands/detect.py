@@ -1,0 +1,46 @@
+"""`spikeforge detect RUN_DIR LONG.wav`: keywords in a long recording, the model run step by step with carried state."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from spikeforge.data.speech_commands import CLASSES, KEYWORDS, features_of, read_wav
+from spikeforge.streaming.detector import DetectionRule
+from spikeforge.streaming.plot import plot_stream
+from spikeforge.streaming.run import stream
+from spikeforge.train.loading import load_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="find keywords in a long WAV file, streaming the model step by step")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("wav", type=Path, metavar="LONG.wav")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--threshold", type=float, default=0.7, help="smoothed posterior a keyword must exceed (default 0.7)")
+    p.add_argument("--average-ms", type=float, default=500.0, help="posterior smoothing window (default 500 ms)")
+    p.add_argument("--suppression-ms", type=float, default=1500.0, help="no repeat of the same keyword within this time (default 1500 ms)")
+    p.add_argument("--plot", type=Path, default=None, metavar="DIR", help="write DIR/detect-<LONG>.png: posteriors over time")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, model, _ = load_run(args.run_dir, args.checkpoint, "speech_commands")
+    features = features_of(config["dataset"])
+    if features.normalization != "running":
+        print(f"note: {args.run_dir} was trained on whole-clip normalised features; the stream uses their causal twin "
+              "(train with dataset.normalization=running for identical features)")
+        features = replace(features, normalization="running")
+    hop = features.hop_ms
+    rule = DetectionRule(features.steps, max(1, round(args.average_ms / hop)), args.threshold, round(args.suppression_ms / hop))
+    result = stream(model, read_wav(args.wav, features.sample_rate), features, rule, CLASSES, KEYWORDS)
+    for d in result.detections:
+        print(f"{d.step * hop / 1000:8.2f} s  {CLASSES[d.label]:<6} {d.score:.3f}")
+    print(f"{len(result.detections)} keywords in {result.audio_seconds:.1f} s of audio; {result.seconds:.2f} s to process "
+          f"(real-time factor {result.real_time_factor:.3f})")
+    if args.plot is not None:
+        png = args.plot / f"detect-{args.wav.stem}.png"
+        plot_stream(png, result, CLASSES, hop, args.threshold, f"{args.wav.name}: {len(result.detections)} keywords")
+        print(f"plot: {png}")
+    return 0

@@ -1,0 +1,161 @@
+"""Streaming keyword detection: causal features equal the whole-signal ones, the stepped model equals its forward,
+the TF-style rule, and `spikeforge detect` finding the words of a long recording with a model trained here."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from spikeforge.cli import main
+from spikeforge.data.audio_features import LogMelConfig, log_mel, mel_power, running_normalize
+from spikeforge.data.speech_commands import CLASSES, KEYWORDS
+from spikeforge.models.kws import kws_dilated
+from spikeforge.streaming.detector import DetectionRule, Detector
+from spikeforge.streaming.features import StreamingLogMel
+from spikeforge.streaming.run import stream
+
+SR = 16000
+RUNNING = LogMelConfig(normalization="running")
+
+
+def _word(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A 0.4–0.6 s 'word': an up-chirp (yes), a down-chirp (no), or a two-tone warble (bed, an unknown word)."""
+    n = int(rng.uniform(0.4, 0.6) * SR)
+    t = np.arange(n) / SR
+    jitter = rng.uniform(0.9, 1.1)
+    if kind == "yes":
+        phase = 2 * np.pi * jitter * (400 * t + 600 * t**2)
+    elif kind == "no":
+        phase = 2 * np.pi * jitter * (2500 * t - 1000 * t**2)
+    else:
+        phase = 2 * np.pi * jitter * (1200 * t + 40 * np.sin(2 * np.pi * 8 * t))
+    return (rng.uniform(0.3, 0.8) * np.sin(phase) * np.hanning(n)).astype(np.float32)
+
+
+def _clip(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """One second: the word at a random place over faint noise."""
+    clip = 0.01 * rng.standard_normal(SR).astype(np.float32)
+    w = _word(kind, rng)
+    start = int(rng.integers(0, SR - len(w)))
+    clip[start : start + len(w)] += w
+    return clip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A GSC-layout folder of tone words (yes / no / bed from 10 'speakers') and a tiny kws_dilated run trained on it."""
+    base = tmp_path_factory.mktemp("detect")
+    root = base / "sc"
+    rng = np.random.default_rng(0)
+    for word in ("yes", "no", "bed"):
+        (root / word).mkdir(parents=True)
+        for spk in range(10):
+            for k in range(4):
+                sf.write(root / word / f"{spk:08x}_nohash_{k}.wav", _clip(word, rng), SR, subtype="PCM_16")
+    (root / "validation_list.txt").write_text("".join(f"{w}/00000008_nohash_{k}.wav\n" for w in ("yes", "no", "bed") for k in range(4)))
+    (root / "testing_list.txt").write_text("".join(f"{w}/00000009_nohash_{k}.wav\n" for w in ("yes", "no", "bed") for k in range(4)))
+    (root / "_background_noise_").mkdir()
+    sf.write(root / "_background_noise_" / "white_noise.wav", (0.01 * rng.standard_normal(20 * SR)).astype(np.float32), SR)
+    recipe = {
+        "name": "detect_tiny", "seed": 0,
+        "dataset": {"name": "speech_commands", "root": str(root), "cache": False, "normalization": "running"},
+        "encoder": {"name": "sequence"},
+        "model": {"name": "kws_dilated", "channels": [8, 8, 8]},
+        "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.0},
+        "optimizer": {"name": "radam", "lr": 1.0e-2, "weight_decay": 0.0},
+        "schedule": {"name": "warmup_exp", "warmup_epochs": 0.2, "gamma": 0.9},
+        "epochs": 12, "batch_size": 8, "grad_clip": 5.0, "sampler": "weighted",
+    }  # fmt: skip
+    (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["train", str(base / "tiny.yaml"), "--out", str(base / "runs"), "--no-progress"]) == 0
+    return next((base / "runs").iterdir())
+
+
+def test_streamed_features_equal_the_whole_signal_ones_in_any_chunking():
+    rng = np.random.default_rng(1)
+    n = 3 * SR + 77
+    wave = (rng.standard_normal(n) * np.repeat(rng.uniform(0, 1, 41), 1201)[:n]).astype(np.float32)
+    whole = running_normalize(mel_power(wave, RUNNING), RUNNING.steps)
+    extractor, parts, i = StreamingLogMel(RUNNING), [], 0
+    while i < n:
+        k = int(rng.integers(1, 3000))
+        parts.append(extractor.push(wave[i : i + k]))
+        i += k
+    parts.append(extractor.flush())
+    streamed = np.concatenate(parts)[:, 0].T
+    assert streamed.shape == whole.shape == (40, 1 + n // 160)
+    np.testing.assert_allclose(streamed, whole, atol=1e-4, rtol=1e-4)
+    # a training clip's running features are the first second of a stream that starts with it
+    np.testing.assert_allclose(log_mel(wave[:SR], RUNNING)[:, 0].numpy().T, running_normalize(mel_power(wave[:SR], RUNNING), 100)[:, :100])
+
+
+def test_running_normalisation_is_causal_and_matches_its_definition():
+    rng = np.random.default_rng(2)
+    mel = rng.uniform(0, 1, (3, 30)) ** 3
+    out = running_normalize(mel, 10)
+    n = 17
+    window = np.concatenate([np.zeros(0), mel[:, n - 9 : n + 1].max(0)])
+    compressed = [np.log1p(mel[:, k] / mel[:, max(0, k - 9) : k + 1].max()) for k in range(n - 9, n + 1)]
+    expected = compressed[-1] / np.stack(compressed).std(0)
+    np.testing.assert_allclose(out[:, n], expected, rtol=1e-5)
+    later = mel.copy()
+    later[:, n + 1 :] *= 50
+    np.testing.assert_array_equal(running_normalize(later, 10)[:, : n + 1], out[:, : n + 1])
+    assert window.shape == (10,)
+
+
+def test_detector_follows_tf_rule():
+    rule = DetectionRule(clip_steps=1, average_steps=2, threshold=0.6, suppression_steps=7)
+    classes = ("_silence_", "yes", "no")
+    det = Detector(rule, classes, ("yes", "no"))
+    big = 6.0
+    trace = ["_silence_"] * 3 + ["yes"] * 4 + ["_silence_"] * 2 + ["yes"] * 2 + ["_silence_"] * 5 + ["yes"] * 2 + ["no"] * 3
+    hits = []
+    for n, label in enumerate(trace):
+        s = torch.zeros(3)
+        s[classes.index(label)] = big
+        _, hit = det.push(s)
+        if hit is not None:
+            hits.append((hit.step, classes[hit.label]))
+    # yes at step 4 (2-step mean > 0.6 first there); the next yes (step 10) is within the 7-step suppression; step 17 is not;
+    # no differs from the last detection and is reported at once when its smoothed posterior tops the threshold.
+    assert hits == [(4, "yes"), (17, "yes"), (19, "no")]
+
+
+def test_stepped_model_equals_its_forward_on_the_streamed_features():
+    torch.manual_seed(0)
+    model = kws_dilated(channels=[6, 6, 6])
+    with torch.no_grad():
+        for conv in model.convs:
+            conv.neuron.threshold.fill_(0.3)
+    rng = np.random.default_rng(3)
+    wave = np.concatenate([_clip("yes", rng), _clip("no", rng), 0.01 * rng.standard_normal(SR // 2).astype(np.float32)])
+    result = stream(model, wave, RUNNING, DetectionRule(), CLASSES, KEYWORDS, chunk_ms=37)
+    assert result.features.shape == (1 + len(wave) // 160, 1, 40)
+    with torch.no_grad():
+        whole = model(result.features.unsqueeze(1))[:, 0]
+        assert float(model.convs[2](model.convs[1](model.convs[0](result.features.unsqueeze(1)))).mean()) > 0
+    torch.testing.assert_close(result.scores, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_detect_finds_the_keywords_of_a_long_recording(run_dir, tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    quiet = lambda s: (0.01 * rng.standard_normal(int(s * SR))).astype(np.float32)  # noqa: E731
+    script = ["yes", "no", "bed", "no", "yes"]
+    pieces, onsets = [quiet(1.0)], []
+    for word in script:
+        w = _word(word, rng)
+        onsets.append(sum(map(len, pieces)) / SR)
+        pieces += [w + quiet(len(w) / SR), quiet(2.0)]
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate(pieces), SR, subtype="PCM_16")
+    assert main(["detect", str(run_dir), str(long), "--threshold", "0.5", "--plot", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    found = [(float(line.split()[0]), line.split()[2]) for line in out.splitlines() if line.strip().endswith(tuple("0123456789")) and " s  " in line]
+    expected = [(t, w) for t, w in zip(onsets, script) if w in KEYWORDS]
+    assert [w for _, w in found] == [w for _, w in expected], out
+    for (t, _), (onset, _) in zip(found, expected):
+        assert onset <= t <= onset + 1.5, out  # decided after the word starts and within 1.5 s
+    assert "real-time factor" in out
+    assert (tmp_path / "plots" / "detect-long.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
