@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file
 
 from spikeforge.cli import main
-from spikeforge.export.nir_graph import import_nir
 from spikeforge.models.demo import DemoLIF
 from spikeforge.registry import MODELS
 from spikeforge.train.config import load_recipe
@@ -55,13 +54,8 @@ def test_train_writes_the_run_folder_and_the_commands_read_it(tmp_path, capsys):
     assert main(["eval", str(run)]) == 0
     assert f"accuracy {100 * metrics['accuracy']:.2f}%" in capsys.readouterr().out  # same checkpoint, same number
 
-    assert main(["export", str(run), "--format", "nir"]) == 0
-    imported = import_nir(run / "model.nir")
-    original = MODELS.get("demo_lif")(hidden=[16])
-    original.load_state_dict(load_file(run / "checkpoints" / "best" / "weights.safetensors"))
-    x = torch.rand(4, 3, 1, 28, 28)
-    with torch.no_grad():
-        assert torch.equal(imported(x), original(x))
+    assert main(["export", str(run), "--format", "nir"]) == 2  # the default LIF subtracts its threshold: no exact NIR form
+    assert "subtractive reset" in capsys.readouterr().err and not (run / "model.nir").exists()
 
 
 def test_list_shows_every_registry(capsys):

@@ -1,11 +1,11 @@
-"""`spikeforge export RUN_DIR --format nir`: write a trained model as a NIR graph."""
+"""`spikeforge export RUN_DIR --format nir [--dt S] [--compat nir|norse]`: write a trained model as a NIR graph."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from spikeforge.export.nir_graph import export_nir
+from spikeforge.export.nir_graph import COMPATS, export_nir
 from spikeforge.registry import MODELS
 from spikeforge.train import checkpoint, runfolder
 from spikeforge.train.config import validate
@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("nir",), default="nir")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--output", type=Path, default=None, help="file to write (default: RUN_DIR/model.nir)")
+    p.add_argument("--dt", type=float, default=1e-3, help="seconds per time step, written into the file (default 1e-3; snnTorch 1.0 reads files at 1e-4)")
+    p.add_argument("--compat", choices=COMPATS, default="nir",
+                   help="form of the file, both exact by NIR's equations: nir (r = τ/dt, AvgPool2d; snn-mlir, snnTorch) or norse (r = 1, SumPool2d)")
     p.set_defaults(func=run)
 
 
@@ -28,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
     checkpoint.load_weights(checkpoint.resolve(args.run_dir, args.checkpoint), model)
     _, _, test = build_datasets(config["dataset"], config["seed"])
     x = encode(test[0][0].unsqueeze(0), config["encoder"])  # one sample [T, 1, ...] gives the per-step input shape
-    out = export_nir(model, tuple(x.shape[2:]), args.output or args.run_dir / "model.nir")
-    print(f"wrote {out} (NIR graph of {config['model']['name']}, input shape {tuple(x.shape[2:])} per step)")
+    out = export_nir(model, tuple(x.shape[2:]), args.output or args.run_dir / "model.nir", dt=args.dt, compat=args.compat)
+    print(f"wrote {out} (NIR graph of {config['model']['name']}, input shape {tuple(x.shape[2:])} per step, dt = {args.dt:g} s)")
     return 0

@@ -1,16 +1,21 @@
-"""Export a feed-forward spikeforge model to a NIR graph, and build a spikeforge model from one.
+"""Export a spikeforge model to a NIR graph whose documented semantics give the model's spikes.
 
-Supported chain elements: `SpikingLinear` (→ Linear/Affine + LIF/IF/CubaLIF), `SpikingConv` with
-1 or 2 spatial axes and no kernel over time (→ Conv1d/Conv2d + neuron), `Pool("avg")` in 2-D
-(→ AvgPool2d), `Flatten`, `Readout` (→ Affine, + LI when it integrates). The model must be an
-`nn.Sequential` of these (or hold one as `.layers`). What NIR 1.0 cannot express raises a
-ValueError naming the layer and the reason.
+The model is read as the chain of layers its forward pass calls (recorded with hooks, then
+replayed and compared with the model's own output, so a forward that does more than chain its
+layers is refused). Each layer becomes NIR nodes: `SpikingLinear` / `SpikingConv` → Linear /
+Affine / Conv1d / Conv2d + LIF / IF / CubaLIF; a kernel over time (the keyword-spotting net)
+→ one Delay + Conv1d/Conv2d branch per time tap, summed by the neuron; `Readout` → Affine
+(+ LI when it integrates); average pooling → AvgPool2d; `Flatten` → Flatten; and, for the
+noise-trained networks after `convert(model, mode="lif")`, Linear / Conv2d (+ BatchNorm folded
+in) + `NoisyLIF` → LIF. Thresholds and input gains are folded into the weights
+(`nir_neurons`), so every neuron has v_threshold = 1 and v_reset = 0. What has no exact NIR
+form is refused with one line naming the layer, the reason, and what to change.
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nir
@@ -18,213 +23,283 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeforge.export.nir_neurons import lif_kwargs, neuron_node
+from spikeforge.export.nir_neurons import Neuron, check_dt, neuron_node
+
+#: Forms of the file, all exact by NIR's equations: "nir" (r = τ/dt, AvgPool2d: snn-mlir, snnTorch) and
+#: "norse" (r = 1 with the gain dt/τ in the weights, SumPool2d with 1/k² in the next weights: Norse 1.1
+#: ignores r of LIF nodes and has no AvgPool2d).
+COMPATS = ("nir", "norse")
 from spikeforge.layers import Flatten, Pool, Readout, SpikingConv, SpikingLinear
 from spikeforge.layers.base import SpikingLayer
+from spikeforge.neurons.noisy import NoisyLIF
+
+#: A reset NIR can express, for the refusal messages.
+DEPLOY_HINT = "train with reset 'zero' (a reset NIR expresses: e.g. `--set model.reset=zero`, recipe nir_demo)"
+_SPIKEFORGE_KINDS = (SpikingLayer, Readout, Pool, Flatten, NoisyLIF)
+_TORCH_KINDS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.Identity, nn.Dropout)
 
 
-class ImportedNetwork(nn.Sequential):
-    """A spikeforge model rebuilt from a NIR graph: a chain of layers with the graph's output reduction."""
+@dataclass
+class _Synapse:
+    """A weighted map with its time taps: output = Σ_k conv_k(x[n − delay_k]) + bias; `kind` is linear / conv1d / conv2d."""
 
-    def __init__(self, layers: dict[str, nn.Module], output_reduction: str = "mean") -> None:
-        super().__init__(OrderedDict(layers))
-        self.output_reduction = output_reduction
+    kind: str
+    weights: list[np.ndarray]  # one per tap, output channel first
+    delays: list[int]  # steps, one per tap
+    bias: np.ndarray | None
+    in_shape: tuple[int, ...]
+    conv: dict = field(default_factory=dict)  # stride, padding, dilation
 
+    def scale_inputs(self, factor: float) -> None:
+        """Multiply the weights (not the bias) by `factor`: the input arrives scaled by 1/factor."""
+        self.weights = [(w * factor).astype(np.float32) for w in self.weights]
 
-def _chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    seq = model if isinstance(model, nn.Sequential) else getattr(model, "layers", None)
-    if not isinstance(seq, nn.Sequential):
-        raise ValueError(f"NIR export needs a feed-forward chain: an nn.Sequential, or a model with an nn.Sequential `.layers`; got {type(model).__name__}")
-    return list(seq.named_children())
+    def scale(self, factor: np.ndarray) -> None:
+        """Multiply output channel i's weights and bias by factor[i]."""
+        view = factor.reshape((-1,) + (1,) * (self.weights[0].ndim - 1))
+        self.weights = [(w * view).astype(np.float32) for w in self.weights]
+        if self.bias is not None:
+            self.bias = (self.bias * factor).astype(np.float32)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.float32).copy()
+    return t.detach().cpu().double().numpy().copy()
 
 
-def _shapes(chain: list[tuple[str, nn.Module]], input_shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Per-sample input and output shape of every chain element, from one forward pass on zeros [2, 1, *input_shape]."""
-    shapes, x = [], torch.zeros(2, 1, *input_shape)
+def _leaves(model: nn.Module) -> dict[nn.Module, str]:
+    """{layer: name} of the exportable layers of `model`; a leaf module of any other kind is refused by name."""
+    leaves, seen = {}, set()
+    for name, module in model.named_modules():
+        if any(name.startswith(p + ".") for p in seen):
+            continue
+        if isinstance(module, NoisyLIF) and module.mode != "lif":
+            raise ValueError(f"layer {name!r} (NoisyLIF) cannot be exported to NIR: in mode {module.mode!r} it draws noise every step; "
+                             f"export after spikeforge.neurons.noisy.convert(model, mode='lif') (the plain LIF of eqs. (1)–(3))")
+        if isinstance(module, _SPIKEFORGE_KINDS + _TORCH_KINDS):
+            leaves[module] = name
+            seen.add(name)
+        elif not any(True for _ in module.children()):
+            raise ValueError(f"layer {name or '<model>'!r} ({type(module).__name__}) cannot be exported to NIR: {_unknown_reason(module)}")
+    return leaves
+
+
+def _unknown_reason(module: nn.Module) -> str:
+    kind = type(module).__name__
+    if "relpsp" in kind.lower():
+        return "ReL-PSP neurons (one spike per neuron, a linearly rising post-synaptic potential) have no NIR primitive; export the ANN before conversion instead"
+    if "srm" in kind.lower():
+        return ("the SRM neuron's refractory kernel ν (a lasting negative response, no reset) and its alpha response delayed by one step "
+                "have no NIR neuron; train the network with LIF / current-based LIF layers (SpikingLinear, tau_syn) to deploy it")
+    return f"{kind} has no NIR counterpart (exportable: spikeforge's spiking, readout, pooling and flatten layers, Linear, Conv1d/2d, BatchNorm, AvgPool2d, NoisyLIF)"
+
+
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, nn.Module, tuple[int, ...], tuple[int, ...]]]:
+    """(name, layer, per-sample input shape, output shape) of each layer call, from a forward pass on spikes."""
+    names, calls, hooks = _leaves(model), [], []
+
+    def hook(module, args, output):
+        x = args[0]
+        skip = 2 if isinstance(module, _SPIKEFORGE_KINDS) else 1  # [T, B, ...] or [T·B, ...]
+        calls.append((names[module], module, tuple(x.shape[skip:]), tuple(output.shape[skip:])))
+
+    hooks = [m.register_forward_hook(hook) for m in names]
+    x = (torch.rand(4, 2, *input_shape, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    try:
+        with torch.no_grad():
+            expected = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not calls:
+        raise ValueError(f"{type(model).__name__}: no exportable layer runs in its forward pass")
+    y = x
     with torch.no_grad():
-        for _, module in chain:
-            y = module(x)
-            shapes.append((tuple(x.shape[2:]), tuple(y.shape[2:])))
-            x = y
-    return shapes
+        for _, module, _, _ in calls:
+            y = module(y) if isinstance(module, _SPIKEFORGE_KINDS) else module(y.flatten(0, 1)).unflatten(0, y.shape[:2])
+    if y.shape != expected.shape or not torch.allclose(y, expected, atol=1e-5):
+        raise ValueError(f"{type(model).__name__} cannot be exported to NIR: its forward pass is not the chain of its layers "
+                         f"(residual branches or operations between layers); the exporter writes feed-forward chains")
+    return calls
 
 
-def _unsupported(name: str, module: nn.Module) -> str | None:
-    """Why NIR 1.0 cannot express `module`, or None."""
-    if isinstance(module, SpikingLayer):
-        if module.lateral:
-            return "its lateral reset W·Wᵀ·S[n−1] couples the neurons' resets, and NIR has no reset connections"
-        if module.recurrent is not None:
-            return "its recurrent pool feedback V·S[n−1] inside the neuron has no NIR primitive"
-        if isinstance(module, SpikingConv) and (module.time_kernel > 1 or module.spatial_dims == 3):
-            return "NIR 1.0 has no convolution over time (synaptic delays)" if module.time_kernel > 1 else "NIR 1.0 has no Conv3d"
-        if not isinstance(module, (SpikingLinear, SpikingConv)):
-            return f"{type(module).__name__} is not a dense or convolutional LIF layer"
-        return None
-    if isinstance(module, Pool) and (module.kind != "avg" or module.spatial_dims != 2):
-        return f"NIR 1.0 has only 2-D average and sum pooling, not {module.kind} pooling over {module.spatial_dims} axes"
-    if isinstance(module, Readout) and module.integrate == 1.0:
-        return "a readout integrator without leak (β_out = 1) has no finite NIR time constant"
-    if isinstance(module, (Pool, Readout, Flatten)):
-        return None
-    if "relpsp" in type(module).__name__.lower():
-        return "ReL-PSP neurons (one spike, a linearly rising post-synaptic potential) have no NIR primitive"
-    return f"{type(module).__name__} has no NIR counterpart in spikeforge's exporter"
+def _check_spiking(name: str, layer: SpikingLayer) -> None:
+    """Refuse what NIR cannot express exactly, with the layer's name, the reason and the fix."""
+    where = f"layer {name!r} ({type(layer).__name__}) cannot be exported to NIR"
+    if layer.lateral:
+        raise ValueError(f"{where}: its lateral reset W·Wᵀ·S[n−1] couples the neurons' resets, and NIR has no reset connections")
+    if layer.recurrent is not None:
+        raise ValueError(f"{where}: its recurrent pool feedback V·S[n−1] inside the neuron has no NIR primitive")
+    if layer.neuron.cfg.reset == "subtract":
+        raise ValueError(f"{where}: NIR neurons reset to v_reset, and its subtractive reset (U − b·‖W‖² after a spike) has no exact NIR form; {DEPLOY_HINT}")
+    if layer.neuron.cfg.reset == "none":
+        raise ValueError(f"{where}: a neuron that never resets has no NIR form (NIR neurons reset to v_reset); {DEPLOY_HINT}")
+    if isinstance(layer, SpikingConv) and layer.spatial_dims == 3:
+        raise ValueError(f"{where}: NIR 1.0 has no Conv3d")
+    if isinstance(layer, SpikingConv) and layer.time_kernel > 1 and any(s != 1 for s in layer.stride):
+        raise ValueError(f"{where}: a kernel over time is written as delayed branches, which needs stride 1")
 
 
-def _synapse(layer: SpikingLayer, in_shape: tuple[int, ...]) -> nir.NIRNode:
+def _spiking_synapse(layer: SpikingLayer, in_shape: tuple[int, ...]) -> _Synapse:
     bias = _np(layer.bias) if layer.bias is not None else None
     if isinstance(layer, SpikingLinear):
-        return nir.Affine(_np(layer.weight), bias) if bias is not None else nir.Linear(_np(layer.weight))
-    weight = _np(layer.weight.squeeze(2))  # no kernel over time: [C_out, C_in, *kernel]
-    bias = bias if bias is not None else np.zeros(weight.shape[0], dtype=np.float32)
-    if layer.spatial_dims == 1:
-        return nir.Conv1d(in_shape[1], weight, layer.stride[0], layer.padding[0], layer.dilation[0], 1, bias)
-    return nir.Conv2d(tuple(in_shape[1:]), weight, layer.stride, layer.padding, layer.dilation, 1, bias)
+        return _Synapse("linear", [_np(layer.weight)], [0], bias, in_shape)
+    w = _np(layer.weight)  # [C_out, C_in, K_t, *kernel]; tap k sees x[n − (K_t − 1 − k)·d_t]
+    taps = w.shape[2]
+    conv = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation}
+    return _Synapse(f"conv{layer.spatial_dims}d", [w[:, :, k] for k in range(taps)],
+                    [(taps - 1 - k) * layer.time_dilation for k in range(taps)], bias, in_shape, conv)
 
 
-def to_nir(model: nn.Module, input_shape: tuple[int, ...]) -> nir.NIRGraph:
-    """The NIR graph of a feed-forward model whose per-sample, per-step input has `input_shape`."""
-    chain = _chain(model)
-    for name, module in chain:
-        reason = _unsupported(name, module)
-        if reason is not None:
-            raise ValueError(f"layer {name!r} ({type(module).__name__}) cannot be exported to NIR: {reason}")
-    shapes = _shapes(chain, tuple(input_shape))
-    nodes: dict[str, nir.NIRNode] = {"input": nir.Input({"input": np.array(input_shape)})}
-    edges, last = [], "input"
+def _torch_synapse(module: nn.Module, in_shape: tuple[int, ...]) -> _Synapse:
+    bias = _np(module.bias) if module.bias is not None else None
+    if isinstance(module, nn.Linear):
+        return _Synapse("linear", [_np(module.weight)], [0], bias, in_shape)
+    if module.groups != 1 or isinstance(module.padding, str) or module.padding_mode != "zeros":
+        raise ValueError(f"{type(module).__name__}: the exporter needs groups = 1 and integer zero padding")
+    return _Synapse(f"conv{len(module.kernel_size)}d", [_np(module.weight)], [0], bias, in_shape,
+                    {"stride": module.stride, "padding": module.padding, "dilation": module.dilation})
 
-    def add(key: str, node: nir.NIRNode) -> None:
-        nonlocal last
-        nodes[key] = node
-        edges.append((last, key))
-        last = key
 
-    for (name, module), (in_shape, out_shape) in zip(chain, shapes):
+def _fold_batch_norm(name: str, bn: nn.Module, previous) -> None:
+    """BN(y) = γ·(y − μ)/√(σ² + ε) + β folded into the preceding synapse (eval statistics)."""
+    if not isinstance(previous, _Synapse):
+        raise ValueError(f"layer {name!r} (BatchNorm) cannot be exported to NIR: it must follow a Linear or Conv layer to be folded into it")
+    scale = _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)
+    bias = previous.bias if previous.bias is not None else np.zeros(len(scale))
+    previous.scale(scale)
+    previous.bias = ((bias - _np(bn.running_mean)) * scale + _np(bn.bias)).astype(np.float32)
+
+
+def _ops(model: nn.Module, input_shape: tuple[int, ...]) -> list:
+    """The chain as (op, out_shape) pairs: _Synapse, (Neuron, threshold per channel, gain), ("pool", k, s), ("flatten", in_shape)."""
+    ops: list = []
+    for name, module, in_shape, out_shape in _trace(model, input_shape):
         if isinstance(module, SpikingLayer):
-            add(f"{name}.synapse", _synapse(module, in_shape))
-            add(f"{name}.neuron", neuron_node(module, out_shape))
+            _check_spiking(name, module)
+            n = module.neuron
+            beta = float(n.beta.detach())
+            b = _np(n.threshold)
+            q = (_np(module.weight.flatten(1)) ** 2).sum(1) + n.cfg.eps if module.normalize_threshold else 1.0
+            c = 1.0 - beta if n.cfg.input_scale == "one_minus_beta" else 1.0
+            ops += [(_spiking_synapse(module, in_shape), out_shape), ((Neuron(beta, n.syn_decay), b * q, c), out_shape)]
+        elif isinstance(module, NoisyLIF):
+            if not ops or not isinstance(ops[-1][0], _Synapse):
+                raise ValueError(f"layer {name!r} (NoisyLIF) cannot be exported to NIR: it must follow a Linear or Conv layer")
+            ops.append(((Neuron(float(module.lam)), np.full(out_shape[0], float(module.threshold)), 1.0), out_shape))
         elif isinstance(module, Readout):
-            w = module.weight.detach()
-            scale = ((w * w).sum(1) + module.eps) if module.normalized else torch.ones(w.shape[0])
-            meta = {"spikeforge": {"normalized": bool(module.normalized), "eps": float(module.eps), "weight": _np(w)}}
-            add(name, nir.Affine(_np(w / scale[:, None]), _np(module.bias), metadata=meta))
+            if len(in_shape) > 1:  # the readout flattens [C, *S] itself
+                ops.append((("flatten", in_shape), (int(np.prod(in_shape)),)))
+            w = _np(module.weight)
+            scale = (w * w).sum(1) + module.eps if module.normalized else np.ones(w.shape[0])
+            ops.append((_Synapse("linear", [w / scale[:, None]], [0], _np(module.bias), (w.shape[1],)), out_shape))
             if module.integrate is not None:
-                tau = np.full(out_shape, 1.0 / (1.0 - module.integrate), dtype=np.float32)
-                add(f"{name}.integrator", nir.LI(tau, tau.copy(), np.zeros(out_shape, dtype=np.float32), metadata={"spikeforge": {"integrate": float(module.integrate)}}))
-        elif isinstance(module, Pool):
-            k = np.array(module.kernel_size if isinstance(module.kernel_size, (tuple, list)) else (module.kernel_size,) * 2)
-            s = np.array(module.stride if isinstance(module.stride, (tuple, list)) else (module.stride,) * 2)
-            add(name, nir.AvgPool2d(k, s, np.zeros(2, dtype=int)))
+                ops.append(((Neuron(float(module.integrate), spiking=False), np.ones(out_shape[0]), 1.0), out_shape))
+        elif isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            ops.append((_torch_synapse(module, in_shape), out_shape))
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            _fold_batch_norm(name, module, ops[-1][0] if ops else None)
+        elif isinstance(module, (Pool, nn.AvgPool2d)):
+            _pool(name, module, ops, out_shape)
+        elif isinstance(module, (Flatten, nn.Flatten)):
+            if isinstance(module, nn.Flatten) and (module.start_dim, module.end_dim) != (1, -1):
+                raise ValueError(f"layer {name!r} (Flatten) cannot be exported to NIR: only flattening all axes of a sample is supported")
+            if len(in_shape) > 1:
+                ops.append((("flatten", in_shape), out_shape))
+    return ops
+
+
+def _pool(name: str, module: nn.Module, ops: list, out_shape: tuple[int, ...]) -> None:
+    kind = module.kind if isinstance(module, Pool) else "avg"
+    dims = module.spatial_dims if isinstance(module, Pool) else 2
+    if kind != "avg" or dims != 2 or (isinstance(module, nn.AvgPool2d) and (np.any(np.asarray(module.padding)) or module.ceil_mode)):
+        raise ValueError(f"layer {name!r} ({type(module).__name__}) cannot be exported to NIR: NIR 1.0 has 2-D average and sum pooling "
+                         f"without padding only, not {kind} pooling over {dims} axes")
+    pair = lambda v: np.array(v if isinstance(v, (tuple, list)) else (v, v))  # noqa: E731
+    ops.append((("pool", pair(module.kernel_size), pair(module.stride)), out_shape))
+
+
+def _synapse_nodes(key: str, syn: _Synapse, dt: float) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str]]:
+    """Nodes and inner edges of a synapse; the names fed by the previous node (`heads`) and feeding the next one (`tails`)."""
+    nodes, edges, heads, tails = {}, [], [], []
+    for k, (w, delay) in enumerate(zip(syn.weights, syn.delays)):
+        name = key if len(syn.weights) == 1 else f"{key}.tap{k}"
+        bias = syn.bias if k == 0 else None
+        if syn.kind == "linear":
+            nodes[name] = nir.Affine(w, bias) if bias is not None else nir.Linear(w)
         else:
-            add(name, nir.Flatten({"input": np.array(in_shape)}, start_dim=0, end_dim=-1))
-    nodes["output"] = nir.Output({"output": np.array(shapes[-1][1])})
-    edges.append((last, "output"))
-    meta = {"spikeforge": {"output_reduction": getattr(model, "output_reduction", "mean"), "input_shape": np.array(input_shape)}}
+            b = bias if bias is not None else np.zeros(w.shape[0], dtype=np.float32)
+            c = syn.conv
+            if syn.kind == "conv1d":
+                nodes[name] = nir.Conv1d(syn.in_shape[1], w, c["stride"][0], c["padding"][0], c["dilation"][0], 1, b)
+            else:
+                nodes[name] = nir.Conv2d(tuple(syn.in_shape[1:]), w, tuple(c["stride"]), tuple(c["padding"]), tuple(c["dilation"]), 1, b)
+        if delay:
+            nodes[f"{name}.delay"] = nir.Delay(np.full(syn.in_shape, delay * dt, dtype=np.float32))
+            edges.append((f"{name}.delay", name))
+            heads.append(f"{name}.delay")
+        else:
+            heads.append(name)
+        tails.append(name)
+    return nodes, edges, heads, tails
+
+
+def to_nir(model: nn.Module, input_shape: tuple[int, ...], *, dt: float = 1e-3, compat: str = "nir") -> nir.NIRGraph:
+    """The NIR graph of `model` for per-sample, per-step input `input_shape`, time step `dt` seconds (`metadata["dt"]`), in form `compat`."""
+    dt = check_dt(dt)
+    if compat not in COMPATS:
+        raise ValueError(f"compat must be one of {COMPATS}, got {compat!r}")
+    resistance = "tau/dt" if compat == "nir" else "1"
+    training = model.training
+    model.eval()
+    try:
+        ops = _ops(model, tuple(input_shape))
+    finally:
+        model.train(training)
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input({"input": np.array(input_shape)})}
+    edges: list[tuple[str, str]] = []
+    tails, pooled = ["input"], 1.0  # pooled: the sum pools' 1/k² still to fold into the next synapse
+    for i, (op, out_shape) in enumerate(ops):
+        if isinstance(op, _Synapse):
+            op.scale_inputs(pooled)
+            pooled = 1.0
+            following = ops[i + 1][0] if i + 1 < len(ops) else None
+            if isinstance(following, tuple) and isinstance(following[0], Neuron):
+                neuron, threshold, gain = following
+                if np.any(np.asarray(threshold) <= 0):
+                    raise ValueError(f"layer {i + 1}: a threshold ≤ 0 cannot be folded into the weights (every input would fire)")
+                factor = neuron_node(neuron, out_shape, dt, resistance)[1]
+                op.scale(np.broadcast_to(gain * factor / np.asarray(threshold, dtype=np.float64), (out_shape[0],)))
+            syn_nodes, syn_edges, heads, new_tails = _synapse_nodes(f"{i}.synapse", op, dt)
+            nodes.update(syn_nodes)
+            edges += syn_edges + [(t, h) for t in tails for h in heads]
+            tails = new_tails
+            continue
+        if isinstance(op[0], Neuron):
+            key = f"{i}.neuron"
+            nodes[key] = neuron_node(op[0], out_shape, dt, resistance)[0]
+        elif op[0] == "pool":
+            key = f"{i}.pool"
+            if compat == "norse":
+                nodes[key] = nir.SumPool2d(op[1], op[2], np.zeros(2, dtype=int))
+                pooled /= float(np.prod(op[1]))
+            else:
+                nodes[key] = nir.AvgPool2d(op[1], op[2], np.zeros(2, dtype=int))
+        else:
+            key = f"{i}.flatten"
+            nodes[key] = nir.Flatten({"input": np.array(op[1])}, start_dim=0, end_dim=-1)
+        edges += [(t, key) for t in tails]
+        tails = [key]
+    if pooled != 1.0:
+        raise ValueError("compat='norse' writes average pooling as sum pooling and folds 1/k² into the next synapse; this model has none after its last pool")
+    nodes["output"] = nir.Output({"output": np.array(ops[-1][1])})
+    edges += [(t, "output") for t in tails]
+    meta = {"dt": dt, "spikeforge": {"output_reduction": getattr(model, "output_reduction", "mean"), "compat": compat}}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
-def _order(graph: nir.NIRGraph) -> list[str]:
-    """Node names from input to output; a graph that branches or loops is refused."""
-    following: dict[str, str] = {}
-    for src, dst in graph.edges:
-        if src in following:
-            raise ValueError(f"NIR graph branches at node {src!r}; spikeforge imports feed-forward chains only")
-        following[src] = dst
-    start = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
-    if len(start) != 1:
-        raise ValueError(f"NIR graph needs exactly one Input node, found {len(start)}")
-    order, node = [], start[0]
-    while node in following:
-        node = following[node]
-        if node in order:
-            raise ValueError(f"NIR graph has a cycle through {node!r}; spikeforge imports feed-forward chains only")
-        order.append(node)
-    return [k for k in order if not isinstance(graph.nodes[k], nir.Output)]
-
-
-_NEURONS = (nir.LIF, nir.IF, nir.CubaLIF)
-
-
-def _spiking_layer(name: str, synapse: nir.NIRNode, neuron_name: str, neuron: nir.NIRNode) -> SpikingLayer:
-    weight = np.asarray(synapse.weight, dtype=np.float32)
-    kwargs, beta, threshold, normalize = lif_kwargs(neuron, neuron_name, weight.shape[0])
-    bias = getattr(synapse, "bias", None)
-    has_bias = bias is not None and np.any(np.asarray(bias) != 0)
-    if isinstance(synapse, (nir.Linear, nir.Affine)):
-        layer = SpikingLinear(weight.shape[1], weight.shape[0], normalize_threshold=normalize, bias=has_bias, **kwargs)
-        layer.weight.data.copy_(torch.from_numpy(weight))
-    else:
-        dims = 1 if isinstance(synapse, nir.Conv1d) else 2
-        if synapse.groups != 1 or isinstance(synapse.padding, str) and synapse.padding != "valid":
-            raise ValueError(f"NIR node {name!r}: spikeforge needs groups = 1 and integer padding")
-        ints = lambda v: tuple(int(a) for a in np.broadcast_to(np.asarray(v), (dims,)))  # noqa: E731
-        padding = (0,) * dims if isinstance(synapse.padding, str) else ints(synapse.padding)
-        layer = SpikingConv(weight.shape[1], weight.shape[0], weight.shape[2:], spatial_dims=dims, stride=ints(synapse.stride), padding=padding,
-                            dilation=ints(synapse.dilation), normalize_threshold=normalize, bias=has_bias, **kwargs)
-        layer.weight.data.copy_(torch.from_numpy(weight).unsqueeze(2))
-    if has_bias:
-        layer.bias.data.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float32)))
-    layer.neuron.beta.data.fill_(beta)
-    layer.neuron.threshold.data.copy_(torch.from_numpy(threshold))
-    return layer
-
-
-def _readout(name: str, node: nir.NIRNode, integrator: nir.NIRNode | None) -> Readout:
-    meta = node.metadata.get("spikeforge", {}) if isinstance(node.metadata, dict) else {}
-    weight = np.asarray(meta.get("weight", node.weight), dtype=np.float32)
-    integrate = None
-    if integrator is not None:
-        integrate = float(integrator.metadata["spikeforge"]["integrate"]) if "spikeforge" in integrator.metadata else 1.0 - 1.0 / float(np.ravel(integrator.tau)[0])
-    out = Readout(weight.shape[1], weight.shape[0], normalized=bool(meta.get("normalized", False)), integrate=integrate, eps=float(meta.get("eps", 1e-8)))
-    out.weight.data.copy_(torch.from_numpy(weight))
-    bias = getattr(node, "bias", None)
-    out.bias.data.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float32)) if bias is not None else torch.zeros(weight.shape[0]))
-    return out
-
-
-def from_nir(graph: nir.NIRGraph) -> ImportedNetwork:
-    """Build a spikeforge model from a NIR chain: synapse + neuron pairs, pooling, flatten, a final readout."""
-    order = _order(graph)
-    layers: dict[str, nn.Module] = {}
-    i = 0
-    while i < len(order):
-        key, node = order[i], graph.nodes[order[i]]
-        nxt = graph.nodes[order[i + 1]] if i + 1 < len(order) else None
-        base = key.split(".")[0].replace("/", "_") or f"layer{i}"
-        if isinstance(node, (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)) and isinstance(nxt, _NEURONS):
-            layers[base] = _spiking_layer(key, node, order[i + 1], nxt)
-            i += 2
-        elif isinstance(node, (nir.Linear, nir.Affine)):
-            integrator = nxt if isinstance(nxt, nir.LI) else None
-            layers[base] = _readout(key, node, integrator)
-            i += 2 if integrator is not None else 1
-        elif isinstance(node, nir.AvgPool2d):
-            if np.any(np.asarray(node.padding) != 0):
-                raise ValueError(f"NIR node {key!r}: padded pooling has no spikeforge counterpart")
-            layers[base] = Pool("avg", tuple(int(k) for k in node.kernel_size), stride=tuple(int(s) for s in node.stride))
-            i += 1
-        elif isinstance(node, nir.Flatten):
-            layers[base] = Flatten()
-            i += 1
-        else:
-            raise ValueError(f"NIR node {key!r} ({type(node).__name__}) has no spikeforge counterpart here (expected synapse + LIF/IF/CubaLIF, AvgPool2d, Flatten, Affine readout)")
-    meta = graph.metadata.get("spikeforge", {}) if isinstance(graph.metadata, dict) else {}
-    return ImportedNetwork(layers, str(meta.get("output_reduction", "mean")))
-
-
-def export_nir(model: nn.Module, input_shape: tuple[int, ...], path: str | os.PathLike) -> Path:
-    """Write the model's NIR graph to `path` (HDF5, readable by `nir.read`)."""
-    nir.write(str(path), to_nir(model, input_shape))
+def export_nir(model: nn.Module, input_shape: tuple[int, ...], path: str | os.PathLike, *, dt: float = 1e-3, compat: str = "nir") -> Path:
+    """Write the model's NIR graph to `path` (HDF5, readable by `nir.read`); see `to_nir`."""
+    graph = to_nir(model, input_shape, dt=dt, compat=compat)
+    nir.write(str(path), graph)
     return Path(path)
 
-
-def import_nir(path: str | os.PathLike) -> ImportedNetwork:
-    """Read a NIR file and build the spikeforge model."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"NIR file {path} does not exist")
-    return from_nir(nir.read(str(path)))

@@ -1,105 +1,114 @@
-"""The mapping between spikeforge's discrete LIF (eqs. (4)–(5), low-activity paper) and NIR's continuous neurons.
+"""NIR's neurons in discrete time: the mapping between spikeforge's neurons and NIR's LIF, IF, CubaLIF and LI.
 
-With time step dt = 1, NIR's LIF τ·dv/dt = (v_leak − v) + R·I integrated by Euler gives
-v[n] = (1 − 1/τ)·v[n−1] + (R/τ)·I[n], so β = 1 − 1/τ and the input gain c = R/τ
-(c = 1 for `input_scale="none"`, c = 1 − β for `"one_minus_beta"`). IF is β = 1 with c = R.
-CubaLIF adds τ_syn·dI/dt = −I + w_in·S: I[n] = (1 − 1/τ_syn)·I[n−1] + (w_in/τ_syn)·S[n],
-spikeforge's synaptic filter I[n] = exp(−1/τ)·I[n−1] + S[n] (neurons.LIF `tau_syn`).
-The firing threshold is b·(‖W_i‖² + ε) when the layer normalises it (eq. 5), else b.
-NIR 1.0 neurons reset to v_reset; a subtractive reset is recorded in the node metadata
-(`metadata["spikeforge"]`), which also carries the exact spikeforge parameters for import.
+NIR's equations integrated by Euler with step dt (the graph's `metadata["dt"]`):
+
+    LIF      v[n] = (1 − dt/τ)·v[n−1] + (dt·r/τ)·I[n]          spike v > v_threshold, then v = v_reset
+    IF       v[n] = v[n−1] + dt·r·I[n]
+    CubaLIF  i[n] = (1 − dt/τ_syn)·i[n−1] + (dt·w_in/τ_syn)·I[n],  v as LIF with input i
+    LI       v[n] = (1 − dt/τ)·v[n−1] + (dt·r/τ)·I[n]           no spikes
+
+so β = 1 − dt/τ and the input gain is dt·r/τ. spikeforge's LIF (eqs. (4)–(5), low-activity
+paper) with reset to zero is this with v_reset = 0; its per-channel threshold b·(‖W_i‖² + ε)
+and input gain c are folded into the incoming weights (exact: the neuron is linear below the
+threshold and the reset is to 0), so every exported neuron has v_threshold = 1. Two forms of
+the gain are written, both exact by NIR's equations: `resistance="tau/dt"` (r = τ/dt, unit gain;
+what snn-mlir and snnTorch read) and `resistance="1"` (r = 1, gain dt/τ in the weights;
+Norse 1.1 ignores r of LIF nodes). IF is always r = 1/dt (unit gain dt·r; Norse's IF adds its
+input unscaled, snn-mlir's reads r as a bare gain and so accepts it at dt = 1).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import nir
 import numpy as np
-import torch
 
-from spikeforge.layers.base import SpikingLayer
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().copy()
+RESISTANCES = ("tau/dt", "1")
 
 
-def spikeforge_metadata(layer: SpikingLayer) -> dict:
-    """The exact spikeforge settings of a spiking layer's neuron, for a lossless import."""
-    neuron = layer.neuron
-    return {
-        "beta": np.float32(float(neuron.beta.detach())), "threshold": _np(neuron.threshold), "nlif": bool(neuron.nlif),
-        "normalize_threshold": bool(layer.normalize_threshold), "reset": neuron.cfg.reset, "input_scale": neuron.cfg.input_scale,
-        "surrogate": neuron.cfg.surrogate, "scale": float(neuron.cfg.scale), "eps": float(neuron.cfg.eps),
-        "tau_syn": float(-1.0 / math.log(neuron.syn_decay)) if neuron.syn_decay is not None else -1.0,
-        "learn_beta": isinstance(neuron.beta, torch.nn.Parameter), "learn_threshold": isinstance(neuron.threshold, torch.nn.Parameter),
-    }
+@dataclass(frozen=True)
+class Neuron:
+    """A reset-to-zero neuron in discrete time: v[n] = β·v[n−1] + I_syn[n], spike v > 1 (gain and threshold already in the weights).
+
+    `syn_decay` α adds the synaptic filter I_syn[n] = α·I_syn[n−1] + I[n] (current-based);
+    `spiking=False` is the leaky integrator of a readout.
+    """
+
+    beta: float
+    syn_decay: float | None = None
+    spiking: bool = True
 
 
-def neuron_node(layer: SpikingLayer, shape: tuple[int, ...]) -> nir.NIRNode:
-    """The NIR neuron (IF, LIF or CubaLIF) of a spiking layer whose output per sample has `shape` (C, *spatial)."""
-    neuron = layer.neuron
-    beta = float(neuron.beta.detach())
-    c = (1.0 - beta) if neuron.cfg.input_scale == "one_minus_beta" else 1.0
-    w = layer.weight.detach().flatten(1)
-    b = neuron.threshold.detach()
-    threshold = b * ((w * w).sum(1) + neuron.cfg.eps) if layer.normalize_threshold else b  # eq. (5)
-    per_neuron = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float32).reshape((-1,) + (1,) * (len(shape) - 1)), shape).copy()  # noqa: E731
-    v_th, zeros = per_neuron(_np(threshold)), np.zeros(shape, dtype=np.float32)
-    meta = {"spikeforge": spikeforge_metadata(layer)}
+def _full(value: float, shape: tuple[int, ...]) -> np.ndarray:
+    return np.full(shape, value, dtype=np.float32)
+
+
+def check_dt(dt: float) -> float:
+    """`dt` if it is a positive finite time step (seconds), else a one-line ValueError."""
+    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt (the time step of the NIR graph, in seconds) must be a positive number, got {dt!r}")
+    return float(dt)
+
+
+def neuron_node(neuron: Neuron, shape: tuple[int, ...], dt: float, resistance: str) -> tuple[nir.NIRNode, float]:
+    """(NIR node, extra factor for the incoming weights) of `neuron` with per-sample `shape`."""
+    if resistance not in RESISTANCES:
+        raise ValueError(f"resistance must be one of {RESISTANCES}, got {resistance!r}")
+    zeros, ones = _full(0.0, shape), _full(1.0, shape)
     if neuron.syn_decay is not None:
-        tau_syn = 1.0 / (1.0 - neuron.syn_decay)
-        tau_mem = 1.0 / (1.0 - beta) if beta < 1.0 else math.inf
-        return nir.CubaLIF(tau_syn=per_neuron(tau_syn), tau_mem=per_neuron(tau_mem), r=per_neuron(c * tau_mem if beta < 1 else c),
-                           v_leak=zeros, v_threshold=v_th, v_reset=zeros, w_in=per_neuron(tau_syn), metadata=meta)
-    if beta >= 1.0:
-        return nir.IF(r=per_neuron(c), v_threshold=v_th, v_reset=zeros, metadata=meta)
-    tau = 1.0 / (1.0 - beta)
-    return nir.LIF(tau=per_neuron(tau), r=per_neuron(c * tau), v_leak=zeros, v_threshold=v_th, v_reset=zeros, metadata=meta)
+        if neuron.beta >= 1.0:
+            raise ValueError("a current-based neuron without leak (β = 1) has no finite NIR time constant τ_mem")
+        tau_syn, tau_mem = dt / (1.0 - neuron.syn_decay), dt / (1.0 - neuron.beta)
+        node = nir.CubaLIF(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau_mem, shape), r=_full(tau_mem / dt, shape),
+                           v_leak=zeros, v_threshold=ones, v_reset=zeros.copy(), w_in=_full(tau_syn / dt, shape))
+        return node, 1.0  # Norse and snnTorch both honour r and w_in of CubaLIF
+    if neuron.beta >= 1.0:
+        if not neuron.spiking:
+            raise ValueError("a readout integrator without leak (β_out = 1) has no finite NIR time constant")
+        return nir.IF(r=_full(1.0 / dt, shape), v_threshold=ones, v_reset=zeros), 1.0  # unit gain dt·r in both forms
+    tau = dt / (1.0 - neuron.beta)
+    r = tau / dt if resistance == "tau/dt" else 1.0
+    if not neuron.spiking:
+        return nir.LI(tau=_full(tau, shape), r=_full(r, shape), v_leak=zeros), tau / (dt * r)
+    return nir.LIF(tau=_full(tau, shape), r=_full(r, shape), v_leak=zeros, v_threshold=ones, v_reset=zeros.copy()), tau / (dt * r)
 
 
-def _uniform(name: str, node: str, values: np.ndarray) -> float:
+def _uniform(name: str, node: str, values) -> float:
     flat = np.asarray(values, dtype=np.float64).ravel()
-    if not np.allclose(flat, flat[0], rtol=1e-6, atol=0):
+    if flat.size == 0 or not np.allclose(flat, flat[0], rtol=1e-6, atol=0):
         raise ValueError(f"NIR node {node!r}: {name} differs between neurons; spikeforge has one value per layer")
     return float(flat[0])
 
 
-def lif_kwargs(node: nir.NIRNode, name: str, channels: int) -> tuple[dict, float, np.ndarray, bool]:
-    """(LIF keyword arguments, β, threshold b [C], normalize_threshold) for a NIR neuron node."""
-    meta = node.metadata.get("spikeforge") if isinstance(node.metadata, dict) else None
-    if meta is not None:  # written by spikeforge: exact
-        kwargs = {k: meta[k] for k in ("reset", "input_scale", "surrogate", "scale", "nlif", "learn_beta", "learn_threshold")}
-        kwargs["reset"], kwargs["input_scale"], kwargs["surrogate"] = str(kwargs["reset"]), str(kwargs["input_scale"]), str(kwargs["surrogate"])
-        kwargs["nlif"], kwargs["learn_beta"], kwargs["learn_threshold"] = bool(kwargs["nlif"]), bool(kwargs["learn_beta"]), bool(kwargs["learn_threshold"])
-        if float(meta["tau_syn"]) > 0:
-            kwargs["tau_syn"] = float(meta["tau_syn"])
-        return kwargs, float(meta["beta"]), np.asarray(meta["threshold"], dtype=np.float32), bool(meta["normalize_threshold"])
-    v_reset = getattr(node, "v_reset", None)
-    if v_reset is not None and np.any(np.asarray(v_reset) != 0):
-        raise ValueError(f"NIR node {name!r}: v_reset must be 0 (spikeforge resets to zero or subtracts the threshold)")
-    if np.any(np.asarray(getattr(node, "v_leak", 0.0)) != 0):
-        raise ValueError(f"NIR node {name!r}: v_leak must be 0 (spikeforge's LIF leaks towards 0)")
-    threshold = np.asarray(node.v_threshold, dtype=np.float32).reshape(channels, -1)[:, 0].copy()
-    kwargs: dict = {"reset": "zero"}
+def _decay(tau_name: str, node: str, tau, dt: float) -> float:
+    """β = 1 − dt/τ, refused unless τ ≥ dt (β ∈ [0, 1])."""
+    tau = _uniform(tau_name, node, tau)
+    if not math.isfinite(tau) or tau < dt * (1 - 1e-6):
+        raise ValueError(f"NIR node {node!r}: {tau_name} = {tau:g} s is below one time step dt = {dt:g} s "
+                         f"(β = 1 − dt/τ = {1 - dt / tau if tau else -math.inf:g} is outside [0, 1]); pass the dt the file was written for")
+    return max(0.0, 1.0 - dt / tau)
+
+
+def _zero(name: str, node: str, values) -> None:
+    if values is not None and np.any(np.asarray(values) != 0):
+        raise ValueError(f"NIR node {node!r}: {name} must be 0 (spikeforge's neurons leak to and reset to 0)")
+
+
+def read_neuron(node: nir.NIRNode, name: str, dt: float) -> tuple[Neuron, np.ndarray, np.ndarray]:
+    """(Neuron, input gain per neuron, threshold per neuron) of a NIR LIF / IF / CubaLIF / LI node at step `dt`."""
+    _zero("v_leak", name, getattr(node, "v_leak", None))
+    _zero("v_reset", name, getattr(node, "v_reset", None))
+    threshold = np.asarray(getattr(node, "v_threshold", np.ones_like(np.asarray(node.r))), dtype=np.float64)
+    if np.any(threshold <= 0):
+        raise ValueError(f"NIR node {name!r}: v_threshold must be > 0")
+    r = np.asarray(node.r, dtype=np.float64)
     if isinstance(node, nir.IF):
-        gain = _uniform("r", name, node.r)
-        if not math.isclose(gain, 1.0, rel_tol=1e-6):
-            raise ValueError(f"NIR node {name!r}: IF with r = {gain:g}; spikeforge's NLIF needs r = 1 (fold r into the weights)")
-        return {**kwargs, "nlif": True}, 1.0, threshold, False
-    tau = _uniform("tau_mem" if isinstance(node, nir.CubaLIF) else "tau", name, node.tau_mem if isinstance(node, nir.CubaLIF) else node.tau)
-    beta = 1.0 - 1.0 / tau
-    gain = _uniform("r", name, node.r) / tau
-    if math.isclose(gain, 1.0, rel_tol=1e-6):
-        kwargs["input_scale"] = "none"
-    elif math.isclose(gain, 1.0 - beta, rel_tol=1e-6):
-        kwargs["input_scale"] = "one_minus_beta"
-    else:
-        raise ValueError(f"NIR node {name!r}: input gain r/τ = {gain:g} is neither 1 nor 1 − β = {1 - beta:g}; fold it into the weights")
+        return Neuron(1.0), dt * r, threshold
     if isinstance(node, nir.CubaLIF):
-        tau_syn = _uniform("tau_syn", name, node.tau_syn)
-        if not math.isclose(_uniform("w_in", name, node.w_in), tau_syn, rel_tol=1e-6):
-            raise ValueError(f"NIR node {name!r}: CubaLIF needs w_in = tau_syn (unit synaptic gain) for spikeforge's filter")
-        kwargs["tau_syn"] = -1.0 / math.log(1.0 - 1.0 / tau_syn)
-    return kwargs, beta, threshold, False
+        alpha, beta = _decay("tau_syn", name, node.tau_syn, dt), _decay("tau_mem", name, node.tau_mem, dt)
+        gain = (dt * np.asarray(node.w_in, dtype=np.float64) / np.asarray(node.tau_syn)) * (dt * r / np.asarray(node.tau_mem))
+        return Neuron(beta, syn_decay=alpha), gain, threshold
+    beta = _decay("tau", name, node.tau, dt)
+    return Neuron(beta, spiking=isinstance(node, nir.LIF)), dt * r / np.asarray(node.tau, dtype=np.float64), threshold

@@ -147,13 +147,14 @@ def kws_dilated(
     surrogate: str = "sigmoid",
     scale: float = 10.0,
     input_scale: str = "none",
+    reset: str = "subtract",
     impl: str = "fused",
 ) -> KWSNet:
     """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments."""
     return KWSNet(
         in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations],
         nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
-        surrogate=surrogate, scale=scale, input_scale=input_scale, impl=impl,
+        surrogate=surrogate, scale=scale, input_scale=input_scale, reset=reset, impl=impl,
     )
 
 

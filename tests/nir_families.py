@@ -1,0 +1,65 @@
+"""Small members of every exportable model family, with enough activity that a spike comparison is not trivial."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikeforge.layers import Flatten, Pool, Readout, SpikingConv, SpikingLinear
+from spikeforge.models.demo import demo_lif
+from spikeforge.models.kws import kws_dilated
+from spikeforge.models.noise_nets import noise_cnn
+from spikeforge.neurons.noisy import convert
+
+
+class Chain(nn.Sequential):
+    output_reduction = "mean"
+
+
+def _low_thresholds(model: nn.Module) -> nn.Module:
+    """Thresholds small enough that every layer fires on random input."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, SpikingLinear | SpikingConv):
+                m.neuron.threshold.uniform_(0.02, 0.1)
+    return model
+
+
+def _noise_cnn() -> nn.Module:
+    """The noise-trained CNN after conversion to the plain LIF, with non-trivial BatchNorm statistics folded at export."""
+    model = noise_cnn(image_size=8, channels=(4, 4), hidden=16)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(1.0, 3.0)
+                m.bias.uniform_(0.3, 0.8)
+        [*_, last] = (m for m in model.modules() if isinstance(m, nn.Linear))
+        last.weight.mul_(4.0)  # the output layer fires too
+    return convert(model.eval(), mode="lif")
+
+
+#: name → (model factory, per-step input shape); every model resets to zero (the reset NIR expresses).
+FAMILIES = {
+    "dense_lif": (lambda: _low_thresholds(demo_lif(inputs=12, hidden=[10, 8], classes=4, reset="zero")), (12,)),
+    "dense_lif_scaled": (lambda: _low_thresholds(Chain(SpikingLinear(12, 10, reset="zero", input_scale="one_minus_beta"),
+                                                       SpikingLinear(10, 8, reset="zero", normalize_threshold=False), Readout(8, 4, normalized=True))), (12,)),
+    "dense_nlif": (lambda: _low_thresholds(Chain(SpikingLinear(12, 10, reset="zero", nlif=True), Readout(10, 4))), (12,)),
+    "dense_cuba": (lambda: _low_thresholds(Chain(SpikingLinear(12, 10, reset="zero", tau_syn=2.5), SpikingLinear(10, 8, reset="zero", tau_syn=1.5), Readout(8, 4))), (12,)),
+    "dense_cuba_li": (lambda: _low_thresholds(Chain(SpikingLinear(12, 10, reset="zero", tau_syn=2.5), Readout(10, 4, integrate=0.8))), (12,)),
+    "conv2d": (lambda: _low_thresholds(Chain(SpikingConv(2, 4, 3, padding=1, reset="zero", bias=True), Pool("avg", 2),
+                                             SpikingConv(4, 4, 3, padding=1, reset="zero"), Flatten(), Readout(64, 5))), (2, 8, 8)),
+    "conv1d": (lambda: _low_thresholds(Chain(SpikingConv(3, 4, 3, spatial_dims=1, padding=1, reset="zero"), Flatten(), Readout(40, 3))), (3, 10)),
+    "kws_time_taps": (lambda: _low_thresholds(kws_dilated(bands=10, classes=5, channels=[4, 4], kernels=[(4, 3), (3, 3)], dilations=[(1, 1), (2, 1)], reset="zero")), (1, 10)),
+    "noise_cnn_lif": (_noise_cnn, (1, 8, 8)),
+}
+
+
+def family(name: str) -> tuple[nn.Module, tuple[int, ...], torch.Tensor]:
+    """(model, input shape, random input spikes [T = 12, B = 3, *shape]) for a family, seeded."""
+    factory, shape = FAMILIES[name]
+    torch.manual_seed(0)
+    model = factory()
+    x = (torch.rand(12, 3, *shape, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    return model, shape, x
