@@ -47,6 +47,31 @@ def test_cifar10_errors_name_the_problem(tmp_path):
         DATASETS.get("cifar10")(root=tmp_path, split="dev")
 
 
+class _Payload:
+    """Pickles as a call that creates a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("where", ["labels", "top"])
+def test_cifar10_batch_with_a_code_payload_is_refused_without_running_it(tmp_path, where):
+    _write_batches(tmp_path)
+    marker = tmp_path / "payload-ran"
+    batch = {b"data": np.zeros((1, 3072), np.uint8), b"labels": [_Payload(marker)]}
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump(batch if where == "labels" else _Payload(marker), f, protocol=2)
+    with pytest.raises(ValueError, match=r"test_batch: not a CIFAR-10 pickle batch \(it names \w+\.open, .*nothing was run\)"):
+        DATASETS.get("cifar10")(root=tmp_path, split="test")
+    assert not marker.exists()
+    with open(tmp_path / "test_batch", "rb") as f:
+        pickle.load(f)  # the same file through the plain unpickler ...
+    assert marker.exists()  # ... does run the payload
+
+
 @pytest.mark.skipif(not FASHION_MNIST_DEBIAN.exists(), reason="needs Debian's dataset-fashion-mnist")
 def test_hybrid_command_writes_table(tmp_path, capsys):
     out = tmp_path / "hybrid.md"

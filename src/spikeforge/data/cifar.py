@@ -3,6 +3,9 @@
 The folder holds `data_batch_1` … `data_batch_5` and `test_batch`: pickled dicts with b"data" (uint8
 [N, 3072], channel-major rows) and b"labels". The validation split is carved from the end of the training
 batches (`val_size` samples), which are then left out of "train".
+
+The batches are read by `SafeUnpickler`, which builds only plain Python values and numpy arrays and refuses
+every other class or function a pickle names, so a doctored file cannot run code.
 """
 
 from __future__ import annotations
@@ -19,10 +22,22 @@ from spikeforge.registry import DATASETS
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
+#: The only globals a CIFAR batch pickle names: numpy's array/scalar rebuilders and bytes via `_codecs.encode`.
+ALLOWED_GLOBALS = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct", "scalar")} | {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only `ALLOWED_GLOBALS`; any other class or function is an UnpicklingError."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never contains; refused, nothing was run")
+        return super().find_class(module, name)
 
 
 def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """One pickle batch: images uint8 [N, 3, 32, 32] and labels int64 [N]."""
+    """One pickle batch (read without running code): images uint8 [N, 3, 32, 32] and labels int64 [N]."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -31,8 +46,8 @@ def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         )
     with open(path, "rb") as f:
         try:
-            batch = pickle.load(f, encoding="bytes")
-        except (pickle.UnpicklingError, EOFError) as err:
+            batch = SafeUnpickler(f, encoding="bytes").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
             raise ValueError(f"{path}: not a CIFAR-10 pickle batch ({err})") from err
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise ValueError(f"{path}: not a CIFAR-10 pickle batch (expected a dict with b'data' and b'labels')")
