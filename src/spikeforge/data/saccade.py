@@ -18,6 +18,7 @@ import numpy as np
 
 from spikeforge.data.events import EVENT_DTYPE, NMNIST_SENSOR, write_nmnist
 from spikeforge.data.idx import FASHION_MNIST_DEBIAN, load_idx_split
+from spikeforge.data.output import add_arguments, dataset_folder
 
 #: Displacement (dx, dy) in pixels of each saccade; they close the triangle like NMNIST's (3.5, 7), (3.5, −7), (−7, 0), scaled to fit 34×34.
 SACCADES = ((3.0, 6.0), (3.0, -6.0), (-6.0, 0.0))
@@ -99,7 +100,8 @@ def generate(out: str | os.PathLike, source: str | os.PathLike = FASHION_MNIST_D
 
 
 def _run(args: argparse.Namespace) -> int:
-    written = generate(args.out, args.source, args.train, args.test, args.seed, args.threshold)
+    with dataset_folder(args.out, args.force, "saccade-events") as tmp:
+        written = generate(tmp, args.source, args.train, args.test, args.seed, args.threshold)
     print(f"wrote {written['train']} train and {written['test']} test NMNIST-format files under {args.out}")
     return 0
 
@@ -107,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """`spikeforge data saccade-events OUT`: Fashion-MNIST (or MNIST) → NMNIST-format event files."""
     p = subparsers.add_parser("saccade-events", help="static IDX images → NMNIST-format event files by three simulated saccades")
-    p.add_argument("out", help="output folder (NMNIST layout Train|Test/<label>/*.bin)")
+    add_arguments(p, "output folder (NMNIST layout Train|Test/<label>/*.bin)")
     p.add_argument("--source", default=str(FASHION_MNIST_DEBIAN), help="folder with the IDX files (default: Debian's Fashion-MNIST)")
     p.add_argument("--train", type=int, default=3000, help="number of training images to convert")
     p.add_argument("--test", type=int, default=1000, help="number of test images to convert")

@@ -24,6 +24,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from spikeforge.data.output import add_arguments, dataset_folder
 from spikeforge.data.speech_commands import BACKGROUND, KEYWORDS, SPLIT_LISTS
 
 WORDS_V1 = (
@@ -208,11 +209,10 @@ def _run(args: argparse.Namespace) -> int:
     if (out / SPLIT_LISTS["val"]).exists() and not args.force:
         print(f"{out} already holds a generated dataset; pass --force to write it again")
         return 0
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise ValueError(f"{out} is not empty; choose an empty or new folder, or pass --force")
     words = tuple(w.strip() for w in args.words.split(",")) if args.words else WORDS_V1
     unknown = args.unknown_per_word if args.unknown_per_word is not None else max(1, args.per_word // 2)
-    counts = generate(out, args.speakers, args.per_word, unknown, words, args.noise_seconds, args.seed, args.jobs)
+    with dataset_folder(out, args.force, "speech-commands") as tmp:
+        counts = generate(tmp, args.speakers, args.per_word, unknown, words, args.noise_seconds, args.seed, args.jobs)
     print(f"wrote {sum(counts.values())} clips to {out} (train {counts['train']}, val {counts['val']}, test {counts['test']})")
     return 0
 
@@ -220,7 +220,7 @@ def _run(args: argparse.Namespace) -> int:
 def register_cli(sub: argparse._SubParsersAction) -> None:
     """Add `spikeforge data speech-commands OUT`."""
     p = sub.add_parser("speech-commands", help="synthesise Speech Commands v1 words with espeak-ng, in the real layout")
-    p.add_argument("out", metavar="OUT", help="folder to write (created)")
+    add_arguments(p, "folder to write")
     p.add_argument("--speakers", type=int, default=100, help="distinct synthetic speakers (default 100; 10%% val, 10%% test)")
     p.add_argument("--per-word", type=int, default=3, help="utterances of each keyword per speaker (default 3)")
     p.add_argument("--unknown-per-word", type=int, default=None, help="utterances of each other word per speaker (default: per-word // 2, at least 1)")
@@ -228,5 +228,4 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-seconds", type=float, default=60.0, help="length of each background-noise file (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng processes (default 2)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
     p.set_defaults(func=_run)

@@ -34,11 +34,16 @@ def write_failed(err: OSError, folder: Path, needed: int | None = None) -> OSErr
                                   "or choose another output folder")
 
 
-def file_mode() -> int:
-    """The mode `open()` gives a new file under the current umask (mkstemp's files are 0600)."""
+def umask() -> int:
+    """The process's current umask."""
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def file_mode() -> int:
+    """The mode `open()` gives a new file under the current umask (mkstemp's files are 0600)."""
+    return 0o666 & ~umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
