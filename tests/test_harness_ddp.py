@@ -1,4 +1,4 @@
-"""torchrun with 2 CPU processes (gloo): the ranks stay in sync and match one process on the same global batch."""
+"""torchrun with 2 CPU processes (gloo): the ranks end bit-identical and match one process on the same global batch."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import sys
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from safetensors.torch import load_file
+from torch import nn
 
 from spikeforge.cli import main
+from spikeforge.registry import MODELS
+from spikeforge.train import distributed, runfolder
+from spikeforge.train.checkpoint import load_weights
+from spikeforge.train.trainer import build
 from test_harness_tiny import FMNIST, tiny_recipe
-
-pytestmark = [pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist"), pytest.mark.slow]
 
 
 def _weights(out):
@@ -22,6 +27,8 @@ def _weights(out):
     return load_file(run / "checkpoints" / "last" / "weights.safetensors"), json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 def test_two_process_ddp_matches_single_process(tmp_path):
     recipe = str(tiny_recipe(tmp_path, epochs=1))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -34,8 +41,35 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert main(["train", recipe, "--out", str(tmp_path / "one"), "--no-progress"]) == 0
     ddp, ddp_metrics = _weights(tmp_path / "ddp")
     one, one_metrics = _weights(tmp_path / "one")
-    assert ddp_metrics["world_size"] == 2 and ddp_metrics["ranks_in_sync"] is True  # checked after every epoch
+    hashes = ddp_metrics["parameter_hashes"]
+    assert ddp_metrics["world_size"] == 2 and len(hashes) == 2 and hashes[0] == hashes[1] and ddp_metrics["ranks_in_sync"] is True
+    (run,) = [p for p in (tmp_path / "ddp").iterdir() if p.is_dir()]
+    tested = build(MODELS, runfolder.read_config(run)["model"])
+    load_weights(run / "checkpoints" / "best", tested)
+    assert distributed.parameters_hash(tested) == hashes[0]  # the hashes are of the weights that were tested
     assert ddp_metrics["test_samples"] == one_metrics["test_samples"]  # the test split is sharded without overlap
     for key in one:
         assert torch.allclose(ddp[key], one[key], atol=1e-5, rtol=1e-4), key
     assert ddp_metrics["accuracy"] == pytest.approx(one_metrics["accuracy"], abs=2 / one_metrics["test_samples"])
+
+
+def _hashes_of_two_ranks(rank: int, store: str, perturb: bool, out: dict) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    if perturb and rank == 1:
+        with torch.no_grad():
+            model.weight[0, 0] = torch.nextafter(model.weight[0, 0], torch.tensor(2.0))  # one bit of one weight
+    ctx = distributed.Context(rank, 2, torch.device("cpu"))
+    out[rank] = distributed.rank_hashes(model, ctx)
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("perturb", [False, True])
+def test_rank_hashes_tell_apart_ranks_that_differ_in_one_bit(tmp_path, perturb):
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_hashes_of_two_ranks, args=(str(tmp_path / "store"), perturb, out), nprocs=2)
+        first, second = out[0], out[1]
+    assert first == second and len(first) == 2  # every rank gets every rank's hash
+    assert (first[0] != first[1]) is perturb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -90,3 +91,23 @@ def check_in_sync(model: nn.Module, ctx: Context) -> None:
     for rank, other in enumerate(gathered[1:], start=1):
         if not torch.allclose(other, gathered[0], rtol=1e-9, atol=0.0):
             raise RuntimeError(f"rank {rank}'s parameters differ from rank 0's ({other.tolist()} vs {gathered[0].tolist()}); the ranks are out of sync")
+
+
+def parameters_hash(model: nn.Module) -> str:
+    """SHA-256 of the model's state (every parameter and buffer, bit for bit, in state_dict order)."""
+    digest = hashlib.sha256()
+    for name, value in unwrap(model).state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def rank_hashes(model: nn.Module, ctx: Context) -> list[str]:
+    """`parameters_hash` of every rank, in rank order (one entry for one process)."""
+    digest = parameters_hash(model)
+    if ctx.world_size == 1:
+        return [digest]
+    local = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.uint8, device=ctx.device)
+    gathered = [torch.empty_like(local) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, local)
+    return [bytes(g.cpu().tolist()).hex() for g in gathered]

@@ -273,6 +273,7 @@ class Trainer:
 
     def _metrics(self, test: Evaluation, wall: float) -> dict:
         s = self.state
+        hashes = distributed.rank_hashes(self.model, self.ctx)  # the weights tested, bit for bit on every rank
         return {
             "name": self.config["name"], "checkpoint": f"best (epoch {s.best_epoch})", "test_samples": test.samples,
             "accuracy": test.accuracy, "loss": test.loss, "spike_rates": test.spike_rates, "mean_spike_rate": _mean(test.spike_rates),
@@ -280,7 +281,7 @@ class Trainer:
             "parameters": sum(p.numel() for p in self.model.parameters()), "best_val_accuracy": s.best_accuracy,
             "epochs": s.epoch, "steps": s.step, "wall_time_s": round(wall, 2),
             "peak_memory_mb": round(peak_memory_mb(self.ctx.device), 1), "world_size": self.ctx.world_size,
-            "device": str(self.ctx.device), "ranks_in_sync": True if self.ctx.world_size > 1 else None,
+            "device": str(self.ctx.device), "ranks_in_sync": len(set(hashes)) == 1, "parameter_hashes": hashes,
             "data_report": self._data_report(),
         }
 
