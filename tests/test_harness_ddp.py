@@ -53,23 +53,26 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert ddp_metrics["accuracy"] == pytest.approx(one_metrics["accuracy"], abs=2 / one_metrics["test_samples"])
 
 
-def _hashes_of_two_ranks(rank: int, store: str, perturb: bool, out: dict) -> None:
+def _hashes_of_two_ranks(rank: int, store: str, out: dict) -> None:
+    """Each rank's view of rank_hashes, first with equal models, then with one bit of one weight flipped on rank 1."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    ctx = distributed.Context(rank, 2, torch.device("cpu"))
     torch.manual_seed(0)
     model = nn.Linear(3, 2)
-    if perturb and rank == 1:
+    out[rank, "equal"] = distributed.rank_hashes(model, ctx)
+    if rank == 1:
         with torch.no_grad():
-            model.weight[0, 0] = torch.nextafter(model.weight[0, 0], torch.tensor(2.0))  # one bit of one weight
-    ctx = distributed.Context(rank, 2, torch.device("cpu"))
-    out[rank] = distributed.rank_hashes(model, ctx)
+            model.weight[0, 0] = torch.nextafter(model.weight[0, 0], torch.tensor(2.0))
+    out[rank, "perturbed"] = distributed.rank_hashes(model, ctx)
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("perturb", [False, True])
-def test_rank_hashes_tell_apart_ranks_that_differ_in_one_bit(tmp_path, perturb):
+def test_rank_hashes_tell_apart_ranks_that_differ_in_one_bit(tmp_path):
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_hashes_of_two_ranks, args=(str(tmp_path / "store"), perturb, out), nprocs=2)
-        first, second = out[0], out[1]
-    assert first == second and len(first) == 2  # every rank gets every rank's hash
-    assert (first[0] != first[1]) is perturb
+        mp.start_processes(_hashes_of_two_ranks, args=(str(tmp_path / "store"), out), nprocs=2, start_method="fork")
+        out = dict(out)
+    for case in ("equal", "perturbed"):
+        assert out[0, case] == out[1, case] and len(out[0, case]) == 2  # every rank gets every rank's hash
+    assert out[0, "equal"][0] == out[0, "equal"][1]
+    assert out[0, "perturbed"][0] != out[0, "perturbed"][1] and out[0, "perturbed"][0] == out[0, "equal"][0]
