@@ -1,35 +1,57 @@
-"""`spikeforge eval RUN_DIR`: evaluate a run's checkpoint on a split and print the summary."""
+"""`spikeforge eval RUN_DIR [--data ROOT]`: evaluate a run's checkpoint on a split (of its own data or another folder) and print the summary."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from spikeforge.data.speech_commands import speaker_groups
+from spikeforge.metrics.classification import class_report, grouped_accuracy
 from spikeforge.registry import METHODS, MODELS
 from spikeforge.train import checkpoint, runfolder
 from spikeforge.train.config import validate
 from spikeforge.train.distributed import setup
 from spikeforge.train.evaluate import evaluate
+from spikeforge.train.heldout import dataset_at
 from spikeforge.train.trainer import build, build_datasets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a run's checkpoint on the test (or validation) split")
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint on the test (or validation) split, of its own data or of --data ROOT")
     p.add_argument("run_dir", type=Path, help="a run folder (runs/NAME-TIMESTAMP)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
+                   help="evaluate on another folder of the same layout (e.g. held-out speakers), features as in training")
+    p.add_argument("--protocol", choices=("tf", "all"), default=None,
+                   help="speech: TensorFlow's 12-class mix (all keywords, 10%% unknown, 10%% silence; default with --data) or every clip")
+    p.add_argument("--group-by", default=None, metavar="COLUMN", help="speakers.csv column to group accuracy by (default: engine, else voice)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = validate(runfolder.read_config(args.run_dir))
     ctx = setup(config["device"])
-    _, val, test = build_datasets(config["dataset"], config["seed"])
+    if args.data is not None:
+        speech = config["dataset"]["name"] == "speech_commands"
+        data = dataset_at(config["dataset"], args.data, args.split, args.protocol or ("tf" if speech else None))
+    else:
+        if args.protocol is not None:
+            config["dataset"]["protocol"] = args.protocol
+        data = dict(zip(("train", "val", "test"), build_datasets(config["dataset"], config["seed"])))[args.split]
     model = build(MODELS, config["model"]).to(ctx.device)
     step = checkpoint.load_weights(checkpoint.resolve(args.run_dir, args.checkpoint), model)
-    result = evaluate(model, build(METHODS, config["method"]), test if args.split == "test" else val, config["encoder"], config["eval_batch_size"], ctx, detailed=True)
-    print(f"{args.run_dir} ({args.checkpoint} checkpoint, step {step}) on the {args.split} split, {result.samples} samples")
+    result = evaluate(model, build(METHODS, config["method"]), data, config["encoder"], config["eval_batch_size"], ctx, detailed=True)
+    where = args.data or "its own data"
+    print(f"{args.run_dir} ({args.checkpoint} checkpoint, step {step}) on the {args.split} split of {where}, {result.samples} samples")
     print(f"accuracy {100 * result.accuracy:.2f}%  loss {result.loss:.4f}  synaptic ops/sample {sum(result.synops.values()):.4g}")
     for name, rate in result.spike_rates.items():
         print(f"  spike rate {name}: {100 * rate:.2f}%")
+    if result.confusion is not None and hasattr(data, "classes"):
+        grouping = speaker_groups(data.root, data.sources, args.group_by) if hasattr(data, "sources") and ctx.world_size == 1 else None
+        groups = None
+        if grouping is not None:
+            column, names = grouping
+            groups = (column, grouped_accuracy(names, result.predictions == data.targets))
+        print(class_report(result.confusion, data.classes, groups))
     return 0

@@ -7,7 +7,9 @@ is training data. The same loader reads the data made by `spikeforge data speech
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -28,6 +30,7 @@ SILENCE, UNKNOWN = "_silence_", "_unknown_"
 CLASSES = tuple(sorted((*KEYWORDS, SILENCE, UNKNOWN)))
 BACKGROUND = "_background_noise_"
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
+PROTOCOLS = ("all", "tf")
 #: Where silence clips of each split are cut from, as fractions of every background-noise file.
 SILENCE_SEGMENTS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 LAYOUT = (
@@ -132,11 +135,29 @@ def _per_class(files: list[tuple[Path, int]], limit: int | None, seed: int) -> l
     return [files[i] for i in sorted(kept)]
 
 
+def tf_protocol(files: list[tuple[Path, int]], seed: int = 0) -> tuple[list[tuple[Path, int]], int]:
+    """TensorFlow's 12-class mix: every keyword clip, `_unknown_` clips drawn at random to 10 % of the keyword
+    clips, and as many `_silence_` clips (returned as a count); `speech_commands/input_data.py`."""
+    unknown = CLASSES.index(UNKNOWN)
+    keywords = [f for f in files if f[1] != unknown]
+    others = [f for f in files if f[1] == unknown]
+    share = math.ceil(0.1 * len(keywords))
+    picked = np.random.default_rng(seed).permutation(len(others))[:share]
+    return sorted(keywords + [others[i] for i in picked]), share
+
+
+def speaker_of(path: str | None) -> str:
+    """The speaker id of a clip file `<speaker>_nohash_<k>.wav`; `_background_` for a silence clip (path None)."""
+    return "_background_" if path is None else Path(path).name.split("_nohash_")[0]
+
+
 class SpeechCommands(Dataset):
     """The 12-class task: items are (features `[T, C, F]`, class index); features are computed once, then cached.
 
     `sample_weights` (float64 `[N]`, one per item, ∝ 1 / class count) drive the class-weighted random
     sampler of the low-activity paper §8. `report` counts the files read and the ones skipped.
+    `sources` names each item's file relative to the root (None for a silence clip).
+    `protocol="tf"` reads TensorFlow's class mix (`tf_protocol`) instead of every clip.
     """
 
     classes = CLASSES
@@ -150,10 +171,16 @@ class SpeechCommands(Dataset):
         per_class: int | None = None,
         cache_dir: str | os.PathLike | None = None,
         seed: int = 0,
+        protocol: str = "all",
     ) -> None:
         self.root, self.split, self.config = Path(root), split, features
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         files = _per_class(split_files(self.root, split), per_class, seed)
         noise_files = background_files(self.root)
+        if protocol == "tf":
+            files, tf_silence = tf_protocol(files, seed)
+            silence = tf_silence if silence is None else silence
         if silence is None:  # as many silence clips as the average keyword class
             counts = np.bincount([y for _, y in files if CLASSES[y] in KEYWORDS], minlength=len(CLASSES))
             silence = int(round(counts[counts > 0].mean())) if counts.any() else 0
@@ -164,6 +191,8 @@ class SpeechCommands(Dataset):
         )
         self.features, self.targets = tensors["features"], tensors["targets"]
         skipped = json.loads(meta.get("skipped", "[]"))
+        lost = set(skipped)
+        self.sources = [p.relative_to(self.root).as_posix() for p, _ in files if str(p) not in lost] + [None] * silence
         self.report = {"files": len(files), "skipped": len(skipped), "skipped_files": skipped, "silence": silence}
         if skipped:
             warnings.warn(f"{self.root} ({split}): {len(skipped)} unreadable or empty WAV files skipped", stacklevel=2)
@@ -212,16 +241,41 @@ def speech_commands(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     normalization: str = "clip",
+    protocol: str = "all",
 ) -> SpeechCommands:
     """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, 40]` per clip.
 
     `deltas` adds the Δ/ΔΔ channels; `silence` sets the number of silence clips (default: the mean
     keyword-class size); `per_class` caps the clips read per class; features are cached under
     `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
-    'running' gives the causal features `spikeforge detect` streams (see `audio_features`).
+    'running' gives the causal features `spikeforge detect` streams (see `audio_features`); `protocol`
+    'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
     """
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
-    return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization), silence, per_class, directory)
+    return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization), silence, per_class, directory,
+                          protocol=protocol)
+
+
+SPEAKER_TABLE = "speakers.csv"
+
+
+def speaker_groups(root: str | os.PathLike, sources: list[str | None], column: str | None = None) -> tuple[str, list[str]] | None:
+    """(column, group of each item) from `root/speakers.csv` (a `speaker` column and others, e.g. `engine`, `voice`);
+    None without a table. `column` defaults to `engine`, else `voice`; silence clips form the group `_background_`."""
+    path = Path(root) / SPEAKER_TABLE
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0]) if rows else []
+    if column is None:
+        column = next((c for c in ("engine", "voice") if c in fields), None)
+        if column is None:
+            return None
+    if "speaker" not in fields or column not in fields:
+        raise ValueError(f"{path} has columns {fields}; it needs 'speaker' and {column!r} (choose another with --group-by)")
+    group = {r["speaker"]: r[column] for r in rows}
+    return column, [group.get(speaker_of(s), "_background_" if s is None else "?") for s in sources]
 
 
 def features_of(dataset: dict) -> LogMelConfig:

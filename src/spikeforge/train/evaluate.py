@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spikeforge.methods.base import Method
+from spikeforge.metrics.classification import confusion_matrix
 from spikeforge.metrics.latency import correct_vs_time
 from spikeforge.metrics.spikes import SpikeRecorder
 from spikeforge.metrics.synops import SynOpsCounter
@@ -28,6 +29,8 @@ class Evaluation:
     accuracy_vs_time: list[float] = field(default_factory=list)
     synops: dict[str, float] = field(default_factory=dict)
     sample: tuple[dict[str, torch.Tensor], torch.Tensor, int] | None = None
+    confusion: torch.Tensor | None = None  # [classes, classes] counts over all ranks (detailed only)
+    predictions: torch.Tensor | None = None  # this rank's predicted class per sample, in dataset order (detailed only)
 
 
 def _per_step(model: nn.Module, method: Method, x: torch.Tensor, y: torch.Tensor, syn: SynOpsCounter, sample: list) -> torch.Tensor | None:
@@ -53,6 +56,7 @@ def evaluate(model: nn.Module, method: Method, dataset: Dataset, encoder: dict, 
     rate_sums: dict[str, float] = {}
     cvt: torch.Tensor | None = None
     sample: list = []
+    targets, predicted = [], []
     with SynOpsCounter(model) as syn:
         for x, y in loader:
             x, y = encode(x.to(ctx.device), encoder), y.to(ctx.device)
@@ -61,6 +65,9 @@ def evaluate(model: nn.Module, method: Method, dataset: Dataset, encoder: dict, 
             loss_sum += float(out.loss) * n
             correct += float((out.logits.argmax(-1) == y).sum())
             count += n
+            if detailed and out.logits.dim() == 2:
+                targets.append(y.cpu())
+                predicted.append(out.logits.argmax(-1).cpu())
             for name, rate in out.spike_rates.items():
                 rate_sums[name] = rate_sums.get(name, 0.0) + rate * n
             if detailed:
@@ -76,8 +83,14 @@ def evaluate(model: nn.Module, method: Method, dataset: Dataset, encoder: dict, 
     rates = dict(zip(names, (packed[4 : 4 + len(names)] / max(count, 1)).tolist()))
     ops = packed[4 + len(names) : 4 + len(names) + len(syn_names)] / max(syn_samples, 1)
     curve = (packed[len(packed) - steps :] / max(count, 1)).tolist() if steps else []
+    confusion = predictions = None
+    if predicted:
+        predictions = torch.cat(predicted)
+        local = confusion_matrix(torch.cat(targets), predictions, out.logits.shape[-1])
+        confusion = sum_across(local.double(), ctx).round().long()
     model.train(was_training)
     return Evaluation(
         loss=loss_sum / max(count, 1), accuracy=correct / max(count, 1), samples=int(count), spike_rates=rates,
         accuracy_vs_time=curve, synops=dict(zip(syn_names, ops.tolist())) if detailed else {}, sample=sample[0] if sample else None,
+        confusion=confusion, predictions=predictions,
     )

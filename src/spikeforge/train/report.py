@@ -34,6 +34,9 @@ def summary_table(metrics: dict) -> str:
     """A plain-text table of the headline numbers and the per-layer spike rates."""
     rows = [
         ("test accuracy", f"{100 * metrics['accuracy']:.2f}% ({metrics['test_samples']} samples, {metrics['checkpoint']})"),
+        *((("balanced accuracy", f"{100 * metrics['balanced_accuracy']:.2f}% (mean per-class accuracy)"),)
+          if metrics.get("balanced_accuracy") is not None else ()),
+        *((("keyword recall", f"{100 * metrics['keyword_recall']:.2f}%"),) if metrics.get("keyword_recall") is not None else ()),
         ("test loss", f"{metrics['loss']:.4f}"),
         ("mean spike rate", f"{100 * metrics['mean_spike_rate']:.2f}%"),
         *((f"  spike rate {name}", f"{100 * rate:.2f}%") for name, rate in metrics["spike_rates"].items()),

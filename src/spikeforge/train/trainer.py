@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from spikeforge.methods.base import Method
+from spikeforge.metrics.classification import class_metrics
 from spikeforge.registry import DATASETS, METHODS, MODELS
 from spikeforge.train import checkpoint, distributed, runfolder
 from spikeforge.train.encode import encode
@@ -283,6 +284,7 @@ class Trainer:
             "peak_memory_mb": round(peak_memory_mb(self.ctx.device), 1), "world_size": self.ctx.world_size,
             "device": str(self.ctx.device), "ranks_in_sync": len(set(hashes)) == 1, "parameter_hashes": hashes,
             "data_report": self._data_report(),
+            **class_metrics(test.confusion, getattr(self.test_set, "classes", None)),
         }
 
     def _data_report(self) -> dict:

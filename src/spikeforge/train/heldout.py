@@ -1,0 +1,26 @@
+"""A trained run evaluated on another folder of the same on-disk layout: the split built from the run's own data recipe."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from spikeforge.registry import DATASETS
+
+
+def dataset_at(dataset: dict, root: Path, split: str, protocol: str | None = None) -> Dataset:
+    """Split `split` of the folder `root`, read with the run's `dataset` recipe section (so the features are the training ones)."""
+    factory = DATASETS.get(dataset["name"])
+    accepted = inspect.signature(factory).parameters
+    if "root" not in accepted:
+        raise ValueError(f"dataset {dataset['name']!r} is not read from a folder; --data needs a folder-based dataset such as speech_commands")
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"--data {root}: no such folder")
+    kwargs = {k: v for k, v in dataset.items() if k not in ("name", "val_fraction", "root")}
+    if protocol is not None:
+        if "protocol" not in accepted:
+            raise ValueError(f"dataset {dataset['name']!r} has no class-mix protocol; leave out --protocol")
+        kwargs["protocol"] = protocol
+    return factory(root=str(root), split=split, **kwargs)

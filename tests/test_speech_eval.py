@@ -1,0 +1,146 @@
+"""Honest keyword-spotting numbers: per-class and balanced accuracy, keyword recall, TF's class mix, and
+`spikeforge eval RUN --data ROOT` on another folder with a speaker table."""
+
+import csv
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from spikeforge.cli import main
+from spikeforge.data.audio_features import LogMelConfig
+from spikeforge.data.speech_commands import CLASSES, SILENCE, UNKNOWN, SpeechCommands, speaker_groups, tf_protocol
+from spikeforge.metrics.classification import balanced_accuracy, confusion_matrix, grouped_accuracy, keyword_recall, per_class_accuracy
+from spikeforge.train.loading import load_run
+
+SR = 16000
+
+
+def test_balanced_accuracy_and_keyword_recall_see_what_plain_accuracy_hides():
+    classes = ("_silence_", "_unknown_", "yes", "no")
+    # 80 unknown clips all right, 10 yes and 10 no all called unknown, 10 silence right: plain accuracy 81.8 %
+    targets = torch.tensor([1] * 80 + [2] * 10 + [3] * 10 + [0] * 10)
+    predictions = torch.tensor([1] * 80 + [1] * 10 + [1] * 5 + [3] * 5 + [0] * 10)
+    cm = confusion_matrix(targets, predictions, 4)
+    assert cm[2, 1] == 10 and cm[3, 3] == 5 and int(cm.sum()) == 110
+    assert per_class_accuracy(cm).tolist() == [1.0, 1.0, 0.0, 0.5]
+    assert balanced_accuracy(cm) == pytest.approx(0.625)
+    assert keyword_recall(cm, classes) == pytest.approx(5 / 20)
+    assert keyword_recall(cm, ("a", "b", "c", "d")) is None  # no filler classes: not a keyword task
+    empty = confusion_matrix(torch.tensor([0, 0]), torch.tensor([0, 1]), 3)
+    assert torch.isnan(per_class_accuracy(empty)[2]) and balanced_accuracy(empty) == pytest.approx(0.5)
+    assert grouped_accuracy(["a", "b", "a"], torch.tensor([True, False, False])) == {"a": (0.5, 2), "b": (0.0, 1)}
+
+
+def test_tf_protocol_keeps_every_keyword_and_ten_percent_unknown_and_silence():
+    unknown, yes = CLASSES.index(UNKNOWN), CLASSES.index("yes")
+    files = [(f"yes/{i}.wav", yes) for i in range(95)] + [(f"bed/{i}.wav", unknown) for i in range(200)]
+    kept, silence = tf_protocol(files, seed=3)
+    assert sum(1 for _, y in kept if y == yes) == 95
+    assert sum(1 for _, y in kept if y == unknown) == 10 == silence  # ceil(0.1 · 95)
+    assert kept != tf_protocol(files, seed=4)[0] and kept == tf_protocol(files, seed=3)[0]
+
+
+def _tone_tree(root, speakers, engines):
+    """yes / no / bed clips as chirps, one per speaker, in the GSC layout with a speaker table naming an engine per speaker."""
+    rng = np.random.default_rng(len(speakers))
+    t = np.arange(SR // 2) / SR
+    for word, f0 in (("yes", 300.0), ("no", 900.0), ("bed", 2000.0)):
+        (root / word).mkdir(parents=True, exist_ok=True)
+        for spk in speakers:
+            wave = 0.5 * np.sin(2 * np.pi * (f0 * rng.uniform(0.95, 1.05)) * t) * np.hanning(len(t))
+            sf.write(root / word / f"{spk}_nohash_0.wav", wave.astype(np.float32), SR, subtype="PCM_16")
+    (root / "_background_noise_").mkdir(exist_ok=True)
+    sf.write(root / "_background_noise_" / "white_noise.wav", (0.05 * rng.standard_normal(5 * SR)).astype(np.float32), SR)
+    (root / "validation_list.txt").write_text("")
+    test = [f"{w}/{s}_nohash_0.wav" for w in ("yes", "no", "bed") for s in speakers]
+    (root / "testing_list.txt").write_text("\n".join(test) + "\n")
+    with open(root / "speakers.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["speaker", "engine", "voice"])
+        for spk, engine in zip(speakers, engines):
+            w.writerow([spk, engine, f"{engine}-voice"])
+
+
+@pytest.fixture(scope="module")
+def run_and_heldout(tmp_path_factory):
+    base = tmp_path_factory.mktemp("eval")
+    own = base / "own"
+    _tone_tree(own, [f"{i:08x}" for i in range(6)], ["a"] * 6)
+    (own / "validation_list.txt").write_text("yes/00000005_nohash_0.wav\nno/00000005_nohash_0.wav\n")
+    (own / "testing_list.txt").write_text("yes/00000004_nohash_0.wav\nno/00000004_nohash_0.wav\n")
+    recipe = {
+        "name": "eval_tiny", "seed": 0,
+        "dataset": {"name": "speech_commands", "root": str(own), "cache": False},
+        "encoder": {"name": "sequence"},
+        "model": {"name": "kws_dilated", "channels": [4, 4, 4]},
+        "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.0},
+        "optimizer": {"name": "radam", "lr": 1.0e-2, "weight_decay": 0.0},
+        "schedule": {"name": "warmup_exp", "warmup_epochs": 0.5, "gamma": 0.9},
+        "epochs": 2, "batch_size": 8, "grad_clip": 5.0, "sampler": "weighted",
+    }  # fmt: skip
+    (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["train", str(base / "tiny.yaml"), "--out", str(base / "runs"), "--no-progress"]) == 0
+    heldout = base / "heldout"
+    _tone_tree(heldout, [f"{i:08x}" for i in range(100, 104)], ["flite", "flite", "pico", "pico"])
+    return next((base / "runs").iterdir()), heldout
+
+
+def _pct(out: str, label: str) -> float:
+    return float(re.search(rf"{label}\s+([0-9.]+)%", out).group(1))
+
+
+def test_eval_on_another_folder_reports_every_class_and_each_engine(run_and_heldout, capsys):
+    run_dir, heldout = run_and_heldout
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", str(heldout), "--protocol", "all"]) == 0
+    out = capsys.readouterr().out
+    # the same numbers computed here from the model's own predictions on the same clips
+    config, model, _ = load_run(run_dir)
+    data = SpeechCommands(heldout, "test", LogMelConfig(), silence=None)
+    with torch.no_grad():
+        predicted = model(data.features.transpose(0, 1)).mean(0).argmax(-1)
+    cm = confusion_matrix(data.targets, predicted, len(CLASSES))
+    assert f"on the test split of {heldout}, {len(data)} samples" in out
+    assert _pct(out, "accuracy") == pytest.approx(100 * float((predicted == data.targets).double().mean()), abs=0.01)
+    assert _pct(out, "balanced accuracy") == pytest.approx(100 * balanced_accuracy(cm), abs=0.01)
+    assert _pct(out, "keyword recall") == pytest.approx(100 * keyword_recall(cm, CLASSES), abs=0.01)
+    for name in ("yes", "no", UNKNOWN, SILENCE):
+        assert re.search(rf"^  {name}\s+[0-9.]+% \({int(cm[CLASSES.index(name)].sum())} clips\)", out, re.M)
+    _, groups = speaker_groups(heldout, data.sources)
+    table = grouped_accuracy(groups, predicted == data.targets)
+    assert "accuracy per engine:" in out and set(table) == {"flite", "pico", "_background_"}
+    for engine, (acc, n) in table.items():
+        assert re.search(rf"^  {engine}\s+{100 * acc:6.2f}% \({n} clips\)", out, re.M)
+    assert "confusion matrix (rows: true class, columns: predicted):" in out
+
+
+def test_eval_tf_protocol_and_group_by_and_bad_folder(run_and_heldout, capsys, tmp_path):
+    run_dir, heldout = run_and_heldout
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", str(heldout), "--group-by", "voice"]) == 0
+    out = capsys.readouterr().out
+    # TF mix: 8 keyword clips, ceil(0.8) = 1 unknown, 1 silence
+    assert ", 10 samples" in out and "accuracy per voice:" in out and "flite-voice" in out
+    assert main(["eval", str(run_dir), "--data", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--data", str(heldout), "--group-by", "accent"]) == 2
+    assert "--group-by" in capsys.readouterr().err
+
+
+def test_run_summary_reports_balanced_accuracy_and_keyword_recall(run_and_heldout):
+    import json
+
+    run_dir, _ = run_and_heldout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cm = torch.tensor(metrics["confusion"])
+    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy(cm))
+    assert metrics["keyword_recall"] == pytest.approx(keyword_recall(cm, CLASSES))
+    assert set(metrics["per_class_accuracy"]) == set(CLASSES)
+    from spikeforge.train.report import summary_table
+
+    table = summary_table(metrics)
+    assert "balanced accuracy" in table and "keyword recall" in table
