@@ -32,7 +32,7 @@ setup: system-packages
 	@[ -x $(VPY) ] || { echo "make: creating the virtual environment $(VENV)"; $(PY) -m venv $(VENV_FLAGS) $(VENV); }
 	@$(VPY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH)'.split('==')[1])" 2>/dev/null || \
 	  $(VPY) -m pip install -q "$(TORCH)" --extra-index-url $(TORCH_INDEX)
-	$(VPY) -m pip install -q -e ".[test]"
+	$(VPY) -m pip install -q -e ".[test,interop]" "$(TORCH)"
 	@echo "make: spikeforge is installed in $(VENV); use it with: . $(VENV)/bin/activate  (or $(VPY) -m spikeforge)"
 
 demo: setup
