@@ -83,6 +83,13 @@ def _weight_grad_parts(shape, dtype) -> torch.Tensor:
     return torch.empty((max(1, min(WEIGHT_GRAD_CHUNKS, ACCUMULATOR_BYTES // size)), *shape), dtype=dtype)
 
 
+def _sum_parts(parts: torch.Tensor) -> torch.Tensor:
+    """Σ over the accumulators of `_weight_grad_parts`, in their order (the same bits on any thread count)."""
+    out = parts.new_empty(parts.shape[1:])
+    events_cpu.sum_chunks(parts.view(parts.shape[0], -1).numpy(), out.view(-1).numpy())
+    return out
+
+
 class _EventLinear(torch.autograd.Function):
     """I[m] = W·S[m] (+ bias) from compressed rows; backward: dS = gI·W (dense), dW = gIᵀ·S from the events."""
 
@@ -109,7 +116,7 @@ class _EventLinear(torch.autograd.Function):
             parts = _weight_grad_parts((weight.shape[1], weight.shape[0]), g2.dtype)
             with torch_thread_budget():
                 events_cpu.linear_weight_grad(indptr.numpy(), indices.numpy(), values.numpy(), g2.numpy(), parts.numpy())
-            g_w = parts.sum(0).t()
+                g_w = _sum_parts(parts).t()
         if ctx.needs_input_grad[2]:
             g_b = g2.sum(0)
         return g_x, g_w, g_b, None, None, None
@@ -168,7 +175,7 @@ class _EventConvTime1d(torch.autograd.Function):
                 events_cpu.conv_weight_grad(indptr.numpy(), indices.numpy(), values.numpy(),
                                             g_out.view(steps * batch, *g_out.shape[2:]).numpy(), batch, width,
                                             reach, time_dilation, pad, dilation, scratch.numpy(), parts.numpy())
-            g_w = parts.sum(0).permute(3, 2, 0, 1)
+                g_w = _sum_parts(parts).permute(3, 2, 0, 1)
         if ctx.needs_input_grad[2]:
             g_b = g_out.sum((0, 1, 3))
         return g_x, g_w, g_b, None, None, None, None

@@ -144,3 +144,13 @@ if available:
                                 for o in range(c_out):
                                     acc[kt, kf, ci, o] += v * scratch[c, f, o]
             parts[c] = acc
+
+    @njit(parallel=True, cache=True)
+    def sum_chunks(parts, out):
+        """out[j] = parts[0, j] + parts[1, j] + … in chunk order: the same bits on any thread count."""
+        chunks, size = parts.shape
+        for j in prange(size):
+            acc = parts[0, j]
+            for c in range(1, chunks):
+                acc += parts[c, j]
+            out[j] = acc

@@ -204,12 +204,22 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
     return _parameter_grads(ctx, g_u, parts, beta, norm, scaled)
 
 
+def _channel_sums(parts: torch.Tensor, batch: int, channels: int) -> torch.Tensor:
+    """Σ of per-neuron partial sums `[3, N]` over batch and positions → `[3, C]`; on the CPU in a fixed order."""
+    if parts.device.type != "cpu":
+        return parts.view(3, batch, channels, -1).sum((1, 3))
+    out = parts.new_empty(3, channels)
+    with lif_cpu.torch_thread_budget():  # a fixed order: the same bits on any thread count
+        lif_cpu.channel_sums(parts.numpy(), channels, parts.shape[1] // (batch * channels), out.numpy())
+    return out
+
+
 def _parameter_grads(ctx, g_u, parts, beta, norm, scaled):
     """The Function's gradients from the kernels' gU `[T, B, C, *spatial]` and per-neuron partial sums `[3, N]`."""
     batch, channels = g_u.shape[1:3]
-    per_channel = parts.view(3, batch, channels, -1).sum((1, 3))
+    per_channel = _channel_sums(parts, batch, channels)
     g_current = g_u * (1 - beta) if scaled else g_u
-    g_beta = parts[0].sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None
+    g_beta = per_channel[0].sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None  # C values: one thread
     g_threshold = per_channel[1] if ctx.needs_input_grad[2] else None
     g_norm = per_channel[2] if norm is not None and ctx.needs_input_grad[3] else None
     return g_current, g_beta, g_threshold, g_norm, None, None, None, None, None, None, None

@@ -247,3 +247,21 @@ if available:
                 part_beta[lo + i] = acc_beta[i]
                 part_threshold[lo + i] = acc_b[i]
                 part_norm[lo + i] = acc_n[i]
+
+    @njit(parallel=True, cache=True)
+    def channel_sums(parts, channels, inner, out):
+        """out[k, c] = Σ over batch b and position l of parts[k, (b·C + c)·L + l], always in this order.
+
+        Each (k, c) is one sequential sum, so the bits do not depend on the thread count.
+        """
+        kinds, n_neurons = parts.shape
+        batch = n_neurons // (channels * inner)
+        for kc in prange(kinds * channels):
+            k = kc // channels
+            c = kc - k * channels
+            acc = parts.dtype.type(0)
+            for b in range(batch):
+                lo = (b * channels + c) * inner
+                for i in range(inner):
+                    acc += parts[k, lo + i]
+            out[k, c] = acc
