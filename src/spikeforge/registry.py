@@ -54,4 +54,5 @@ class Registry:
 MODELS = Registry("model", "spikeforge.models")
 DATASETS = Registry("dataset", "spikeforge.data")
 METHODS = Registry("method", "spikeforge.methods")
+TRANSITIONS = Registry("transition", "spikeforge.methods")
 LOSSES = Registry("loss", "spikeforge.losses")

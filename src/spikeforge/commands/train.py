@@ -11,6 +11,7 @@ from pathlib import Path
 from spikeforge.train import runfolder
 from spikeforge.train.config import RecipeError, apply_overrides, load_recipe, validate
 from spikeforge.train.report import summary_table
+from spikeforge.train.stages import is_complete, trainer_for
 from spikeforge.train.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 
@@ -43,7 +44,7 @@ def _start(args: argparse.Namespace, config: dict, run_dir: Path | None, resume:
     """Build the trainer (loading the checkpoint), then write config.yaml; None after a Ctrl-C, leaving nothing behind."""
     try:
         with runfolder.removed_on_failure(run_dir, new=resume is None) if run_dir is not None else contextlib.nullcontext():
-            trainer = Trainer(config, run_dir, resume=resume, progress_bar=not args.no_progress)
+            trainer = trainer_for(config, run_dir, resume=resume, progress_bar=not args.no_progress)  # the stages' Pipeline for a staged recipe
             if run_dir is not None:
                 runfolder.write_config(run_dir, config)  # after the checkpoint loaded: a failed resume changes nothing
                 print(f"run folder: {run_dir}", flush=True)
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if is_main:
         run_dir = run_dir or runfolder.new_run_dir(args.out, config["name"])
     with runfolder.locked(run_dir) if is_main else contextlib.nullcontext():
-        if resume is not None and runfolder.is_complete(run_dir, config["epochs"]):
+        if resume is not None and is_complete(run_dir, config):
             print(f"{run_dir} is complete ({config['epochs']} epochs); nothing changed. To train it longer: "
                   f"spikeforge train {args.recipe} --resume {run_dir} --set epochs=N (N > {config['epochs']})")
             return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 
 @dataclass
@@ -42,3 +44,38 @@ class Method:
                 constrain = getattr(module, "constrain_", None)
                 if constrain is not None:
                     constrain()
+
+
+@dataclass
+class StageData:
+    """What a transition between two stages may look at: the splits, the recipe's encoder and evaluation batch size."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    encoder: dict
+    batch_size: int
+
+
+class Transition:
+    """Between two stages of a recipe: maps the trained model of one stage to the starting model of the next.
+
+    `decide` picks the data-dependent values once (they are recorded in the run folder, so a resumed run rebuilds
+    the same model from them without data); `apply` builds the new model from the old one and those values.
+    """
+
+    def decide(self, model: nn.Module, data: StageData) -> dict:
+        """Values chosen on data (JSON-serialisable), e.g. a calibrated threshold."""
+        return {}
+
+    def apply(self, model: nn.Module, decided: dict) -> nn.Module:
+        """The next stage's model; `model` is left unchanged."""
+        raise NotImplementedError
+
+    def report(self, before: nn.Module, after: nn.Module, decided: dict, data: StageData) -> dict:
+        """Numbers about the transition for the run folder (JSON-serialisable)."""
+        return {}
+
+    def render(self, run: Path) -> str:
+        """Markdown about this transition in finished run folder `run` (empty: nothing to show)."""
+        return ""

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import yaml
 
-from spikeforge.registry import DATASETS, METHODS, MODELS
+from spikeforge.registry import DATASETS, METHODS, MODELS, TRANSITIONS
 
 #: The recipes shipped inside the package (package data, so a wheel or a non-editable install has them too).
 PACKAGE_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -54,7 +54,10 @@ TOP: dict[str, Field] = {
     "sampler": Field((str,), "random", choices=("random", "weighted")),
     "device": Field((str,), "auto", choices=("auto", "cpu", "cuda")),
 }
-SECTIONS = ("dataset", "encoder", "model", "method", "optimizer", "schedule")
+SECTIONS = ("dataset", "encoder", "model", "method", "optimizer", "schedule", "stages")
+#: What one stage of a staged recipe may set; the rest of the recipe (data, model, seed) is shared by all stages.
+STAGE_KEYS = ("epochs", "batch_size", "grad_clip", "checkpoint_every")
+STAGE_SECTIONS = ("transition", "method", "optimizer", "schedule")
 OPTIMIZERS: dict[str, dict[str, Field]] = {
     "adam": {"lr": Field((float,), 1e-3, minimum=0.0), "weight_decay": Field((float,), 0.0, minimum=0.0),
              "betas": Field((list,), [0.9, 0.999]), "eps": Field((float,), 1e-8, minimum=0.0)},
@@ -89,7 +92,7 @@ def _coerce(path: str, value: Any, field: Field) -> Any:
         try:
             out = float(value)  # YAML reads 1e-3 (no dot) as a string
         except ValueError:
-            out = _wrong_type(path, value, field)
+            out = value if str in field.types else _wrong_type(path, value, field)  # e.g. float | "auto"
     elif int in field.types and isinstance(value, int) and not isinstance(value, bool):
         out = value
     elif str in field.types and isinstance(value, str):
@@ -200,16 +203,62 @@ def validate(config: dict) -> dict:
 
     top = {k: v for k, v in config.items() if k not in SECTIONS}
     out = _check_fields("", top, TOP, set(SECTIONS))
-    for name in ("dataset", "model", "method"):
+    staged = config.get("stages") is not None
+    for name in ("dataset", "model") + (() if staged else ("method",)):
         if "name" not in _section(config, name):
             raise RecipeError(f"missing key '{name}.name'")
     out["dataset"] = _factory_section("dataset.", _section(config, "dataset"), DATASET_KEYS, DATASETS.get, {"split"})
     out["encoder"] = _factory_section("encoder.", _section(config, "encoder"), ENCODER_KEYS, _encoder_fn(encoders()), {"x", "generator"})
     out["model"] = _factory_section("model.", _section(config, "model"), {"name": Field((str,))}, MODELS.get, set())
-    out["method"] = _factory_section("method.", _section(config, "method"), {"name": Field((str,))}, METHODS.get, set())
     out["optimizer"] = _named("optimizer.", _section(config, "optimizer"), OPTIMIZERS, "adam")
     out["schedule"] = _named("schedule.", _section(config, "schedule"), SCHEDULES, "constant")
+    if staged:
+        if "method" in config:
+            raise RecipeError("method: a recipe with stages gives each stage its own method (stages.<stage>.method)")
+        out["stages"] = _stages(config["stages"], out)
+    else:
+        out["method"] = _method(_section(config, "method"), "method.")
     return out
+
+
+def _method(section: dict, prefix: str) -> dict:
+    return _factory_section(prefix, section, {"name": Field((str,))}, METHODS.get, set())
+
+
+def _stages(stages: Any, shared: dict) -> dict:
+    """Each stage: its method (required), transition from the previous stage's model (not for the first), optimiser,
+    schedule and the keys of STAGE_KEYS, the recipe's own values filling what a stage leaves out."""
+    if not isinstance(stages, dict) or not stages:
+        raise RecipeError(f"stages: expected a mapping of stage names to stages, like {{ann: {{method: ...}}, snn: {{...}}}}, got {stages!r}")
+    out = {}
+    for index, (name, stage) in enumerate(stages.items()):
+        prefix = f"stages.{name}."
+        if not isinstance(stage, dict):
+            raise RecipeError(f"{prefix[:-1]}: expected a mapping with method, optimizer, schedule, epochs, got {stage!r}")
+        fields = {k: Field(TOP[k].types, shared[k], TOP[k].choices, TOP[k].minimum) for k in STAGE_KEYS}
+        resolved = _check_fields(prefix, {k: v for k, v in stage.items() if k not in STAGE_SECTIONS}, fields, context=" in a stage")
+        if "name" not in _section(stage, "method"):
+            raise RecipeError(f"missing key '{prefix}method.name'")
+        resolved["method"] = _method(_section(stage, "method"), prefix + "method.")
+        resolved["optimizer"] = _named(prefix + "optimizer.", _section(stage, "optimizer") or shared["optimizer"], OPTIMIZERS, "adam")
+        resolved["schedule"] = _named(prefix + "schedule.", _section(stage, "schedule") or shared["schedule"], SCHEDULES, "constant")
+        transition = _section(stage, "transition")
+        if transition and index == 0:
+            raise RecipeError(f"{prefix}transition: the first stage starts from the recipe's model; only later stages have a transition")
+        if transition:
+            if "name" not in transition:
+                raise RecipeError(f"missing key '{prefix}transition.name'")
+            resolved["transition"] = _factory_section(prefix + "transition.", transition, {"name": Field((str,))}, TRANSITIONS.get, {"model", "data"})
+        out[str(name)] = resolved
+    return out
+
+
+def stage_configs(config: dict) -> dict[str, dict]:
+    """The flat recipe of each stage (one plain recipe for a recipe without stages, under its own name)."""
+    if "stages" not in config:
+        return {config["name"]: config}
+    shared = {k: v for k, v in config.items() if k != "stages"}
+    return {name: {**shared, **stage} for name, stage in config["stages"].items()}
 
 
 def _encoder_fn(table: dict[str, Callable]) -> Callable[[str], Callable]:
@@ -280,10 +329,29 @@ def read_yaml(path: Path) -> dict:
     return data if data is not None else {}
 
 
+def merge(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied: mappings merged key by key, every other value replaced."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+    return out
+
+
+def read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A recipe file's mapping; `extends: OTHER` (a name or path) starts from OTHER's mapping and merges this one over it."""
+    data = read_yaml(path)
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    base = find_recipe(str(data.pop("extends")))
+    if base.resolve() in seen or base.resolve() == path.resolve():
+        raise RecipeError(f"{path}: extends {base} extends it again (a cycle)")
+    return merge(read_recipe(base, (*seen, path.resolve())), data)
+
+
 def load_recipe(spec: str, overrides: list[str] = ()) -> dict:
     """Read the recipe `spec` (name or path), apply overrides and validate it."""
     path = find_recipe(spec)
     try:
-        return validate(apply_overrides(read_yaml(path), list(overrides)))
+        return validate(apply_overrides(read_recipe(path), list(overrides)))
     except RecipeError as err:
         raise RecipeError(f"recipe {path}: {err}") from None

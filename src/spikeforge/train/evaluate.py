@@ -41,8 +41,8 @@ def _per_step(model: nn.Module, method: Method, x: torch.Tensor, y: torch.Tensor
     if not sample:
         sample.append(({k: v[:, 0] for k, v in rec.spikes.items()}, outputs[:, 0] if outputs.dim() == 3 else outputs, int(y[0])))
     reduction = getattr(model, "output_reduction", None)
-    if outputs.dim() != 3 or reduction is None:
-        return None  # outputs that are not per-step scores (one-spike times) have no accuracy-vs-time curve
+    if outputs.dim() != 3 or reduction not in ("mean", "max", "sum"):
+        return None  # outputs that are not per-step scores (one-spike times: "spike_time") have no accuracy-vs-time curve
     return correct_vs_time(outputs, y, reduction)
 
 

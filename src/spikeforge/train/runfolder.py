@@ -62,7 +62,7 @@ def latest_run(out: str | os.PathLike, name: str) -> Path:
     runs = []
     for path in Path(out).glob("*"):
         match = pattern.fullmatch(path.name)
-        if match and (path / "checkpoints" / "last").exists():
+        if match and ((path / "checkpoints" / "last").exists() or any(path.glob("stages/*/checkpoints/last"))):  # staged: train/stages.py
             runs.append((match[1], int(match[2] or 1), path))
     if not runs:
         raise FileNotFoundError(f"no run of {name!r} with a checkpoint under {out}/; start one without --resume, or pass --resume RUN_DIR")

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from spikeforge.methods.base import Method
+from spikeforge.methods.base import Method, StageData
 from spikeforge.metrics.classification import class_metrics
 from spikeforge.registry import DATASETS, METHODS, MODELS
 from spikeforge.train import checkpoint, distributed, runfolder
@@ -103,13 +103,17 @@ def peak_memory_mb(device: torch.device) -> float:
 class Trainer:
     """Trains `config` (a validated recipe) into `run` (a run folder; None on ranks other than 0)."""
 
-    def __init__(self, config: dict, run: Path | None, resume: Path | None = None, log: Callable[[str], None] = print, progress_bar: bool = True) -> None:
+    def __init__(self, config: dict, run: Path | None, resume: Path | None = None, log: Callable[[str], None] = print, progress_bar: bool = True,
+                 model_factory: Callable[[StageData], nn.Module] | None = None) -> None:
         self.config, self.run, self.log_fn = config, run, log
         self.progress_bar = progress_bar
         self.ctx = distributed.setup(config["device"])
         seed_everything(config["seed"])
         self.train_set, self.val_set, self.test_set = build_datasets(config["dataset"], config["seed"])
-        self.model = build(MODELS, config["model"]).to(self.ctx.device)
+        # a stage of a staged recipe starts from the previous stage's model (spikeforge.train.stages)
+        data = StageData(self.train_set, self.val_set, self.test_set, config["encoder"], config["eval_batch_size"])
+        self._new_model = (lambda: model_factory(data)) if model_factory is not None else (lambda: build(MODELS, config["model"]))
+        self.model = self._new_model().to(self.ctx.device)
         self.method: Method = build(METHODS, config["method"])
         self.optimizer = build_optimizer(self.model.parameters(), config["optimizer"])
         self.state = Progress()
@@ -135,7 +139,7 @@ class Trainer:
             raise ValueError(f"checkpoint {path}: optimiser state does not match the recipe's optimizer ({err})") from None
         best = checkpoint.resolve(path).parent / "best"
         if best.exists():
-            copy = build(MODELS, self.config["model"])
+            copy = self._new_model()
             checkpoint.load_weights(best, copy)
             self._best = copy.state_dict()
         set_rng_state(state["rng"])  # last: building the copy above draws random numbers
