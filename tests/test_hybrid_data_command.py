@@ -1,4 +1,4 @@
-"""CIFAR-10 pickle loader (fabricated batches) and the `spikeforge hybrid` pipeline on a small slice."""
+"""CIFAR-10 pickle loader (fabricated batches) and the staged hybrid recipes on small slices."""
 
 import pickle
 
@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from spikeforge.cli import main
-from spikeforge.data.idx import FASHION_MNIST_DEBIAN
 from spikeforge.methods.hybrid_temporal import convert_to_snn
 from spikeforge.registry import DATASETS, MODELS
 
@@ -72,30 +71,6 @@ def test_cifar10_batch_with_a_code_payload_is_refused_without_running_it(tmp_pat
     assert marker.exists()  # ... does run the payload
 
 
-@pytest.mark.skipif(not FASHION_MNIST_DEBIAN.exists(), reason="needs Debian's dataset-fashion-mnist")
-def test_hybrid_command_writes_table(tmp_path, capsys):
-    out = tmp_path / "hybrid.md"
-    argv = ["hybrid", "hybrid_fc2", "--output", str(out), "--set", "train_limit=128", "--set", "test_limit=64",
-            "--set", "ann.epochs=1", "--set", "snn.epochs=1", "--set", "batch_size=64"]
-    assert main(argv) == 0
-    text = out.read_text()
-    assert "| Ours (hybrid) |" in text and "| STDBP (CE-only init) |" in text
-    assert "min Σw" in text and "silent/layer1" in text
-    assert "ϑ_out = 1" in text, "the paper's ϑ_out = 1 conversion is reported next to the calibrated one"
-
-
-def test_hybrid_command_rejects_bad_output_threshold(tmp_path, capsys):
-    argv = ["hybrid", "hybrid_fc2", "--output", str(tmp_path / "h.md"), "--set", "train_limit=64", "--set", "test_limit=32",
-            "--set", "snn.output_threshold=high"]
-    assert main(argv) == 2
-    assert "snn.output_threshold must be a number > 0 or 'auto'" in capsys.readouterr().err
-
-
-def test_hybrid_command_rejects_unknown_key(tmp_path, capsys):
-    assert main(["hybrid", "hybrid_fc2", "--set", "snn.epoch=3"]) == 2
-    assert "did you mean 'snn.epochs'" in capsys.readouterr().err
-
-
 def test_hybrid_kws_model_shapes_and_conversion():
     ann = MODELS.get("hybrid_kws")()
     x = torch.randn(2, 100, 1, 40)  # the speech features [B, steps, 1, bands]
@@ -114,9 +89,9 @@ def test_hybrid_command_runs_on_speech_commands_tree(tmp_path):
     (root / "validation_list.txt").write_text("yes/c000000_nohash_0.wav\n")
     (root / "testing_list.txt").write_text("yes/d000000_nohash_0.wav\nno/d000000_nohash_0.wav\nbed/d000000_nohash_0.wav\n")
     write(root / "_background_noise_" / "hum.wav", chirp(50, 32000))
-    out = tmp_path / "kws.md"
-    argv = ["hybrid", "hybrid_kws", "--output", str(out), "--set", f"dataset.root={root}", "--set", "dataset.cache=false",
-            "--set", "ann.epochs=1", "--set", "snn.epochs=1", "--set", "arms=[hybrid]", "--set", "calibration_samples=4",
-            "--set", "train_limit=6", "--set", "test_limit=3"]
+    argv = ["train", "hybrid_kws", "--out", str(tmp_path / "runs"), "--no-progress", "--set", f"dataset.root={root}", "--set", "dataset.cache=false",
+            "--set", "stages.ann.epochs=1", "--set", "stages.snn.epochs=1", "--set", "stages.snn.transition.calibration_samples=4",
+            "--set", "batch_size=4", "--set", "eval_batch_size=4"]
     assert main(argv) == 0
-    assert "| Ours (hybrid) |" in out.read_text()
+    (run,) = (tmp_path / "runs").iterdir()
+    assert "| hybrid_kws (" in (run / "one_spike_conversion.md").read_text()

@@ -7,12 +7,11 @@ from pathlib import Path
 
 from spikeforge.data.speech_commands import speaker_groups
 from spikeforge.metrics.classification import class_report, grouped_accuracy
-from spikeforge.registry import METHODS, MODELS
-from spikeforge.train import checkpoint, runfolder
-from spikeforge.train.config import validate
+from spikeforge.registry import METHODS
 from spikeforge.train.distributed import setup
 from spikeforge.train.evaluate import evaluate
 from spikeforge.train.heldout import dataset_at
+from spikeforge.train.stages import trained_model
 from spikeforge.train.trainer import build, build_datasets
 
 
@@ -30,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = validate(runfolder.read_config(args.run_dir))
+    config, model, step = trained_model(args.run_dir, args.checkpoint)  # the last stage's model for a staged recipe
     ctx = setup(config["device"])
     if args.data is not None:
         speech = config["dataset"]["name"] == "speech_commands"
@@ -39,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         if args.protocol is not None:
             config["dataset"]["protocol"] = args.protocol
         data = dict(zip(("train", "val", "test"), build_datasets(config["dataset"], config["seed"])))[args.split]
-    model = build(MODELS, config["model"]).to(ctx.device)
-    step = checkpoint.load_weights(checkpoint.resolve(args.run_dir, args.checkpoint), model)
+    model = model.to(ctx.device)
     result = evaluate(model, build(METHODS, config["method"]), data, config["encoder"], config["eval_batch_size"], ctx, detailed=True)
     where = args.data or "its own data"
     print(f"{args.run_dir} ({args.checkpoint} checkpoint, step {step}) on the {args.split} split of {where}, {result.samples} samples")

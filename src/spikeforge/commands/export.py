@@ -6,11 +6,9 @@ import argparse
 from pathlib import Path
 
 from spikeforge.export.nir_graph import COMPATS, export_nir
-from spikeforge.registry import MODELS
-from spikeforge.train import checkpoint, runfolder
-from spikeforge.train.config import validate
 from spikeforge.train.encode import encode
-from spikeforge.train.trainer import build, build_datasets
+from spikeforge.train.stages import trained_model
+from spikeforge.train.trainer import build_datasets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,9 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = validate(runfolder.read_config(args.run_dir))
-    model = build(MODELS, config["model"])
-    checkpoint.load_weights(checkpoint.resolve(args.run_dir, args.checkpoint), model)
+    config, model, _ = trained_model(args.run_dir, args.checkpoint)  # the last stage's model for a staged recipe
     _, _, test = build_datasets(config["dataset"], config["seed"])
     x = encode(test[0][0].unsqueeze(0), config["encoder"])  # one sample [T, 1, ...] gives the per-step input shape
     out = export_nir(model, tuple(x.shape[2:]), args.output or args.run_dir / "model.nir", dt=args.dt, compat=args.compat)

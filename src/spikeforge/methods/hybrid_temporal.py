@@ -26,7 +26,6 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from spikeforge.checks import check_time_major
 from spikeforge.functional.relpsp import Impl
@@ -216,32 +215,3 @@ def hybrid_ann(lambda_w: float = 1e-2, lambda_a: float | list[float] = 1e-4, ana
 def stdbp() -> STDBP:
     """Stage-2 method: timing-based backprop of the one-spike SNN."""
     return STDBP()
-
-
-def train_epoch(model: nn.Module, method: Method, loader: DataLoader, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """One pass over `loader` (batches of static [B, ...] samples): mean loss and mean of every extra."""
-    model.train()
-    totals: dict[str, float] = {}
-    batches = 0
-    for x, y in loader:
-        out = method.step(model, x.unsqueeze(0), y)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        method.after_step(model)
-        for key, value in {"loss": out.loss.item(), **out.extras}.items():
-            totals[key] = totals.get(key, 0.0) + value
-        batches += 1
-    return {key: value / max(batches, 1) for key, value in totals.items()}
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, method: Method, loader: DataLoader) -> float:
-    """Share of samples whose highest score (logit, or earliest output spike) is the label."""
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        scores = method.predict(model, x.unsqueeze(0))[0]
-        correct += (scores.argmax(dim=1) == y).sum().item()
-        total += y.numel()
-    return correct / max(total, 1)
