@@ -11,7 +11,7 @@ from pathlib import Path
 from spikeforge.train import runfolder
 from spikeforge.train.config import RecipeError, apply_overrides, load_recipe, validate
 from spikeforge.train.report import summary_table
-from spikeforge.train.stages import is_complete, trainer_for
+from spikeforge.train.stages import Pipeline, is_complete, trainer_for
 from spikeforge.train.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 
@@ -40,7 +40,7 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
     return config, run, run / "checkpoints" / "last"
 
 
-def _start(args: argparse.Namespace, config: dict, run_dir: Path | None, resume: Path | None) -> Trainer | None:
+def _start(args: argparse.Namespace, config: dict, run_dir: Path | None, resume: Path | None) -> Trainer | Pipeline | None:
     """Build the trainer (loading the checkpoint), then write config.yaml; None after a Ctrl-C, leaving nothing behind."""
     try:
         with runfolder.removed_on_failure(run_dir, new=resume is None) if run_dir is not None else contextlib.nullcontext():
