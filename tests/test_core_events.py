@@ -149,3 +149,23 @@ def test_rows_are_compressed_in_parts_and_a_dense_part_falls_back_to_dense():
     assert events.sparse_rows(x, 80) is None
     w = torch.randn(3, 10)
     torch.testing.assert_close(events.linear(x, w), x @ w.t())
+
+
+def test_event_path_is_chosen_by_the_break_even_density_of_the_call():
+    # between MAX_DENSITY_INFERENCE and MAX_DENSITY the events pay only with the weight gradient
+    density = (events.MAX_DENSITY + events.MAX_DENSITY_INFERENCE) / 2
+    x = _spikes(30, 4, 16, 10, density=density, dtype=torch.float32)
+    w = torch.randn(8, 16, 3, 3, requires_grad=True)
+    conv = dict(time_dilation=2, padding=1, dilation=1)
+    assert events.break_even_density(w) == events.MAX_DENSITY
+    y = events.conv_time1d(x, w, None, **conv)
+    assert type(y.grad_fn).__name__ == "_EventConvTime1dBackward"
+    torch.testing.assert_close(y, _dense_causal_conv(x, w, None, 2, 1, 1), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        assert events.break_even_density(w) == events.MAX_DENSITY_INFERENCE
+        assert events.conv_time1d(x, w, None, **conv) is None  # the caller's dense convolution
+    wl = torch.randn(5, 10, requires_grad=True)
+    assert type(events.linear(x, wl).grad_fn).__name__ == "_EventLinearBackward"
+    with torch.no_grad():
+        torch.testing.assert_close(events.linear(x, wl), F.linear(x, wl))
+    assert events.conv_time1d(_spikes(30, 4, 16, 10, density=0.5, dtype=torch.float32), w, None, **conv) is None

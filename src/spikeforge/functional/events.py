@@ -20,11 +20,14 @@ import torch.nn.functional as F
 from spikeforge.functional import events_cpu
 from spikeforge.functional.lif_cpu import torch_thread_budget
 
-#: Largest fraction of nonzero inputs for which the event path is used; 0 turns events off. The
-#: event kernels' cost grows with the density, the dense kernels' does not: at 5 % the event
-#: forward and weight gradient of model A's layer 2 took 19 and 29 ms against oneDNN's 88 and 80
-#: (benchmarks/RESULTS.md, Analysis), so the weight gradient breaks even near 15 %.
-MAX_DENSITY = 0.15
+#: Largest fraction of nonzero inputs for which the event path is used where the weight gradient
+#: will be computed (training); 0 turns events off. The event kernels' cost grows with the density,
+#: the dense kernels' does not: in two runs on a shared machine, forward + weight gradient broke even
+#: at 27–32 % nonzero (model A's conv layer 2) and 29–30 % (model B's linear layer 2), the forward
+#: alone at 22–27 % and 25–30 % (benchmarks/EVENT-COSTS.md, `benchmarks/event_costs.py`).
+MAX_DENSITY = 0.3
+#: The same where only the forward pass runs (no gradient for the weight: inference).
+MAX_DENSITY_INFERENCE = 0.22
 #: Inputs are compressed in this many parts of their rows (in parallel).
 ROW_PARTS = 8
 #: The weight gradient is summed in up to this many independent row chunks (parallel work),
@@ -45,26 +48,34 @@ class Rows:
     values: torch.Tensor
 
 
-def sparse_rows(x: torch.Tensor, rows: int) -> Rows | None:
+def break_even_density(weight: torch.Tensor) -> float:
+    """The largest input density for which the event path pays in this call: with or without the weight gradient."""
+    if MAX_DENSITY <= 0:
+        return 0.0
+    return MAX_DENSITY if torch.is_grad_enabled() and weight.requires_grad else min(MAX_DENSITY, MAX_DENSITY_INFERENCE)
+
+
+def sparse_rows(x: torch.Tensor, rows: int, max_density: float | None = None) -> Rows | None:
     """Compressed rows of `x` viewed `[rows, -1]` when the event path applies and pays, else None.
 
-    One pass over x, in `ROW_PARTS` parts of the rows, each with room for MAX_DENSITY of its
-    entries and two rows more; an input denser than MAX_DENSITY (or a part denser than its room)
-    goes to the dense kernels.
+    One pass over x, in `ROW_PARTS` parts of the rows, each with room for `max_density` (default
+    MAX_DENSITY) of its entries and two rows more; an input denser than that (or a part denser than
+    its room) goes to the dense kernels.
     """
-    if not (events_cpu.available and MAX_DENSITY > 0 and x.device.type == "cpu"
+    max_density = MAX_DENSITY if max_density is None else max_density
+    if not (events_cpu.available and max_density > 0 and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64) and x.numel() > 0):
         return None
     flat = x.detach().contiguous().view(rows, -1).numpy()
     parts = min(ROW_PARTS, rows)
-    capacity = int(MAX_DENSITY * flat.size / parts) + 2 * flat.shape[1] + 1  # + a row: parts differ by one; + a row: headroom
+    capacity = int(max_density * flat.size / parts) + 2 * flat.shape[1] + 1  # + a row: parts differ by one; + a row: headroom
     counts = np.empty(rows, np.int64)
     indices = np.empty(parts * capacity, np.int32)
     values = np.empty(parts * capacity, flat.dtype)
     filled = np.empty(parts, np.int64)
     with torch_thread_budget():
         events_cpu.compress_rows(flat, parts, capacity, counts, indices, values, filled)
-    if (filled < 0).any() or filled.sum() > MAX_DENSITY * flat.size:
+    if (filled < 0).any() or filled.sum() > max_density * flat.size:
         return None
     indptr = np.zeros(rows + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -125,7 +136,7 @@ class _EventLinear(torch.autograd.Function):
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.linear(x, weight, bias)` for x `[..., in]`, event-driven where x is sparse enough (`sparse_rows`)."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    csr = sparse_rows(x, rows) if weight.dtype == x.dtype and rows else None
+    csr = sparse_rows(x, rows, break_even_density(weight)) if weight.dtype == x.dtype and rows else None
     if csr is None:
         return F.linear(x, weight, bias)
     return _EventLinear.apply(x, weight, bias, csr.indptr, csr.indices, csr.values)
@@ -186,11 +197,11 @@ def conv_time1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     """Causal conv over (time, one spatial axis) of x `[T, B, C_in, F]` with weight `[C_out, C_in, KT, KF]`, stride 1.
 
     out[t, :, f] = Σ W[:, :, kt, kf]·x[t − (KT − 1)·dt + kt·dt, :, f + kf·df − padding] (Algorithm 1,
-    low-activity paper). Event-driven where x is sparse enough; None where it is not (the caller
-    then runs its dense convolution).
+    low-activity paper). Event-driven where x is sparse enough (`break_even_density`); None where it
+    is not (the caller then runs its dense convolution).
     """
     steps, batch = x.shape[:2]
-    csr = sparse_rows(x, steps * batch) if weight.dtype == x.dtype else None
+    csr = sparse_rows(x, steps * batch, break_even_density(weight)) if weight.dtype == x.dtype else None
     if csr is None:
         return None
     reach = (weight.shape[2] - 1) * time_dilation

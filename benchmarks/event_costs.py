@@ -1,0 +1,110 @@
+"""Cost of the event-driven synapses against the dense kernels over the input density: where they break even.
+
+    python benchmarks/event_costs.py                       # prints a markdown table
+    python benchmarks/event_costs.py --out benchmarks/EVENT-COSTS.md
+
+Layers: model A's layer 2 (causal time × frequency conv, 64 → 64 channels, kernel 4 × 3,
+dilation (4, 3), input [T=100, B=32, 64, 40]) and model B's hidden layer (linear 256 → 256,
+input [T=300, B=64, 256]), on random binary inputs of each density. For each: forward alone and
+forward + weight gradient (the input gradient is dense on both paths, so it is left out), dense
+(events off) and event-driven (events forced on), process CPU time on one thread, medians of
+interleaved rounds. `functional.events.MAX_DENSITY` (training) and `MAX_DENSITY_INFERENCE` are set
+from where the event path stops being cheaper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from spikeforge.functional import events
+from spikeforge.layers import SpikingConv
+
+DENSITIES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
+
+
+def _layers():
+    """(name, input shape, function of x computing the synaptic current, its weight)."""
+    torch.manual_seed(0)
+    conv = SpikingConv(64, 64, 3, spatial_dims=1, time_kernel=4, time_dilation=4, dilation=3, normalize_threshold=False)
+    weight = (torch.randn(256, 256) * 0.05).requires_grad_()
+    return [("conv, model A layer 2", (100, 32, 64, 40), conv.current, conv.weight),
+            ("linear, model B layer 2", (300, 64, 256), lambda x: events.linear(x, weight), weight)]
+
+
+def _cpu_ms(fn) -> float:
+    t0 = time.process_time()
+    fn()
+    return (time.process_time() - t0) * 1e3
+
+
+def measure(rounds: int, densities=DENSITIES) -> list[dict]:
+    """One row per (layer, density): median CPU ms of dense and event forward and forward + weight gradient."""
+    rows = []
+    saved = events.MAX_DENSITY, events.MAX_DENSITY_INFERENCE
+    try:
+        for name, shape, current, weight in _layers():
+            for density in densities:
+                x = (torch.rand(shape, generator=torch.Generator().manual_seed(1)) < density).float()
+                g = torch.randn(shape)  # both layers keep the input's shape
+                times = {k: [] for k in ("dense_fwd", "event_fwd", "dense_train", "event_train")}
+                for r in range(rounds + 1):  # round 0 warms up (compilation, allocator)
+                    for path in (("dense", "event") if r % 2 else ("event", "dense")):
+                        limit = 1.0 if path == "event" else 0.0
+                        events.MAX_DENSITY = events.MAX_DENSITY_INFERENCE = limit
+
+                        def forward():
+                            with torch.no_grad():
+                                current(x)
+
+                        def train():
+                            torch.autograd.grad(current(x), weight, g)
+
+                        fwd, tr = _cpu_ms(forward), _cpu_ms(train)
+                        if r:
+                            times[f"{path}_fwd"].append(fwd)
+                            times[f"{path}_train"].append(tr)
+                med = {k: statistics.median(v) for k, v in times.items()}
+                rows.append({"layer": name, "density": density, **med})
+                print(f"{name}, {density:.0%}: {med}", file=sys.stderr, flush=True)
+    finally:
+        events.MAX_DENSITY, events.MAX_DENSITY_INFERENCE = saved
+    return rows
+
+
+def report(rows: list[dict], rounds: int, command: str) -> str:
+    """A markdown table with event / dense ratios."""
+    lines = ["# Event-driven synapses against the dense kernels, by input density", "",
+             f"Command: `{command}`; process CPU time (ms) on 1 thread, medians of {rounds} interleaved rounds; "
+             "torch " + torch.__version__ + ". " + (__doc__.split("\n\n")[2].replace("\n", " ")), "",
+             "| layer | density | dense forward | event forward | event / dense | dense forward + weight grad | "
+             "event forward + weight grad | event / dense |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['layer']} | {r['density']:.0%} | {r['dense_fwd']:.1f} | {r['event_fwd']:.1f} | "
+                     f"{r['event_fwd'] / r['dense_fwd']:.2f} | {r['dense_train']:.1f} | {r['event_train']:.1f} | "
+                     f"{r['event_train'] / r['dense_train']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES), help="fractions of nonzero inputs")
+    p.add_argument("--out", type=Path, default=None, help="write the table here (default: print it)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    text = report(measure(args.rounds, args.densities), args.rounds, "python benchmarks/event_costs.py " + " ".join(sys.argv[1:]))
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
