@@ -10,7 +10,11 @@
   `{split}_addresses/<id>` (channel 0–63) and `{split}_timestamps/<id>` (seconds).
 
 Sensor sizes are (width, height, polarities), as in tonic. Frames are `[T, P, H, W]` spike
-counts per bin (default 1 ms), the spikemax paper's 1 ms sampling.
+counts per bin (default 1 ms), the spikemax paper's 1 ms sampling. The bins start at t = 0 of
+the sample (`origin="zero"`, the default) or at its first event (`origin="first_event"`, what
+`tonic.transforms.ToFrame(sensor_size, time_window=bin_us)` does: the same frames, tested). Every
+dataset takes tonic-style `transform=` (applied to the event array; if it returns frames, e.g.
+`tonic.transforms.ToFrame`, they are the sample) and `target_transform=`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ NTIDIGITS_SENSOR = (64, 1, 1)
 NTIDIGITS_CLASSES = {"o": 0, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6, "7": 7, "8": 8, "9": 9, "z": 10}
 _NMNIST_MAX_T = 2**23  # 23-bit timestamps
 _NMNIST_FOLDERS = {"train": "Train", "test": "Test"}
+ORIGINS = ("zero", "first_event")
 
 
 def check_in_sensor(events: np.ndarray, sensor_size: tuple[int, int, int], source: str | os.PathLike) -> None:
@@ -72,12 +77,28 @@ def write_nmnist(path: str | os.PathLike, events: np.ndarray) -> None:
     raw.tofile(path)
 
 
-def events_to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], steps: int, bin_us: int = 1000, start_us: int = 0) -> torch.Tensor:
-    """Spike counts `[steps, P, H, W]` in bins of `bin_us` µs from `start_us`; later events are dropped."""
+def check_origin(origin: str) -> str:
+    """`origin` if it names a binning origin, else a one-line ValueError."""
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS} (bins from t = 0 of the sample, or from its first event as tonic's ToFrame), got {origin!r}")
+    return origin
+
+
+def events_to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], steps: int, bin_us: int = 1000, start_us: int = 0,
+                     origin: str = "zero") -> torch.Tensor:
+    """Spike counts `[steps, P, H, W]` in bins [a, a + bin_us) µs; later events are dropped.
+
+    The first bin starts at `start_us` (`origin="zero"`) or at the first event at or after it
+    (`origin="first_event"`, tonic's `ToFrame` default).
+    """
     if steps < 1 or bin_us < 1:
         raise ValueError(f"steps and bin_us must be ≥ 1, got steps={steps}, bin_us={bin_us}")
+    check_origin(origin)
     width, height, pols = sensor_size
     check_in_sensor(events, sensor_size, "events")
+    if origin == "first_event":
+        later = events["t"][events["t"] >= start_us]
+        start_us = int(later[0]) if later.size else start_us
     step = (events["t"] - start_us) // bin_us
     keep = (step >= 0) & (step < steps)
     flat = ((step[keep] * pols + events["p"][keep]) * height + events["y"][keep]) * width + events["x"][keep]
@@ -85,10 +106,33 @@ def events_to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], step
     return torch.from_numpy(counts.astype(np.float32)).view(steps, pols, height, width)
 
 
-class NMNISTFolder(Dataset):
+class _EventSamples(Dataset):
+    """What the event datasets share: binning options and tonic-style transforms."""
+
+    def _binning(self, steps: int, bin_us: int, origin: str, transform, target_transform) -> None:
+        if origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS} (bins from t = 0 of the sample, or from its first event as tonic's ToFrame), got {origin!r}")
+        self.steps, self.bin_us, self.origin = steps, bin_us, origin
+        self.transform, self.target_transform = transform, target_transform
+
+    def _sample(self, events: np.ndarray, label: int, sensor_size: tuple[int, int, int], start_us: int = 0) -> tuple[torch.Tensor, int]:
+        """(frames, label) of one sample's events, through `transform` first when there is one."""
+        if self.transform is not None:
+            events = self.transform(events.copy())
+            if events.dtype.names is None:  # the transform binned the events itself (e.g. tonic's ToFrame)
+                return torch.as_tensor(np.asarray(events), dtype=torch.float32), self._target(label)
+        return events_to_frames(events, sensor_size, self.steps, self.bin_us, start_us, self.origin), self._target(label)
+
+    def _target(self, label: int):
+        return label if self.target_transform is None else self.target_transform(label)
+
+
+class NMNISTFolder(_EventSamples):
     """NMNIST-layout folder `root/Train|Test/<digit>/*.bin` → (frames `[T, 2, 34, 34]`, label)."""
 
-    def __init__(self, root: str | os.PathLike, split: str = "train", steps: int = 300, bin_us: int = 1000, limit: int | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, split: str = "train", steps: int = 300, bin_us: int = 1000, limit: int | None = None,
+                 origin: str = "zero", transform=None, target_transform=None) -> None:
+        self._binning(steps, bin_us, origin, transform, target_transform)
         if split not in _NMNIST_FOLDERS:
             raise ValueError(f"NMNIST has splits 'train' and 'test', got {split!r}; a validation split is carved with dataset.val_fraction")
         folder = Path(root) / _NMNIST_FOLDERS[split]
@@ -99,21 +143,21 @@ class NMNISTFolder(Dataset):
             raise FileNotFoundError(f"{folder} holds no <digit>/*.bin files (NMNIST layout)")
         if limit is not None:
             files = files[:: max(1, len(files) // limit)][:limit]  # every k-th file keeps all classes
-        self.files, self.steps, self.bin_us = files, steps, bin_us
+        self.files = files
         self.targets = [int(f.parent.name) for f in files]
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        frames = events_to_frames(read_nmnist(self.files[index]), NMNIST_SENSOR, self.steps, self.bin_us)
-        return frames, self.targets[index]
+        return self._sample(read_nmnist(self.files[index]), self.targets[index], NMNIST_SENSOR)
 
 
 @DATASETS.register("nmnist")
-def nmnist(root: str | os.PathLike, split: str = "train", steps: int = 300, bin_us: int = 1000, limit: int | None = None) -> NMNISTFolder:
+def nmnist(root: str | os.PathLike, split: str = "train", steps: int = 300, bin_us: int = 1000, limit: int | None = None,
+           origin: str = "zero", transform=None, target_transform=None) -> NMNISTFolder:
     """NMNIST (or `spikeforge data saccade-events` output) binned to `[steps, 2, 34, 34]` frames."""
-    return NMNISTFolder(root, split, steps, bin_us, limit)
+    return NMNISTFolder(root, split, steps, bin_us, limit, origin, transform, target_transform)
 
 
 def read_aedat31(path: str | os.PathLike) -> np.ndarray:
@@ -180,10 +224,12 @@ def _recording(path: str) -> np.ndarray:
     return events
 
 
-class DVSGestureFolder(Dataset):
-    """DVS Gesture release folder → (frames `[steps, 2, 128, 128]` from each gesture's start, label 0–10)."""
+class DVSGestureFolder(_EventSamples):
+    """DVS Gesture release folder → (frames `[steps, 2, 128, 128]` from each gesture's start, label 0–10); a transform sees that window's events."""
 
-    def __init__(self, root: str | os.PathLike, split: str = "train", steps: int = 1500, bin_us: int = 1000) -> None:
+    def __init__(self, root: str | os.PathLike, split: str = "train", steps: int = 1500, bin_us: int = 1000,
+                 origin: str = "zero", transform=None, target_transform=None) -> None:
+        self._binning(steps, bin_us, origin, transform, target_transform)
         root = Path(root)
         lists = {"train": "trials_to_train.txt", "test": "trials_to_test.txt"}
         if split not in lists:
@@ -196,31 +242,36 @@ class DVSGestureFolder(Dataset):
             recording = root / name
             for label, start, _end in read_gesture_labels(recording.with_name(recording.stem + "_labels.csv")):
                 self.samples.append((str(recording), label, start))
-        self.steps, self.bin_us = steps, bin_us
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label, start = self.samples[index]
-        return events_to_frames(_recording(path), GESTURE_SENSOR, self.steps, self.bin_us, start_us=start), label
+        events = _recording(path)
+        t = events["t"]
+        window = events[(t >= start) & (t < start + self.steps * self.bin_us)] if self.transform is not None else events
+        return self._sample(window, label, GESTURE_SENSOR, start_us=start)
 
 
 @DATASETS.register("dvs_gesture")
-def dvs_gesture(root: str | os.PathLike, split: str = "train", steps: int = 1500, bin_us: int = 1000) -> DVSGestureFolder:
+def dvs_gesture(root: str | os.PathLike, split: str = "train", steps: int = 1500, bin_us: int = 1000,
+                origin: str = "zero", transform=None, target_transform=None) -> DVSGestureFolder:
     """DVS Gesture (11 classes, AEDAT 3.1) binned to `[steps, 2, 128, 128]`; test uses the first 1.5 s as in the paper."""
-    return DVSGestureFolder(root, split, steps, bin_us)
+    return DVSGestureFolder(root, split, steps, bin_us, origin, transform, target_transform)
 
 
-class NTIDIGITS18(Dataset):
+class NTIDIGITS18(_EventSamples):
     """N-TIDIGITS18 HDF5 file, single-digit utterances → (counts `[steps, 64]`, label: o = 0, 1–9, z = 10)."""
 
-    def __init__(self, path: str | os.PathLike, split: str = "train", steps: int = 2000, bin_us: int = 1000) -> None:
+    def __init__(self, path: str | os.PathLike, split: str = "train", steps: int = 2000, bin_us: int = 1000,
+                 origin: str = "zero", transform=None, target_transform=None) -> None:
         import h5py
 
+        self._binning(steps, bin_us, origin, transform, target_transform)
         if split not in ("train", "test"):
             raise ValueError(f"N-TIDIGITS18 has splits 'train' and 'test', got {split!r}; a validation split is carved with dataset.val_fraction")
-        self.path, self.split, self.steps, self.bin_us = Path(path), split, steps, bin_us
+        self.path, self.split = Path(path), split
         try:
             with h5py.File(self.path, "r") as f:
                 names = [v.decode() if isinstance(v, bytes) else str(v) for v in f[f"{split}_labels"][()]]
@@ -250,10 +301,12 @@ class NTIDIGITS18(Dataset):
         events = np.zeros(channel.size, EVENT_DTYPE)
         events["x"], events["t"] = channel, np.round(seconds * 1e6).astype(np.int64)
         check_in_sensor(events, NTIDIGITS_SENSOR, f"{self.path} [{name}]")
-        return events_to_frames(events, NTIDIGITS_SENSOR, self.steps, self.bin_us).view(self.steps, -1), label
+        frames, target = self._sample(events, label, NTIDIGITS_SENSOR)
+        return (frames.view(self.steps, -1) if self.transform is None else frames), target
 
 
 @DATASETS.register("ntidigits18")
-def ntidigits18(path: str | os.PathLike, split: str = "train", steps: int = 2000, bin_us: int = 1000) -> NTIDIGITS18:
+def ntidigits18(path: str | os.PathLike, split: str = "train", steps: int = 2000, bin_us: int = 1000,
+                origin: str = "zero", transform=None, target_transform=None) -> NTIDIGITS18:
     """N-TIDIGITS18 single digits (11 classes) binned to `[steps, 64]` channel counts."""
-    return NTIDIGITS18(path, split, steps, bin_us)
+    return NTIDIGITS18(path, split, steps, bin_us, origin, transform, target_transform)
