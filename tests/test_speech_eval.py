@@ -74,7 +74,8 @@ def run_and_heldout(tmp_path_factory):
     (own / "testing_list.txt").write_text("yes/00000004_nohash_0.wav\nno/00000004_nohash_0.wav\n")
     recipe = {
         "name": "eval_tiny", "seed": 0,
-        "dataset": {"name": "speech_commands", "root": str(own), "cache": False},
+        "dataset": {"name": "speech_commands", "root": str(own), "cache": False,  # augmentation on: trains through it
+                    "background_prob": 0.5, "time_shift_steps": 3, "time_masks": 1, "freq_masks": 1},
         "encoder": {"name": "sequence"},
         "model": {"name": "kws_dilated", "channels": [4, 4, 4]},
         "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.0},

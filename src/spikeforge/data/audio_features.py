@@ -82,16 +82,24 @@ def rescale_bands(feat: np.ndarray) -> np.ndarray:
     return feat / np.where(std > 0, std, 1.0)
 
 
-def log_mel_spectrogram(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
-    """Compressed Mel spectrogram `[F, T]` of a mono clip: centred in `config.clip_samples`, peak-normalised,
-    Mel power S compressed as log(1 + S / max S) (the authors' released code; gain-invariant and ≥ 0)."""
+def clip_mel(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
+    """Mel power `[F, steps]` of a mono clip centred in `config.clip_samples` and peak-normalised."""
     wave = fit_length(np.asarray(wave, dtype=np.float32), config.clip_samples)
     peak = float(np.abs(wave).max())
     if peak > 0:
         wave = wave / peak
-    mel = mel_power(wave, config)[:, : config.steps]
+    return mel_power(wave, config)[:, : config.steps]
+
+
+def compress(mel: np.ndarray) -> np.ndarray:
+    """Mel power S `[F, T]` compressed as log(1 + S / max S) (the authors' released code; gain-invariant and ≥ 0)."""
     top = float(mel.max())
     return np.log1p(mel / top) if top > 0 else mel
+
+
+def log_mel_spectrogram(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
+    """Compressed Mel spectrogram `[F, T]` of a mono clip (`clip_mel`, then `compress`)."""
+    return compress(clip_mel(wave, config))
 
 
 def mel_power(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
@@ -125,10 +133,14 @@ def log_mel(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> torch.Te
     """Features `[T, C, F]` of a mono clip: the log-Mel spectrogram (plus Δ, ΔΔ when `config.deltas`),
     each channel's bands rescaled to unit variance across time (report §6.1.1); with `normalization="running"`
     the clip's frames as a stream that starts with it (`running_normalize`)."""
+    return features_from_mel(clip_mel(wave, config), config)
+
+
+def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) -> torch.Tensor:
+    """Features `[T, C, F]` from a clip's Mel power `[F, T]` (`clip_mel`): compression and band scaling as `config` says."""
     if config.normalization == "running":
-        mel = mel_power(fit_length(np.asarray(wave, dtype=np.float32), config.clip_samples), config)[:, : config.steps]
         return torch.from_numpy(np.ascontiguousarray(running_normalize(mel, config.steps).T[:, None]))
-    feat = log_mel_spectrogram(wave, config)
+    feat = compress(mel)
     channels = [feat]
     if config.deltas:
         channels += [librosa.feature.delta(feat, order=1), librosa.feature.delta(feat, order=2)]

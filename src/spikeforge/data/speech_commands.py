@@ -21,7 +21,10 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from spikeforge.data.audio_features import LogMelConfig, cache_key, cached, default_cache_dir, log_mel
+from spikeforge.data.audio_features import (
+    LogMelConfig, cache_key, cached, clip_mel, default_cache_dir, features_from_mel, mel_power,
+)
+from spikeforge.data.augment import Augmentation, augment_features, mix_background
 from spikeforge.registry import DATASETS
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -172,8 +175,11 @@ class SpeechCommands(Dataset):
         cache_dir: str | os.PathLike | None = None,
         seed: int = 0,
         protocol: str = "all",
+        augment: Augmentation = Augmentation(),
     ) -> None:
-        self.root, self.split, self.config = Path(root), split, features
+        self.root, self.split, self.config, self.augment = Path(root), split, features, augment
+        if augment.background_prob > 0 and features.deltas:
+            raise ValueError("background mixing recomputes features from Mel power and has no Δ/ΔΔ; use deltas=false or background_prob=0")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         files = _per_class(split_files(self.root, split), per_class, seed)
@@ -184,12 +190,14 @@ class SpeechCommands(Dataset):
         if silence is None:  # as many silence clips as the average keyword class
             counts = np.bincount([y for _, y in files if CLASSES[y] in KEYWORDS], minlength=len(CLASSES))
             silence = int(round(counts[counts > 0].mean())) if counts.any() else 0
-        extra = {"split": split, "silence": silence, "per_class": per_class, "seed": seed}
+        keep_mel = augment.background_prob > 0
+        extra = {"split": split, "silence": silence, "per_class": per_class, "seed": seed, **({"mel": True} if keep_mel else {})}
         key = cache_key(features, [p for p, _ in files] + noise_files, extra)
         tensors, meta = cached(
-            cache_dir, key, lambda: self._compute(files, noise_files, silence, seed)
+            cache_dir, key, lambda: self._compute(files, noise_files, silence, seed, keep_mel)
         )
-        self.features, self.targets = tensors["features"], tensors["targets"]
+        self.features, self.targets, self.mel = tensors["features"], tensors["targets"], tensors.get("mel")
+        self.noise_mel = _noise_mel(noise_files, features) if keep_mel else []
         skipped = json.loads(meta.get("skipped", "[]"))
         lost = set(skipped)
         self.sources = [p.relative_to(self.root).as_posix() for p, _ in files if str(p) not in lost] + [None] * silence
@@ -199,8 +207,8 @@ class SpeechCommands(Dataset):
         counts = torch.bincount(self.targets, minlength=len(CLASSES)).double()
         self.sample_weights = 1.0 / counts.clamp(min=1)[self.targets]
 
-    def _compute(self, files, noise_files, silence, seed):
-        feats, targets, skipped = [], [], []
+    def _compute(self, files, noise_files, silence, seed, keep_mel=False):
+        feats, targets, skipped, mels = [], [], [], []
         for path, label in tqdm(files, desc=f"log-Mel {self.split}", disable=None, leave=False):
             try:
                 wave = read_wav(path, self.config.sample_rate)
@@ -208,7 +216,8 @@ class SpeechCommands(Dataset):
                 warnings.warn(f"skipped: {err}", stacklevel=2)
                 skipped.append(str(path))
                 continue
-            feats.append(log_mel(wave, self.config))
+            mels.append(clip_mel(wave, self.config))
+            feats.append(features_from_mel(mels[-1], self.config))
             targets.append(label)
         noises = []
         for path in noise_files:
@@ -218,17 +227,44 @@ class SpeechCommands(Dataset):
                 warnings.warn(f"skipped: {err}", stacklevel=2)
                 skipped.append(str(path))
         for clip in silence_clips(noises, silence, self.split, self.config.clip_samples, seed):
-            feats.append(log_mel(clip, self.config))
+            mels.append(clip_mel(clip, self.config))
+            feats.append(features_from_mel(mels[-1], self.config))
             targets.append(CLASSES.index(SILENCE))
         shape = (0, self.config.steps, self.config.channels, self.config.n_mels)
         x = torch.stack(feats) if feats else torch.zeros(shape)
-        return {"features": x, "targets": torch.tensor(targets, dtype=torch.int64)}, {"skipped": json.dumps(skipped)}
+        out = {"features": x, "targets": torch.tensor(targets, dtype=torch.int64)}
+        if keep_mel:
+            out["mel"] = torch.from_numpy(np.stack(mels)) if mels else torch.zeros(0, self.config.n_mels, self.config.steps)
+        return out, {"skipped": json.dumps(skipped)}
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.features[i], int(self.targets[i])
+        x, aug = self.features[i], self.augment
+        if not aug.active:
+            return x, int(self.targets[i])
+        if self.noise_mel and float(torch.rand(())) < aug.background_prob:
+            noise = self.noise_mel[int(torch.randint(len(self.noise_mel), ()))]
+            lo, hi = aug.background_snr_db
+            mixed = mix_background(self.mel[i].double(), noise, lo + (hi - lo) * float(torch.rand(())))
+            x = features_from_mel(mixed.numpy(), self.config)
+        return augment_features(x, aug), int(self.targets[i])
+
+
+def _noise_mel(noise_files: list[Path], config: LogMelConfig) -> list[torch.Tensor]:
+    """Mel power `[F, L]` of the training part of each background recording long enough for one clip."""
+    lo, hi = SILENCE_SEGMENTS["train"]
+    out = []
+    for path in noise_files:
+        try:
+            wave = read_wav(path, config.sample_rate)
+        except ValueError:
+            continue  # already reported when the silence clips were cut
+        mel = mel_power(wave[int(lo * len(wave)) : int(hi * len(wave))], config)
+        if mel.shape[1] >= config.steps:
+            out.append(torch.from_numpy(mel).double())
+    return out
 
 
 @DATASETS.register("speech_commands")
@@ -242,6 +278,13 @@ def speech_commands(
     cache_dir: str | os.PathLike | None = None,
     normalization: str = "clip",
     protocol: str = "all",
+    background_prob: float = 0.0,
+    background_snr_db: list[float] = (0.0, 20.0),
+    time_shift_steps: int = 0,
+    time_masks: int = 0,
+    time_mask_steps: int = 10,
+    freq_masks: int = 0,
+    freq_mask_bands: int = 5,
 ) -> SpeechCommands:
     """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, 40]` per clip.
 
@@ -250,10 +293,14 @@ def speech_commands(
     `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
     'running' gives the causal features `spikeforge detect` streams (see `audio_features`); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
+    `background_*`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
+    augment the training split (`spikeforge.data.augment`; all off by default).
     """
+    augment = Augmentation(background_prob, tuple(background_snr_db), time_shift_steps, time_masks, time_mask_steps,
+                           freq_masks, freq_mask_bands)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
     return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization), silence, per_class, directory,
-                          protocol=protocol)
+                          protocol=protocol, augment=augment if split == "train" else Augmentation())
 
 
 SPEAKER_TABLE = "speakers.csv"

@@ -1,0 +1,107 @@
+"""Training-time augmentation: each recipe key does what it says (shapes, amounts, probabilities), off is the identity."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from spikeforge.data.audio_features import LogMelConfig, clip_mel, features_from_mel, log_mel
+from spikeforge.data.augment import Augmentation, augment_features, mask, mix_background, shift_time
+from spikeforge.registry import DATASETS
+from spikeforge.train.config import RecipeError, validate
+
+SR = 16000
+
+
+@pytest.fixture
+def root(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.arange(SR // 2) / SR
+    for word, f0 in (("yes", 500.0), ("bed", 1500.0)):
+        (tmp_path / word).mkdir()
+        for spk in range(3):
+            sf.write(tmp_path / word / f"{spk:08x}_nohash_0.wav", (0.5 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), SR)
+    (tmp_path / "_background_noise_").mkdir()
+    sf.write(tmp_path / "_background_noise_" / "white_noise.wav", (0.3 * rng.standard_normal(5 * SR)).astype(np.float32), SR)
+    (tmp_path / "validation_list.txt").write_text("yes/00000001_nohash_0.wav\n")
+    (tmp_path / "testing_list.txt").write_text("yes/00000002_nohash_0.wav\n")
+    return tmp_path
+
+
+def test_features_from_the_stored_mel_equal_the_clip_features():
+    wave = np.random.default_rng(1).standard_normal(12000).astype(np.float32)
+    for config in (LogMelConfig(), LogMelConfig(deltas=True), LogMelConfig(normalization="running")):
+        torch.testing.assert_close(features_from_mel(clip_mel(wave, config), config), log_mel(wave, config))
+
+
+def test_off_is_the_identity_and_only_the_training_split_is_augmented(root):
+    plain = DATASETS.get("speech_commands")(root=root, cache=False)
+    assert not plain.augment.active and plain.mel is None
+    torch.manual_seed(0)
+    assert all(torch.equal(plain[i][0], plain.features[i]) for i in range(len(plain)))
+    test = DATASETS.get("speech_commands")(root=root, split="test", cache=False, time_masks=2, background_prob=1.0)
+    assert not test.augment.active and torch.equal(test[0][0], test.features[0])
+
+
+def test_time_shift_moves_the_clip_and_fills_silence():
+    x = torch.arange(1, 11, dtype=torch.float32).view(10, 1, 1)
+    assert shift_time(x, 3).flatten().tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6, 7]
+    assert shift_time(x, -2).flatten().tolist() == [3, 4, 5, 6, 7, 8, 9, 10, 0, 0]
+    torch.manual_seed(0)
+    shifts = []
+    for _ in range(300):
+        y = augment_features(x, Augmentation(time_shift_steps=2))
+        nz = y.flatten().nonzero().flatten()
+        shifts.append(int(nz[0]) - (int(y.flatten()[nz[0]]) - 1))  # where the first sample landed minus where it was
+    assert set(shifts) == {-2, -1, 0, 1, 2}
+
+
+def test_specaugment_masks_have_the_right_axes_counts_and_widths():
+    torch.manual_seed(0)
+    x = torch.ones(100, 1, 40)
+    widths_t, widths_f = [], []
+    for _ in range(200):
+        y = mask(x, 0, 1, 10)
+        zero_steps = (y[:, 0, 0] == 0).sum()
+        assert bool(((y == 0).all(dim=(1, 2)) | (y == 1).all(dim=(1, 2))).all()), "a time mask covers whole steps"
+        widths_t.append(int(zero_steps))
+        z = mask(x, 2, 1, 5)
+        assert bool(((z == 0).all(dim=(0, 1)) | (z == 1).all(dim=(0, 1))).all()), "a frequency mask covers whole bands"
+        widths_f.append(int((z[0, 0] == 0).sum()))
+    assert set(widths_t) == set(range(11)) and set(widths_f) == set(range(6))
+    two = mask(x, 0, 2, 10)
+    assert (two[:, 0, 0] == 0).sum() <= 20 and torch.equal(x, torch.ones(100, 1, 40)), "masks work on a copy"
+
+
+def test_background_mixing_reaches_the_drawn_snr_and_its_probability(root):
+    mel = torch.rand(40, 100, dtype=torch.float64)
+    noise = torch.rand(40, 500, dtype=torch.float64) * 7
+    torch.manual_seed(0)
+    mixed = mix_background(mel, noise, 6.0)
+    added = mixed - mel
+    assert float(mel.sum() / added.sum()) == pytest.approx(10 ** 0.6)
+    ds = DATASETS.get("speech_commands")(root=root, cache=False, background_prob=0.25, background_snr_db=[0.0, 0.0])
+    assert ds.mel.shape == (len(ds), 40, 100) and len(ds.noise_mel) == 1
+    torch.manual_seed(1)
+    changed = sum(not torch.equal(ds[0][0], ds.features[0]) for _ in range(400))
+    assert 70 <= changed <= 130  # 25 % of 400 = 100
+
+
+def test_augmentation_keys_are_validated():
+    base = {"name": "x", "dataset": {"name": "speech_commands"}, "model": {"name": "kws_dilated"}, "method": {"name": "surrogate_bptt"}}
+    with pytest.raises(RecipeError, match="time_mask"):
+        validate({**base, "dataset": {"name": "speech_commands", "time_mask": 2}})
+    with pytest.raises(ValueError, match="background_prob"):
+        Augmentation(background_prob=1.5)
+    with pytest.raises(ValueError, match="low ≤ high"):
+        Augmentation(background_snr_db=(10.0, 0.0))
+
+
+def test_robust_recipe_turns_augmentation_on_and_the_paper_recipes_keep_it_off():
+    from spikeforge.train.config import find_recipe, read_yaml
+
+    robust = validate(read_yaml(find_recipe("kws_robust")))["dataset"]
+    assert robust["background_prob"] == 0.8 and robust["time_shift_steps"] == 10 and robust["time_masks"] == robust["freq_masks"] == 2
+    for name in ("kws_paper", "kws_cpu", "kws_fast"):
+        dataset = validate(read_yaml(find_recipe(name)))["dataset"]
+        assert not any(k in dataset for k in ("background_prob", "time_shift_steps", "time_masks", "freq_masks")), name
