@@ -73,7 +73,7 @@ def test_registered_factory_with_deltas_and_cache(tree, tmp_path, monkeypatch):
     assert ds.features.shape == (6, 100, 3, 40)
     import spikeforge.data.speech_commands as sc
 
-    monkeypatch.setattr(sc, "log_mel", lambda *a: pytest.fail("features recomputed despite the cache"))
+    monkeypatch.setattr(sc, "clip_mel", lambda *a: pytest.fail("features recomputed despite the cache"))
     again = DATASETS.get("speech_commands")(root=tree, split="val", deltas=True, silence=3, cache_dir=tmp_path / "cache")
     assert torch.equal(again.features, ds.features) and torch.equal(again.targets, ds.targets)
 
