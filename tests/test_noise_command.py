@@ -1,6 +1,8 @@
-"""`spikeforge noise` reports on tiny settings: accuracy versus T, the sweep over noise kinds, the §3.2 timing."""
+"""Noise-based training on tiny settings: the noise kinds as recipes, `spikeforge noise accuracy-vs-t`, the §3.2 timing benchmark."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,29 +14,43 @@ needs_fmnist = pytest.mark.skipif(not FASHION_MNIST_DEBIAN.is_dir(), reason="nee
 TINY = ["--set", "model.channels=[4, 8, 8]", "--set", "model.hidden=16", "--set", "batch_size=64", "--set", "optimizer.lr=3.0e-3"]
 
 
+def _timing_module():
+    spec = importlib.util.spec_from_file_location("noise_timing", Path(__file__).resolve().parents[1] / "benchmarks" / "noise_timing.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @needs_fmnist
-def test_sweep_writes_table_png_and_json(tmp_path):
-    rc = main(["noise", "sweep", "noise_fmnist", *TINY, "--noise", "gaussian", "none", "--epochs", "1", "--train-limit", "256",
-               "--test-limit", "100", "--steps", "1", "2", "--out", str(tmp_path)])
-    assert rc == 0
-    report = json.loads((tmp_path / "accuracy_vs_t.json").read_text())
-    rows = {(r["model"], r["mode"]): r["accuracy"] for r in report["rows"]}
+def test_noise_kinds_are_recipes_and_accuracy_vs_t_reports_them(tmp_path):
+    for recipe in ("noise_fmnist", "noise_fmnist_none"):
+        assert main(["train", recipe, *TINY, "--set", "epochs=1", "--set", "dataset.limit=256", "--set", "method.eval_steps=2",
+                     "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert main(["noise", "accuracy-vs-t", *map(str, runs), "--steps", "1", "2", "--test-limit", "100", "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "accuracy_vs_t.json").read_text())
+    rows = {(r["model"].split(" (")[0], r["mode"]): r["accuracy"] for r in report["rows"]}
     assert set(rows) == {("gaussian noise", "ensemble"), ("gaussian noise", "accumulate"), ("no noise", "ensemble"), ("no noise", "lif")}
     assert all(0.0 <= acc[str(t)] <= 1.0 for acc in rows.values() for t in (1, 2))
-    assert report["train_samples"] == 256 and report["test_samples"] == 100
-    assert "| T = 1 | T = 2 |" in (tmp_path / "accuracy_vs_t.md").read_text()
-    assert (tmp_path / "accuracy_vs_t.png").stat().st_size > 1000
+    assert rows[("no noise", "ensemble")]["1"] == rows[("no noise", "ensemble")]["2"]  # identical copies: no rise with T
+    assert "| T = 1 | T = 2 |" in (tmp_path / "report" / "accuracy_vs_t.md").read_text()
+    assert (tmp_path / "report" / "accuracy_vs_t.png").stat().st_size > 1000
 
 
 @needs_fmnist
-def test_timing_reaches_an_easy_target_with_both_methods(tmp_path):
-    rc = main(["noise", "timing", "noise_fmnist", *TINY, "--target", "0.05", "--steps", "2", "--train-limit", "256", "--val-size", "100",
-               "--eval-every", "0.3", "--chunk", "0.3", "--budget", "60", "--out", str(tmp_path)])
-    assert rc == 0
-    result = json.loads((tmp_path / "timing.json").read_text())
+def test_timing_benchmark_reaches_an_easy_target_with_both_methods_through_the_trainer(tmp_path):
+    timing = _timing_module()
+    overrides = [*TINY[1::2], "dataset.limit=512", "dataset.val_fraction=0.2"]
+    result = timing.race("noise_fmnist", overrides, target=0.05, steps=2, eval_every=0.3, chunk=0.3, budget=60, clock="cpu")
     assert all(t is not None and t > 0 for t in result["seconds_to_target"].values())
     assert set(result["inference_ms_per_sample"]) == {"single-step + noise", "direct BPTT, T = 2", "single-step, T = 1"}
-    assert "single-step time / direct BPTT time" in (tmp_path / "timing.md").read_text()
+    assert result["val_samples"] == 102 and result["recipe"]["method"]["eval_steps"] == 2
+    assert "single-step time / direct BPTT time" in timing.write_report(result, tmp_path)
+    assert (tmp_path / "timing.json").exists() and (tmp_path / "timing.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="--target is a fraction"):
+        timing.race("noise_fmnist", overrides, target=1.5, steps=2, eval_every=1, chunk=1, budget=1, clock="cpu")
+    with pytest.raises(ValueError, match="needs method noise_single_step"):
+        timing.race("noise_fmnist_bptt", overrides, target=0.5, steps=2, eval_every=1, chunk=1, budget=1, clock="cpu")
 
 
 @needs_fmnist
@@ -52,14 +68,13 @@ def test_accuracy_vs_t_of_a_trained_run(tmp_path):
 
 @needs_fmnist
 def test_bad_arguments_exit_with_a_message(tmp_path, capsys):
-    assert main(["noise", "timing", "noise_fmnist", "--target", "1.5", "--out", str(tmp_path)]) == 2
-    assert "--target is a fraction" in capsys.readouterr().err
-    assert main(["noise", "sweep", "noise_fmnist", "--steps", "0", "--epochs", "1", "--train-limit", "64", "--test-limit", "10", "--noise", "none",
-                 *TINY, "--out", str(tmp_path)]) == 2
+    assert main(["noise", "accuracy-vs-t", str(tmp_path), "--steps", "0", "--out", str(tmp_path)]) == 2
     assert "T must be an integer >= 1" in capsys.readouterr().err
+    assert main(["noise", "accuracy-vs-t", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["noise_fmnist", "noise_fmnist_uniform", "noise_fmnist_bptt", "noise_mnist", "noise_cifar10_vgg16", "noise_cifar10_resnet18"])
+@pytest.mark.parametrize("name", ["noise_fmnist", "noise_fmnist_uniform", "noise_fmnist_none", "noise_fmnist_bptt", "noise_mnist", "noise_cifar10_vgg16", "noise_cifar10_resnet18"])
 def test_noise_recipes_validate(name):
     config = load_recipe(name)
     assert config["method"]["name"] in ("noise_single_step", "noise_direct_bptt")
