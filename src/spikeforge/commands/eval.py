@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=("tf", "all"), default=None,
                    help="speech: TensorFlow's 12-class mix (all keywords, 10%% unknown, 10%% silence; default with --data) or every clip")
     p.add_argument("--group-by", default=None, metavar="COLUMN", help="speakers.csv column to group accuracy by (default: engine, else voice)")
+    p.add_argument("--neurobench", action="store_true", help="print NeuroBench 2.3's static and workload metrics for the split instead (needs the [interop] extra)")
     p.set_defaults(func=run)
 
 
@@ -39,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
             config["dataset"]["protocol"] = args.protocol
         data = dict(zip(("train", "val", "test"), build_datasets(config["dataset"], config["seed"])))[args.split]
     model = model.to(ctx.device)
+    if args.neurobench:
+        from spikeforge.integrations.neurobench import neurobench_table
+
+        print(neurobench_table(model, build(METHODS, config["method"]), data, config["encoder"], config["eval_batch_size"]))
+        return 0
     result = evaluate(model, build(METHODS, config["method"]), data, config["encoder"], config["eval_batch_size"], ctx, detailed=True)
     where = args.data or "its own data"
     print(f"{args.run_dir} ({args.checkpoint} checkpoint, step {step}) on the {args.split} split of {where}, {result.samples} samples")
