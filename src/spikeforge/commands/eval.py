@@ -41,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
         data = dict(zip(("train", "val", "test"), build_datasets(config["dataset"], config["seed"])))[args.split]
     model = model.to(ctx.device)
     if args.neurobench:
-        from spikeforge.integrations.neurobench import neurobench_table
-
+        try:
+            from spikeforge.integrations.neurobench import neurobench_table
+        except ModuleNotFoundError as err:
+            raise ValueError(str(err)) from None
         print(neurobench_table(model, build(METHODS, config["method"]), data, config["encoder"], config["eval_batch_size"]))
         return 0
     result = evaluate(model, build(METHODS, config["method"]), data, config["encoder"], config["eval_batch_size"], ctx, detailed=True)

@@ -11,10 +11,15 @@ at once, so the wrapper gives NeuroBench, for each one, an nn.Linear / nn.Conv s
 from __future__ import annotations
 
 import torch
-from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
-from neurobench.metrics.workload import ActivationSparsity, ClassificationAccuracy, MembraneUpdates, SynapticOperations
-from neurobench.models import NeuroBenchModel
 from torch import nn
+
+try:
+    from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
+    from neurobench.metrics.workload import ActivationSparsity, ClassificationAccuracy, MembraneUpdates, SynapticOperations
+    from neurobench.models import NeuroBenchModel
+except ModuleNotFoundError as err:
+    raise ModuleNotFoundError(f"NeuroBench is not installed ({err.name}); install it with: pip install neurobench==2.3.0 torch==2.13.0 "
+                              f"(or the project's [interop] extra)", name=err.name) from None
 
 from spikeforge.integrations.layout import check_layout, predict
 from spikeforge.layers import Readout, SpikingConv, SpikingLinear
