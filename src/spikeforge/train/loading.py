@@ -1,4 +1,4 @@
-"""A trained run folder back in memory: its resolved recipe and its model with the chosen checkpoint's weights."""
+"""A trained run folder back in memory for a command that needs a run of one kind of data."""
 
 from __future__ import annotations
 
@@ -6,17 +6,12 @@ from pathlib import Path
 
 import torch
 
-from spikeforge.registry import MODELS
-from spikeforge.train import checkpoint, runfolder
-from spikeforge.train.config import validate
-from spikeforge.train.trainer import build
+from spikeforge.train.stages import trained_model
 
 
 def load_run(run_dir: Path, which: str = "best", dataset: str | None = None) -> tuple[dict, torch.nn.Module, int]:
-    """(recipe, model in eval mode, checkpoint step); `dataset` names the dataset the command needs the run to be trained on."""
-    config = validate(runfolder.read_config(run_dir))
+    """(recipe, model in eval mode, checkpoint step) of the run's last stage; `dataset` names the data the command needs the run to be trained on."""
+    config, model, step = trained_model(run_dir, which)
     if dataset is not None and config["dataset"]["name"] != dataset:
         raise ValueError(f"{run_dir} was trained on {config['dataset']['name']!r}; this command needs a {dataset} run")
-    model = build(MODELS, config["model"])
-    step = checkpoint.load_weights(checkpoint.resolve(run_dir, which), model)
     return config, model.eval(), step
