@@ -9,6 +9,7 @@ from spikeforge.layers import Flatten, Pool, Readout, SpikingConv, SpikingLinear
 from spikeforge.models.demo import demo_lif
 from spikeforge.models.kws import kws_dilated
 from spikeforge.models.noise_nets import noise_cnn
+from spikeforge.models.shorthand import parse_shorthand
 from spikeforge.neurons.noisy import convert
 
 
@@ -40,6 +41,16 @@ def _noise_cnn() -> nn.Module:
     return convert(model.eval(), mode="lif")
 
 
+def _srm() -> nn.Module:
+    """A spikemax network: SRM neurons, sum pooling, trainable fractional axonal delays."""
+    model = parse_shorthand("6x6x2-4c3-2a-12-4", tau_s=2.0, tau_r=3.0, weight_scale=60.0)
+    with torch.no_grad():
+        for layer in model.layers:
+            if layer.delay is not None:
+                layer.delay.delay.uniform_(0.0, 3.0)
+    return model
+
+
 #: name → (model factory, per-step input shape); every model resets to zero (the reset NIR expresses).
 FAMILIES = {
     "dense_lif": (lambda: _low_thresholds(demo_lif(inputs=12, hidden=[10, 8], classes=4, reset="zero")), (12,)),
@@ -53,7 +64,10 @@ FAMILIES = {
     "conv1d": (lambda: _low_thresholds(Chain(SpikingConv(3, 4, 3, spatial_dims=1, padding=1, reset="zero"), Flatten(), Readout(40, 3))), (3, 10)),
     "kws_time_taps": (lambda: _low_thresholds(kws_dilated(bands=10, classes=5, channels=[4, 4], kernels=[(4, 3), (3, 3)], dilations=[(1, 1), (2, 1)], reset="zero")), (1, 10)),
     "noise_cnn_lif": (_noise_cnn, (1, 8, 8)),
+    "srm_delays": (_srm, (2, 6, 6)),
 }
+#: families spikeforge exports but does not import back (it imports chains of LIF-type layers)
+NOT_IMPORTED = {"srm_delays": "branches at node '1.srm.spike' into paths that do not meet at one node"}
 
 
 def family(name: str) -> tuple[nn.Module, tuple[int, ...], torch.Tensor]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nir_families import FAMILIES, Chain, family
+from nir_families import FAMILIES, NOT_IMPORTED, Chain, family
 from safetensors.torch import load_file
 from spikeforge.cli import main
 from spikeforge.export.nir_graph import COMPATS, export_nir, to_nir
@@ -21,15 +21,15 @@ from spikeforge.layers.base import SpikingLayer
 from spikeforge.models.demo import demo_lif
 from spikeforge.models.hybrid import hybrid_fc2_snn
 from spikeforge.models.noise_nets import noise_cnn, noise_resnet18
-from spikeforge.models.shorthand import parse_shorthand
 from spikeforge.neurons.noisy import NoisyLIF, convert
+from spikeforge.neurons.srm import SRM
 from test_harness_tiny import FMNIST, tiny_recipe
 
 
 def spikes_in_order(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(output, spikes of every spiking layer in the order the forward pass runs them)."""
-    spikes, hooks = [], [m.register_forward_hook(lambda _m, _i, out: spikes.append(out))
-                         for m in model.modules() if isinstance(m, SpikingLayer | NoisyLIF)]
+    spikes, hooks = [], [m.register_forward_hook(lambda _m, _i, out: spikes.append(out[0] if isinstance(out, tuple) else out))
+                         for m in model.modules() if isinstance(m, SpikingLayer | NoisyLIF | SRM)]
     try:
         with torch.no_grad():
             out = model(x)
@@ -41,7 +41,7 @@ def spikes_in_order(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, li
 
 def graph_spikes(graph: nir.NIRGraph, record: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     """The recorded outputs of the graph's spiking neurons, in graph order."""
-    keys = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF | nir.IF | nir.CubaLIF)]
+    keys = [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF | nir.IF | nir.CubaLIF | nir.Threshold)]
     return [record[k] for k in sorted(keys, key=lambda k: int(k.split(".")[0]))]
 
 
@@ -57,6 +57,10 @@ def test_the_file_run_by_nir_semantics_gives_the_models_spikes(name, compat, tmp
     assert len(simulated) == len(layers) and all(torch.equal(a, b) for a, b in zip(layers, simulated))
     assert all(float(s.mean()) > 0.01 for s in layers)  # every layer fires: the comparison is not trivial
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    if name in NOT_IMPORTED:
+        with pytest.raises(ValueError, match=re.escape(NOT_IMPORTED[name])):
+            import_nir(path)
+        return
     back = import_nir(path)
     got, back_layers = spikes_in_order(back, x)
     assert all(torch.equal(a, b) for a, b in zip(layers, back_layers)) and len(back_layers) == len(layers)
@@ -85,6 +89,19 @@ def test_the_kernel_over_time_is_written_as_delayed_taps():
     np.testing.assert_allclose(delays, [1e-3, 2e-3, 2e-3, 3e-3, 4e-3], rtol=1e-6)
 
 
+def test_srm_layers_are_written_with_nir_primitives_and_fractional_delays_as_two_taps():
+    model, shape, _ = family("srm_delays")
+    graph = to_nir(model, shape, dt=1e-3)
+    kinds = {type(n).__name__ for n in graph.nodes.values()}
+    assert {"Threshold", "CubaLI", "Delay", "Scale", "SumPool2d", "Conv2d", "Linear"} <= kinds
+    delay = model.layers[0].delay.delay.detach().numpy().ravel()
+    near, far = graph.nodes["1.srm.axon"], graph.nodes["1.srm.axon.next"]
+    np.testing.assert_allclose(near.delay[:, 0, 0], np.floor(delay) * 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(far.delay[:, 0, 0], (np.floor(delay) + 1) * 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(graph.nodes["1.srm.axon.next.scale"].scale[:, 0, 0], delay - np.floor(delay), rtol=1e-5)
+    assert ("1.srm.spike", "1.srm.refractory.delay") in graph.edges and ("1.srm.refractory.scale", "1.srm.spike") in graph.edges
+
+
 def test_subtractive_reset_is_refused_with_the_deployable_option():
     model = Chain(SpikingLinear(4, 3), nn.Identity())
     with pytest.raises(ValueError, match=re.escape("layer '0' (SpikingLinear) cannot be exported to NIR: NIR neurons reset to v_reset")) as err:
@@ -99,10 +116,9 @@ def test_subtractive_reset_is_refused_with_the_deployable_option():
         (Chain(SpikingLinear(4, 4, reset="none")), (4,), "a neuron that never resets has no NIR form"),
         (Chain(Pool("max", 2)), (1, 4, 4), "2-D average and sum pooling"),
         (Chain(SpikingConv(1, 2, 3, spatial_dims=3, padding=1, reset="zero")), (1, 4, 4, 4), "NIR 1.0 has no Conv3d"),
-        (parse_shorthand("8x8x2-4c3-2a-16-4"), (2, 8, 8), "(SRM) cannot be exported to NIR: the SRM neuron's refractory kernel"),
         (noise_cnn(image_size=8, channels=(4, 4), hidden=16), (1, 8, 8), "in mode 'ensemble' it draws noise every step"),
     ],
-    ids=["lateral", "no-reset", "max-pool", "conv3d", "srm", "noise-ensemble"],
+    ids=["lateral", "no-reset", "max-pool", "conv3d", "noise-ensemble"],
 )
 def test_what_nir_cannot_express_is_refused_by_name(model, shape, reason):
     with pytest.raises(ValueError, match=re.escape(reason)):

@@ -7,13 +7,16 @@ Affine / Conv1d / Conv2d + LIF / IF / CubaLIF; a kernel over time (the keyword-s
 → one Delay + Conv1d/Conv2d branch per time tap, summed by the neuron; `Readout` → Affine
 (+ LI when it integrates); average pooling → AvgPool2d; `Flatten` → Flatten; and, for the
 noise-trained networks after `convert(model, mode="lif")`, Linear / Conv2d (+ BatchNorm folded
-in) + `NoisyLIF` → LIF. Thresholds and input gains are folded into the weights
+in) + `NoisyLIF` → LIF; the spikemax networks' SRM layers → synapse, Delay + CubaLI (the alpha
+response), Threshold with a Delay + CubaLI + Scale feedback (the refractory kernel), and Delay +
+Scale pairs for fractional axonal delays (`_srm_nodes`). Thresholds and input gains are folded into the weights
 (`nir_neurons`), so every neuron has v_threshold = 1 and v_reset = 0. What has no exact NIR
 form is refused with one line naming the layer, the reason, and what to change.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +34,12 @@ from spikeforge.export.nir_neurons import Neuron, check_dt, neuron_node
 COMPATS = ("nir", "norse")
 from spikeforge.layers import Flatten, Pool, Readout, SpikingConv, SpikingLinear
 from spikeforge.layers.base import SpikingLayer
+from spikeforge.models.shorthand import SRMLayer, SumPool
 from spikeforge.neurons.noisy import NoisyLIF
 
 #: A reset NIR can express, for the refusal messages.
 DEPLOY_HINT = "train with reset 'zero' (a reset NIR expresses: e.g. `--set model.reset=zero`, recipe nir_demo)"
-_SPIKEFORGE_KINDS = (SpikingLayer, Readout, Pool, Flatten, NoisyLIF)
+_SPIKEFORGE_KINDS = (SpikingLayer, Readout, Pool, Flatten, NoisyLIF, SRMLayer)
 _TORCH_KINDS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.Identity, nn.Dropout)
 
 
@@ -60,6 +64,17 @@ class _Synapse:
         self.weights = [(w * view).astype(np.float32) for w in self.weights]
         if self.bias is not None:
             self.bias = (self.bias * factor).astype(np.float32)
+
+
+@dataclass
+class _SRM:
+    """An SRM neuron (eqs. (1)–(2), spikemax paper) after its synapse; `gain` scales the synaptic input, `delay` is per neuron (steps) or None."""
+
+    tau_s: float
+    tau_r: float
+    threshold: float
+    gain: float
+    delay: np.ndarray | None
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -87,9 +102,6 @@ def _unknown_reason(module: nn.Module) -> str:
     kind = type(module).__name__
     if "relpsp" in kind.lower():
         return "ReL-PSP neurons (one spike per neuron, a linearly rising post-synaptic potential) have no NIR primitive; export the ANN before conversion instead"
-    if "srm" in kind.lower():
-        return ("the SRM neuron's refractory kernel ν (a lasting negative response, no reset) and its alpha response delayed by one step "
-                "have no NIR neuron; train the network with LIF / current-based LIF layers (SpikingLinear, tau_syn) to deploy it")
     return f"{kind} has no NIR counterpart (exportable: spikeforge's spiking, readout, pooling and flatten layers, Linear, Conv1d/2d, BatchNorm, AvgPool2d, NoisyLIF)"
 
 
@@ -182,6 +194,18 @@ def _ops(model: nn.Module, input_shape: tuple[int, ...]) -> list:
             q = (_np(module.weight.flatten(1)) ** 2).sum(1) + n.cfg.eps if module.normalize_threshold else 1.0
             c = 1.0 - beta if n.cfg.input_scale == "one_minus_beta" else 1.0
             ops += [(_spiking_synapse(module, in_shape), out_shape), ((Neuron(beta, n.syn_decay), b * q, c), out_shape)]
+        elif isinstance(module, SRMLayer):
+            n, gain = module.neuron, 1.0
+            if isinstance(module.synapse, SumPool):
+                gain = module.synapse.weight
+                ops.append((("sumpool", np.array((module.synapse.size,) * 2)), out_shape))
+            else:
+                if isinstance(module.synapse, nn.Linear) and len(in_shape) > 1:  # the layer flattens [C, H, W] itself
+                    ops.append((("flatten", in_shape), (int(np.prod(in_shape)),)))
+                    in_shape = (int(np.prod(in_shape)),)
+                ops.append((_torch_synapse(module.synapse, in_shape), out_shape))
+            delay = None if module.delay is None else np.broadcast_to(_np(module.delay.delay), out_shape).copy()
+            ops.append((_SRM(n.tau_s, n.tau_r, n.threshold, gain, delay), out_shape))
         elif isinstance(module, NoisyLIF):
             if not ops or not isinstance(ops[-1][0], _Synapse):
                 raise ValueError(f"layer {name!r} (NoisyLIF) cannot be exported to NIR: it must follow a Linear or Conv layer")
@@ -243,6 +267,44 @@ def _synapse_nodes(key: str, syn: _Synapse, dt: float) -> tuple[dict[str, nir.NI
     return nodes, edges, heads, tails
 
 
+def _srm_nodes(key: str, srm: _SRM, shape: tuple[int, ...], dt: float, nodes: dict, edges: list, tails: list[str]) -> list[str]:
+    """Add an SRM neuron's nodes; returns the nodes the next layer reads.
+
+    The alpha response (ε * I)[n] = (e/τ_s)·x2[n], x1[n] = a·x1[n−1] + I[n], x2[n] = a·x2[n−1] + a·x1[n−1]
+    (a = exp(−1/τ_s)) is a one-step Delay into a CubaLI with both decays a and unit gains, whose
+    potential is x2/a, scaled by (e/τ_s)·a. The refractory term κ·z2 (κ = −2ϑe/τ_r, z driven by the
+    output spikes, decay b = exp(−1/τ_r)) is the same chain fed back from the Threshold ϑ. A delay
+    d = k + f per neuron is (1 − f)·x[n − k] + f·x[n − k − 1]: two Delay + Scale branches.
+    """
+    full = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float32), shape).copy()  # noqa: E731
+
+    def alpha(name: str, tau: float, scale: float, source: list[str]) -> str:
+        decay = math.exp(-1.0 / tau)
+        tau_nir = dt / (1.0 - decay)
+        nodes[f"{name}.delay"] = nir.Delay(full(dt))
+        nodes[name] = nir.CubaLI(tau_syn=full(tau_nir), tau_mem=full(tau_nir), r=full(tau_nir / dt), v_leak=full(0.0), w_in=full(tau_nir / dt))
+        nodes[f"{name}.scale"] = nir.Scale(full(scale * decay))
+        edges.extend([(t, f"{name}.delay") for t in source] + [(f"{name}.delay", name), (name, f"{name}.scale")])
+        return f"{name}.scale"
+
+    spike = f"{key}.spike"
+    nodes[spike] = nir.Threshold(full(srm.threshold))
+    edges.append((alpha(f"{key}.psp", srm.tau_s, srm.gain * math.e / srm.tau_s, tails), spike))
+    edges.append((alpha(f"{key}.refractory", srm.tau_r, -2 * srm.threshold * math.e / srm.tau_r, [spike]), spike))
+    if srm.delay is None or not np.any(srm.delay):
+        return [spike]
+    whole = np.floor(srm.delay)
+    branches = [(f"{key}.axon", whole, 1.0 - (srm.delay - whole))]
+    if np.any(srm.delay != whole):
+        branches.append((f"{key}.axon.next", whole + 1, srm.delay - whole))
+    out = []
+    for name, steps, weight in branches:
+        nodes[name], nodes[f"{name}.scale"] = nir.Delay(full(steps * dt)), nir.Scale(full(weight))
+        edges.extend([(spike, name), (name, f"{name}.scale")])
+        out.append(f"{name}.scale")
+    return out
+
+
 def to_nir(model: nn.Module, input_shape: tuple[int, ...], *, dt: float = 1e-3, compat: str = "nir") -> nir.NIRGraph:
     """The NIR graph of `model` for per-sample, per-step input `input_shape`, time step `dt` seconds (`metadata["dt"]`), in form `compat`."""
     dt = check_dt(dt)
@@ -274,7 +336,13 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], *, dt: float = 1e-3, 
             edges += syn_edges + [(t, h) for t in tails for h in heads]
             tails = new_tails
             continue
-        if isinstance(op[0], Neuron):
+        if isinstance(op, _SRM):
+            tails = _srm_nodes(f"{i}.srm", op, out_shape, dt, nodes, edges, tails)
+            continue
+        if op[0] == "sumpool":
+            key = f"{i}.pool"
+            nodes[key] = nir.SumPool2d(op[1], op[1], np.zeros(2, dtype=int))
+        elif isinstance(op[0], Neuron):
             key = f"{i}.neuron"
             nodes[key] = neuron_node(op[0], out_shape, dt, resistance)[0]
         elif op[0] == "pool":
