@@ -27,6 +27,9 @@ def test_noise_kinds_are_recipes_and_accuracy_vs_t_reports_them(tmp_path):
         assert main(["train", recipe, *TINY, "--set", "epochs=1", "--set", "dataset.limit=256", "--set", "method.eval_steps=2",
                      "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
     runs = sorted((tmp_path / "runs").iterdir())
+    for command in ("eval", "report"):  # the run-folder contract of every method
+        assert main([command, str(runs[0])]) == 0
+    assert main(["export", str(runs[0])]) == 2  # refused with the reason: NoisyLIF draws noise every step
     assert main(["noise", "accuracy-vs-t", *map(str, runs), "--steps", "1", "2", "--test-limit", "100", "--out", str(tmp_path / "report")]) == 0
     report = json.loads((tmp_path / "report" / "accuracy_vs_t.json").read_text())
     rows = {(r["model"].split(" (")[0], r["mode"]): r["accuracy"] for r in report["rows"]}

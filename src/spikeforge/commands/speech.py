@@ -19,7 +19,7 @@ from spikeforge.data.speech_commands import CLASSES, features_of, read_wav
 from spikeforge.metrics.reduce import reduce_time
 from spikeforge.registry import MODELS
 from spikeforge.train import runfolder
-from spikeforge.train.config import apply_overrides, find_recipe, read_yaml, validate
+from spikeforge.train.config import apply_overrides, find_recipe, read_recipe, validate
 from spikeforge.train.loading import load_run
 from spikeforge.train.trainer import Trainer
 
@@ -131,7 +131,7 @@ HEADER = (
 
 def ablate(args: argparse.Namespace) -> int:
     path = find_recipe(args.recipe)
-    base = validate(apply_overrides(read_yaml(path), args.overrides))
+    base = validate(apply_overrides(read_recipe(path), args.overrides))
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     configs = [(v, variant_config(base, v)) for v in names]  # every variant checked before any training
     rows = []
