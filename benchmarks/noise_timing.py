@@ -14,6 +14,7 @@ one thread) or wall time. Writes timing.md, timing.json and timing.png to `--out
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -46,6 +47,12 @@ class Racer:
         while True:
             yield from self.trainer._loader()
             self.trainer.state.epoch, self.trainer.state.batch = self.trainer.state.epoch + 1, 0
+
+    def warm_up(self) -> None:
+        """One forward and backward pass on a copy of the model, so that compiling kernels is not timed as training."""
+        t = self.trainer
+        x, y = next(iter(t._loader()))
+        t.method.step(copy.deepcopy(t.model).train(), encode(x, t.config["encoder"]), y).loss.backward()
 
     def train_for(self, seconds: float) -> None:
         """Trainer steps until `seconds` of training time on `clock` have passed."""
@@ -87,6 +94,8 @@ def race(recipe: str, overrides: list[str], target: float, steps: int, eval_ever
     quiet = {"log": lambda _: None, "progress_bar": False}
     racers = [Racer("single-step + noise", Trainer(single, None, **quiet), CLOCKS[clock]),
               Racer(f"direct BPTT, T = {steps}", Trainer(bptt, None, **quiet), CLOCKS[clock])]
+    for r in racers:
+        r.warm_up()
     reached: dict[str, float | None] = {r.name: None for r in racers}
     started = time.perf_counter()
     while time.perf_counter() - started < budget and any(reached[r.name] is None for r in racers):
