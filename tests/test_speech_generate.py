@@ -1,5 +1,7 @@
-"""espeak-ng generator: speakers, speaker-disjoint splits, augmentation, and the real on-disk layout."""
+"""Speech generator: speakers from every installed engine, speaker-disjoint splits, augmentation, and the real on-disk layout."""
 
+import csv
+import hashlib
 import shutil
 
 import numpy as np
@@ -55,11 +57,16 @@ def test_background_noise_kinds_are_unit_peak():
         gen.background_noise("rain", 1.0, rng)
 
 
-def test_missing_espeak_says_how_to_install(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(gen.shutil, "which", lambda name: None)
+def test_missing_engines_are_skipped_with_one_line_each_and_none_is_an_error(monkeypatch, tmp_path, capsys):
+    from spikeforge.data import speech_engines
+
+    monkeypatch.setattr(speech_engines.shutil, "which", lambda name: None)
     assert main(["data", "speech-commands", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "espeak-ng is not installed" in err and "apt-get install espeak-ng" in err and err.count("\n") == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "no speech synthesiser is installed" in captured.err
+    skipped = [l for l in captured.out.splitlines() if "not installed, skipped" in l]
+    assert len(skipped) == 3 and "apt-get install espeak-ng" in skipped[0] and "apt-get install flite" in skipped[1]
+    assert not (tmp_path / "out").exists(), "a failed generation leaves no folder"
 
 
 @needs_espeak
@@ -86,3 +93,60 @@ def test_small_dataset_in_the_real_layout_read_by_the_loader(tmp_path, capsys):
 def test_synthesized_word_is_trimmed_16k_speech():
     wave = gen.synthesize("stop", "en-us+m3", 50, 170)
     assert 0.2 * 16000 < len(wave) < 16000 and np.abs(wave).max() > 0.05
+
+
+def test_speakers_are_shared_out_over_the_engines_with_their_own_ranges():
+    people = gen.make_speakers(11, seed=3, engines=("espeak-ng", "flite"))
+    engines = [s.engine for s in people]
+    assert engines.count("espeak-ng") == 6 and engines.count("flite") == 5 and len({s.id for s in people}) == 11
+    flite = [s for s in people if s.engine == "flite"]
+    assert {s.voice for s in flite} == {"flite:kal", "flite:kal16", "flite:awb", "flite:rms", "flite:slt"}
+    assert all(5 <= s.pitch <= 95 and 120 <= s.speed <= 220 and 0.88 <= s.warp <= 1.12 for s in flite)
+    assert all(s.warp == 1.0 and 20 <= s.pitch <= 80 for s in people if s.engine == "espeak-ng")
+    assert gen.make_speakers(11, seed=3, engines=("espeak-ng", "flite")) == people
+    first = gen.make_speakers(40)[0]  # espeak-ng speakers keep the original corpus's ids
+    assert first.id == hashlib.sha1(f"{first.voice}|{first.pitch}|{first.speed}".encode()).hexdigest()[:8]
+
+
+def test_telephone_band_and_room_reverb():
+    t = np.arange(gen.SAMPLE_RATE) / gen.SAMPLE_RATE
+    level = {f: np.sqrt(np.mean(gen.telephone(np.sin(2 * np.pi * f * t))[4000:] ** 2)) for f in (100, 1000, 6000)}
+    assert level[1000] > 0.6 and level[100] < 0.1 and level[6000] < 0.05
+    ir = gen.room_impulse(np.random.default_rng(0))
+    assert ir[0] == 1.0 and np.all(ir[1:32] == 0.0)
+    energy = np.cumsum(ir[::-1] ** 2)[::-1]  # Schroeder backward integral of the tail
+    decay_db = 10 * np.log10(energy / energy[1])
+    assert decay_db[len(ir) // 2] < -10 and 0.15 * gen.SAMPLE_RATE <= len(ir) <= 0.7 * gen.SAMPLE_RATE
+
+
+def test_full_effects_keep_the_clip_format_and_babble_is_unit_peak():
+    rng = np.random.default_rng(0)
+    speech = np.sin(np.linspace(0, 200 * np.pi, 8000)).astype(np.float32)
+    noise = rng.standard_normal(3 * gen.CLIP_SAMPLES)
+    for seed in range(20):
+        clip = gen.augment(speech, [noise], np.random.default_rng(seed), effects="full")
+        assert clip.shape == (gen.CLIP_SAMPLES,) and clip.dtype == np.float32 and np.abs(clip).max() <= 1.0
+    b = gen.babble([speech, speech[:3000]], 2.0, 4, rng)
+    assert b.shape == (2 * gen.SAMPLE_RATE,) and np.isclose(np.abs(b).max(), 1.0)
+    assert gen.warp(speech, 1.1).shape[0] == pytest.approx(len(speech) / 1.1, abs=2)
+
+
+def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, capsys):
+    from spikeforge.data.speech_engines import ENGINES
+
+    installed = [n for n, e in ENGINES.items() if e.available()]
+    if not installed:
+        pytest.skip("no speech engine installed")
+    out = tmp_path / "sc"
+    argv = ["data", "speech-commands", str(out), "--speakers", str(3 * len(installed)), "--words", "yes,bed", "--per-word", "1",
+            "--noise-seconds", "2"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "engines: " + ", ".join(f"{n} (3 speakers)" for n in installed) in text and "clips/s" in text
+    rows = list(csv.DictReader(open(out / "speakers.csv")))
+    assert sorted({r["engine"] for r in rows}) == sorted(installed)
+    assert (out / "_background_noise_" / "babble_noise.wav").exists()
+    for engine in installed:
+        spk = next(r["speaker"] for r in rows if r["engine"] == engine)
+        wave, rate = sf.read(out / "yes" / f"{spk}_nohash_0.wav")
+        assert rate == 16000 and len(wave) == 16000 and np.abs(wave).max() > 0.05

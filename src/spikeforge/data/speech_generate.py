@@ -1,11 +1,15 @@
-"""Offline stand-in for Speech Commands v1: its 30 words spoken by espeak-ng speakers, written in the real layout.
+"""Offline stand-in for Speech Commands v1: its 30 words spoken by synthetic speakers, written in the real layout.
 
 `spikeforge data speech-commands OUT` writes `OUT/<word>/<speaker>_nohash_<k>.wav` (16 kHz mono
 16-bit PCM, 1 s), `validation_list.txt` and `testing_list.txt` (speaker-disjoint splits), generated
-`_background_noise_/*.wav`, and `speakers.csv`. A speaker is an espeak-ng voice (accent + variant)
-with its own pitch and speed; each utterance adds a small pitch/speed jitter and light augmentation
-(gain, time shift, additive background noise at a random SNR). `spikeforge.data.speech_commands`
-reads the result exactly like the real dataset.
+`_background_noise_/*.wav`, and `speakers.csv` (speaker, engine, voice, pitch, speed, warp, split).
+Speakers come from every installed offline synthesiser (`speech_engines`: espeak-ng, flite,
+festival), as evenly as the engines allow; a speaker is a voice with its own pitch, speed and (flite
+and festival) a vocal-tract warp, a resampling that moves pitch and formants together. Each utterance
+adds a small pitch/speed jitter and the augmentation of the real recordings: gain, time shift,
+background noise at a random SNR and, with `effects="full"`, room reverberation from a simulated
+impulse response and telephone band-limiting; the background set then includes babble.
+`spikeforge.data.speech_commands` reads the result exactly like the real dataset.
 """
 
 from __future__ import annotations
@@ -13,60 +17,79 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import io
-import shutil
-import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
 import numpy as np
+import scipy.signal
 import soundfile as sf
 
 from spikeforge.data.output import add_arguments, dataset_folder
 from spikeforge.data.speech_commands import BACKGROUND, KEYWORDS, SPLIT_LISTS
+from spikeforge.data.speech_engines import ENGINES, SAMPLE_RATE, available_engines
 
 WORDS_V1 = (
     "bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy",
     "house", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven",
     "sheila", "six", "stop", "three", "tree", "two", "up", "wow", "yes", "zero",
 )  # fmt: skip
-ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc")
-VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
-    "Andy", "Annie", "Alicia", "adam", "aunty", "belinda", "benjamin", "caleb", "david", "ed",
-    "edward", "grandma", "grandpa", "john", "linda", "max", "norbert", "paul", "quincy", "rob",
-    "robert", "shelby", "steph", "travis", "victor", "zac",
-)  # fmt: skip
-SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE  # every clip is 1 s, like most real ones
 NOISE_KINDS = ("white_noise", "pink_noise", "brown_noise", "hum_noise", "tap_noise")
-INSTALL_HINT = "install it with `sudo apt-get install espeak-ng` (Debian/Ubuntu), `brew install espeak-ng` (macOS) or `dnf install espeak-ng`"
+EFFECTS = ("light", "full")
+#: Per-speaker ranges of flite and festival speakers (espeak-ng keeps the corpus's original 20–80 and 140–200).
+WIDE_PITCH, WIDE_SPEED, WARP = (5, 95), (120, 220), (0.88, 1.12)
 
 
 @dataclass(frozen=True)
 class Speaker:
-    """One synthetic speaker: an espeak-ng voice with its own base pitch (0–99) and speed (words/min)."""
+    """One synthetic speaker: a voice (`engine:name`, or an espeak-ng `accent+variant`), base pitch (0–99),
+    speed (words/min) and vocal-tract warp (resampling factor, 1 = none)."""
 
     voice: str
     pitch: int
     speed: int
+    warp: float = 1.0
+
+    @property
+    def engine(self) -> str:
+        return self.voice.split(":", 1)[0] if ":" in self.voice else "espeak-ng"
 
     @property
     def id(self) -> str:
         """An 8-hex-digit id, the form of real Speech Commands speaker ids."""
-        return hashlib.sha1(f"{self.voice}|{self.pitch}|{self.speed}".encode()).hexdigest()[:8]
+        key = f"{self.voice}|{self.pitch}|{self.speed}" + (f"|{self.warp:.3f}" if self.warp != 1.0 else "")
+        return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
-def make_speakers(count: int, seed: int = 0) -> list[Speaker]:
-    """`count` speakers with distinct voices (accent × variant), pitches in [20, 80] and speeds in [140, 200]."""
-    voices = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS]
-    if not 3 <= count <= len(voices):
-        raise ValueError(f"--speakers must be between 3 (one per split) and {len(voices)}, got {count}")
+def make_speakers(count: int, seed: int = 0, engines: tuple[str, ...] = ("espeak-ng",)) -> list[Speaker]:
+    """`count` distinct speakers shared out evenly over `engines` (espeak-ng: distinct voices, pitches in [20, 80],
+    speeds in [140, 200]; flite, festival: their voices in turn, wider pitch and speed, a warp in [0.88, 1.12])."""
+    shares = [count // len(engines) + (i < count % len(engines)) for i in range(len(engines))]
+    if count < 3:
+        raise ValueError(f"--speakers must be between 3 (one per split) and the number of voices, got {count}")
     rng = np.random.default_rng(seed)
-    picked = rng.choice(len(voices), size=count, replace=False)
-    return [Speaker(voices[i], int(rng.integers(20, 81)), int(rng.integers(140, 201))) for i in picked]
+    people: list[Speaker] = []
+    for name, share in zip(engines, shares):
+        voices = ENGINES[name].voices()
+        if name == "espeak-ng":
+            if share > len(voices):
+                raise ValueError(f"--speakers must be between 3 (one per split) and {len(voices)} for espeak-ng, got {share}")
+            picked = rng.choice(len(voices), size=share, replace=False)
+            people += [Speaker(voices[i], int(rng.integers(20, 81)), int(rng.integers(140, 201))) for i in picked]
+            continue
+        ids = {s.id for s in people}
+        for k in range(share):
+            while True:
+                s = Speaker(voices[k % len(voices)], int(rng.integers(WIDE_PITCH[0], WIDE_PITCH[1] + 1)),
+                            int(rng.integers(WIDE_SPEED[0], WIDE_SPEED[1] + 1)), round(float(rng.uniform(*WARP)), 3))
+                if s.id not in ids:
+                    break
+            ids.add(s.id)
+            people.append(s)
+    return people
 
 
 def assign_splits(speakers: list[Speaker], val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict[str, str]:
@@ -77,22 +100,17 @@ def assign_splits(speakers: list[Speaker], val_fraction: float = 0.1, test_fract
     return {s.id: "val" if i < n_val else "test" if i < n_val + n_test else "train" for i, s in enumerate(order)}
 
 
-def find_espeak() -> str:
-    """Path of the espeak-ng executable, or FileNotFoundError saying how to install it."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise FileNotFoundError(f"espeak-ng is not installed (needed to synthesise speech); {INSTALL_HINT}")
-    return exe
+def synthesize(word: str, voice: str, pitch: int, speed: int) -> np.ndarray:
+    """One utterance of `word` by `voice` at 16 kHz, leading and trailing silence trimmed."""
+    speaker = Speaker(voice, pitch, speed)
+    return ENGINES[speaker.engine].synthesize(voice, [(word, pitch, speed)])[0]
 
 
-def synthesize(word: str, voice: str, pitch: int, speed: int, espeak: str = "espeak-ng") -> np.ndarray:
-    """One utterance of `word` at 16 kHz, leading and trailing silence trimmed."""
-    cmd = [espeak, "-v", voice, "-p", str(pitch), "-s", str(speed), "--stdout", word]
-    out = subprocess.run(cmd, capture_output=True, check=True).stdout
-    wave, rate = sf.read(io.BytesIO(out), dtype="float32")
-    wave = librosa.resample(wave, orig_sr=rate, target_sr=SAMPLE_RATE)
-    loud = np.flatnonzero(np.abs(wave) > 0.02 * np.abs(wave).max())
-    return wave[loud[0] : loud[-1] + 1] if len(loud) else wave
+def warp(wave: np.ndarray, factor: float) -> np.ndarray:
+    """Resample by `factor` and play back at 16 kHz: pitch and formants × factor, duration ÷ factor."""
+    if factor == 1.0:
+        return wave
+    return librosa.resample(wave, orig_sr=round(SAMPLE_RATE * factor), target_sr=SAMPLE_RATE).astype(np.float32)
 
 
 def _colored(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
@@ -123,8 +141,46 @@ def background_noise(kind: str, seconds: float, rng: np.random.Generator) -> np.
     return x / np.abs(x).max()
 
 
-def augment(speech: np.ndarray, noises: list[np.ndarray], rng: np.random.Generator, snr_db: tuple[float, float] = (10.0, 30.0)) -> np.ndarray:
-    """A 1 s clip: `speech` at a random gain and time shift, plus a random background segment at a random SNR."""
+def babble(words: list[np.ndarray], seconds: float, talkers: int, rng: np.random.Generator) -> np.ndarray:
+    """Babble noise: `talkers` overlapping streams of words picked from `words`, unit peak."""
+    n = int(seconds * SAMPLE_RATE)
+    out = np.zeros(n)
+    for _ in range(talkers):
+        pos = int(rng.integers(0, SAMPLE_RATE // 2))
+        while pos < n:
+            w = words[rng.integers(len(words))]
+            end = min(n, pos + len(w))
+            out[pos:end] += w[: end - pos] * rng.uniform(0.5, 1.0)
+            pos = end + int(rng.integers(0, SAMPLE_RATE // 10))
+    return out / max(float(np.abs(out).max()), 1e-9)
+
+
+def room_impulse(rng: np.random.Generator) -> np.ndarray:
+    """A simulated room impulse response: direct path, then noise decaying to −60 dB in RT60 ∈ [0.15, 0.7] s."""
+    rt60 = rng.uniform(0.15, 0.7)
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = rng.standard_normal(n) * 10 ** (-3 * t / rt60) * rng.uniform(0.1, 0.5)
+    tail[: int(0.002 * SAMPLE_RATE)] = 0.0  # the first reflections arrive after the direct sound
+    tail[0] = 1.0
+    return tail
+
+
+def telephone(wave: np.ndarray) -> np.ndarray:
+    """Band-limited to the telephone band, 300–3400 Hz (4th-order Butterworth)."""
+    sos = scipy.signal.butter(4, (300, 3400), btype="bandpass", fs=SAMPLE_RATE, output="sos")
+    return scipy.signal.sosfilt(sos, wave)
+
+
+def augment(speech: np.ndarray, noises: list[np.ndarray], rng: np.random.Generator, snr_db: tuple[float, float] = (10.0, 30.0),
+            effects: str = "light") -> np.ndarray:
+    """A 1 s clip: `speech` at a random gain and time shift, plus a random background segment at a random SNR;
+    `effects="full"` first reverberates the speech in a simulated room (probability 0.3, SNR range widened to
+    0–30 dB) and band-limits the clip to the telephone band (probability 0.2)."""
+    if effects == "full":
+        snr_db = (0.0, snr_db[1])
+        if rng.random() < 0.3:
+            speech = scipy.signal.fftconvolve(speech, room_impulse(rng))[: len(speech) + SAMPLE_RATE // 4]
     speech = speech[:CLIP_SAMPLES] * (rng.uniform(0.2, 0.9) / max(float(np.abs(speech).max()), 1e-9))
     clip = np.zeros(CLIP_SAMPLES, dtype=np.float64)
     start = int(rng.integers(0, CLIP_SAMPLES - len(speech) + 1))
@@ -135,12 +191,31 @@ def augment(speech: np.ndarray, noises: list[np.ndarray], rng: np.random.Generat
     snr = rng.uniform(*snr_db)
     scale = np.sqrt(np.mean(speech**2) / (np.mean(segment**2) + 1e-12) / 10 ** (snr / 10))
     clip += scale * segment
+    if effects == "full" and rng.random() < 0.2:
+        clip = telephone(clip)
+        clip *= rng.uniform(0.2, 0.9) / max(float(np.abs(clip).max()), 1e-9)
     return np.clip(clip, -1.0, 1.0).astype(np.float32)
 
 
 def _clip_rng(seed: int, speaker: Speaker, word: str, k: int) -> np.random.Generator:
     digest = hashlib.sha1(f"{seed}|{speaker.id}|{word}|{k}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _backgrounds(out: Path, engines: list, noise_seconds: float, effects: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """Write `_background_noise_/*.wav` (the synthetic noises, and babble with full effects); returns them."""
+    noises = {kind: background_noise(kind, noise_seconds, rng) for kind in NOISE_KINDS}
+    if effects == "full":
+        engine = engines[0]
+        talkers = [engine.voices()[int(i)] for i in rng.choice(len(engine.voices()), size=min(6, len(engine.voices())), replace=False)]
+        others = [w for w in WORDS_V1 if w not in KEYWORDS]  # no keyword hides in the silence class's background
+        picks = [others[int(i)] for i in rng.choice(len(others), size=8, replace=False)]
+        words = [w for v in talkers for w in engine.synthesize(v, [(word, 50, 175) for word in picks])]
+        noises["babble_noise"] = babble(words, noise_seconds, 6, rng)
+    (out / BACKGROUND).mkdir(parents=True, exist_ok=True)
+    for kind, wave in noises.items():
+        sf.write(out / BACKGROUND / f"{kind}.wav", (0.5 * wave).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+    return list(noises.values())
 
 
 def generate(
@@ -152,55 +227,61 @@ def generate(
     noise_seconds: float = 60.0,
     seed: int = 0,
     jobs: int = 2,
+    engines: list[str] | None = None,
+    effects: str = "full",
+    log=print,
 ) -> dict[str, int]:
     """Write the dataset to `out`; returns the number of clips per split.
 
     Each speaker says each keyword `per_word` times and every other word `unknown_per_word` times
-    (the real v1 has about twice as many clips of the core words as of the others).
+    (the real v1 has about twice as many clips of the core words as of the others). `engines`
+    defaults to every known one; missing ones are skipped with one line to `log`.
     """
     out = Path(out)
     if noise_seconds < 1 or per_word < 1 or unknown_per_word < 0 or not words:
         raise ValueError("need noise_seconds >= 1, per_word >= 1, unknown_per_word >= 0 and at least one word")
-    espeak = find_espeak()
-    people = make_speakers(speakers, seed)
+    if effects not in EFFECTS:
+        raise ValueError(f"effects must be one of {EFFECTS}, got {effects!r}")
+    found, skipped = available_engines(engines)
+    for line in skipped:
+        log(line)
+    if not found:
+        raise FileNotFoundError("no speech synthesiser is installed; install one, e.g. `sudo apt-get install espeak-ng flite festival`")
+    people = make_speakers(speakers, seed, tuple(e.name for e in found))
     split_of = assign_splits(people)
     rng = np.random.default_rng(seed)
-    noises = {kind: background_noise(kind, noise_seconds, rng) for kind in NOISE_KINDS}
-    (out / BACKGROUND).mkdir(parents=True, exist_ok=True)
-    for kind, wave in noises.items():
-        sf.write(out / BACKGROUND / f"{kind}.wav", (0.5 * wave).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-    bank = list(noises.values())
-    tasks = [
-        (word, s, k)
-        for word in words
-        for s in people
-        for k in range(per_word if word in KEYWORDS else unknown_per_word)
-    ]
-
-    def make(task: tuple[str, Speaker, int]) -> str:
-        word, s, k = task
-        r = _clip_rng(seed, s, word, k)
-        pitch = int(np.clip(s.pitch + r.integers(-6, 7), 0, 99))
-        speed = int(s.speed * r.uniform(0.9, 1.1))
-        clip = augment(synthesize(word, s.voice, pitch, speed, espeak), bank, r)
-        rel = f"{word}/{s.id}_nohash_{k}.wav"
-        sf.write(out / rel, clip, SAMPLE_RATE, subtype="PCM_16")
-        return rel
-
+    bank = _backgrounds(out, found, noise_seconds, effects, rng)
+    start_time = time.perf_counter()
     for word in words:
         (out / word).mkdir(exist_ok=True)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        written = list(pool.map(make, tasks))
+
+    def speak(s: Speaker) -> list[str]:
+        clips = [(word, k) for word in words for k in range(per_word if word in KEYWORDS else unknown_per_word)]
+        rngs = [_clip_rng(seed, s, word, k) for word, k in clips]
+        requests = [(word, int(np.clip(s.pitch + r.integers(-6, 7), 0, 99)), int(s.speed * r.uniform(0.9, 1.1))) for (word, _), r in zip(clips, rngs)]
+        waves = ENGINES[s.engine].synthesize(s.voice, requests)
+        written = []
+        for (word, k), r, wave in zip(clips, rngs, waves):
+            rel = f"{word}/{s.id}_nohash_{k}.wav"
+            sf.write(out / rel, augment(warp(wave, s.warp), bank, r, effects=effects), SAMPLE_RATE, subtype="PCM_16")
+            written.append(rel)
+        return written
+
     lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    for rel, (_, s, _) in zip(written, tasks):
-        lists[split_of[s.id]].append(rel)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for s, written in zip(people, pool.map(speak, people)):
+            lists[split_of[s.id]] += written
     for split, fname in SPLIT_LISTS.items():
         (out / fname).write_text("".join(f"{rel}\n" for rel in sorted(lists[split])))
     with open(out / "speakers.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["speaker", "voice", "pitch", "speed", "split"])
+        w.writerow(["speaker", "engine", "voice", "pitch", "speed", "warp", "split"])
         for s in sorted(people, key=lambda s: s.id):
-            w.writerow([s.id, s.voice, s.pitch, s.speed, split_of[s.id]])
+            w.writerow([s.id, s.engine, s.voice, s.pitch, s.speed, s.warp, split_of[s.id]])
+    clips = sum(len(v) for v in lists.values())
+    per_engine = {e.name: sum(1 for s in people if s.engine == e.name) for e in found}
+    log("engines: " + ", ".join(f"{n} ({c} speakers)" for n, c in per_engine.items())
+        + f"; {clips / (time.perf_counter() - start_time):.1f} clips/s with {max(1, jobs)} jobs")
     return {split: len(v) for split, v in lists.items()}
 
 
@@ -211,15 +292,16 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     words = tuple(w.strip() for w in args.words.split(",")) if args.words else WORDS_V1
     unknown = args.unknown_per_word if args.unknown_per_word is not None else max(1, args.per_word // 2)
+    engines = [e.strip() for e in args.engines.split(",")] if args.engines else None
     with dataset_folder(out, args.force, "speech-commands") as tmp:
-        counts = generate(tmp, args.speakers, args.per_word, unknown, words, args.noise_seconds, args.seed, args.jobs)
+        counts = generate(tmp, args.speakers, args.per_word, unknown, words, args.noise_seconds, args.seed, args.jobs, engines, args.effects)
     print(f"wrote {sum(counts.values())} clips to {out} (train {counts['train']}, val {counts['val']}, test {counts['test']})")
     return 0
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
     """Add `spikeforge data speech-commands OUT`."""
-    p = sub.add_parser("speech-commands", help="synthesise Speech Commands v1 words with espeak-ng, in the real layout")
+    p = sub.add_parser("speech-commands", help="synthesise Speech Commands v1 words with the installed speech engines, in the real layout")
     add_arguments(p, "folder to write")
     p.add_argument("--speakers", type=int, default=100, help="distinct synthetic speakers (default 100; 10%% val, 10%% test)")
     p.add_argument("--per-word", type=int, default=3, help="utterances of each keyword per speaker (default 3)")
@@ -227,5 +309,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--words", default=None, help="comma-separated subset of the 30 words (default: all)")
     p.add_argument("--noise-seconds", type=float, default=60.0, help="length of each background-noise file (default 60)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng processes (default 2)")
+    p.add_argument("--jobs", type=int, default=2, help="speakers synthesised in parallel (default 2)")
+    p.add_argument("--engines", default=None, help=f"comma-separated speech engines (default: every installed one of {', '.join(ENGINES)})")
+    p.add_argument("--effects", choices=EFFECTS, default="full",
+                   help="per-clip augmentation: full (reverb, telephone band, babble; default) or light (gain, shift, noise: the original corpus)")
     p.set_defaults(func=_run)

@@ -1,0 +1,131 @@
+"""Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite and festival.
+
+Each engine is optional (`available()` says whether its program is installed) and turns a list of
+(word, pitch, speed) requests of one voice into 16 kHz waveforms with leading and trailing silence
+trimmed. `pitch` is the engine-neutral 0–99 of espeak-ng, `speed` words per minute (175 ≈ normal);
+each engine maps them onto its own controls. Voices are named `engine:voice`, except espeak-ng's,
+which keep their plain `accent+variant` names.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+SAMPLE_RATE = 16000
+ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc")
+ESPEAK_VARIANTS = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+    "Andy", "Annie", "Alicia", "adam", "aunty", "belinda", "benjamin", "caleb", "david", "ed",
+    "edward", "grandma", "grandpa", "john", "linda", "max", "norbert", "paul", "quincy", "rob",
+    "robert", "shelby", "steph", "travis", "victor", "zac",
+)  # fmt: skip
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+INSTALL = {
+    "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
+    "flite": "sudo apt-get install flite",
+    "festival": "sudo apt-get install festival festvox-kallpc16k",
+}
+
+
+def trim(wave: np.ndarray, rate: int) -> np.ndarray:
+    """`wave` resampled to 16 kHz, leading and trailing parts below 2 % of the peak cut."""
+    wave = librosa.resample(np.asarray(wave, dtype=np.float32), orig_sr=rate, target_sr=SAMPLE_RATE) if rate != SAMPLE_RATE else wave
+    loud = np.flatnonzero(np.abs(wave) > 0.02 * np.abs(wave).max()) if len(wave) else []
+    return wave[loud[0] : loud[-1] + 1] if len(loud) else wave
+
+
+def _wav_bytes(data: bytes) -> np.ndarray:
+    wave, rate = sf.read(io.BytesIO(data), dtype="float32")
+    return trim(wave if wave.ndim == 1 else wave.mean(1), rate)
+
+
+class Espeak:
+    """espeak-ng: formant synthesis; 8 English accents × 39 voice variants, pitch 0–99 and speed in words/min native."""
+
+    name = "espeak-ng"
+
+    def available(self) -> bool:
+        return shutil.which("espeak-ng") is not None
+
+    def voices(self) -> list[str]:
+        return [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
+        return [_wav_bytes(subprocess.run(["espeak-ng", "-v", voice, "-p", str(p), "-s", str(s), "--stdout", w],
+                                          capture_output=True, check=True).stdout) for w, p, s in requests]
+
+
+class Flite:
+    """flite: diphone (kal, kal16) and clustergen (awb, rms, slt) voices; pitch → mean F0 of 70–250 Hz, speed → duration stretch."""
+
+    name = "flite"
+
+    def available(self) -> bool:
+        return shutil.which("flite") is not None
+
+    def voices(self) -> list[str]:
+        return [f"flite:{v}" for v in FLITE_VOICES]
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
+        out = []
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "w.wav"
+            for word, pitch, speed in requests:
+                cmd = ["flite", "-voice", voice.split(":", 1)[1], "--setf", f"int_f0_target_mean={70 + 1.8 * pitch:.0f}",
+                       "--setf", f"duration_stretch={175 / speed:.3f}", "-t", word, "-o", str(path)]
+                subprocess.run(cmd, capture_output=True, check=True)
+                out.append(_wav_bytes(path.read_bytes()))
+        return out
+
+
+class Festival:
+    """festival with its installed English voices (kal_diphone, ...): one festival process renders all requests of a voice;
+    pitch → target mean F0 of 70–250 Hz, speed → Duration_Stretch."""
+
+    name = "festival"
+
+    def available(self) -> bool:
+        return shutil.which("festival") is not None and bool(self.voices())
+
+    def voices(self) -> list[str]:
+        roots = [Path("/usr/share/festival/voices/english"), Path("/usr/local/share/festival/voices/english")]
+        return sorted(f"festival:{d.name}" for r in roots if r.is_dir() for d in r.iterdir() if d.is_dir())
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
+        with tempfile.TemporaryDirectory() as tmp:
+            lines = [f"(voice_{voice.split(':', 1)[1]})"]
+            for i, (word, pitch, speed) in enumerate(requests):
+                f0 = 70 + 1.8 * pitch
+                lines += [
+                    f"(Parameter.set 'Duration_Stretch {175 / speed:.3f})",
+                    f"(set! int_lr_params '((target_f0_mean {f0:.0f}) (target_f0_std {0.15 * f0:.0f}) (model_f0_mean 170) (model_f0_std 34)))",
+                    f'(utt.save.wave (utt.synth (Utterance Text "{word}")) "{tmp}/{i}.wav" \'riff)',
+                ]
+            script = Path(tmp) / "say.scm"
+            script.write_text("\n".join(lines) + "\n")
+            subprocess.run(["festival", "-b", str(script)], capture_output=True, check=True)
+            return [_wav_bytes((Path(tmp) / f"{i}.wav").read_bytes()) for i in range(len(requests))]
+
+
+ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival())}
+
+
+def available_engines(wanted: list[str] | None = None) -> tuple[list, list[str]]:
+    """(the installed engines among `wanted` (default: all known), one line per engine skipped, saying how to install it)."""
+    names = list(ENGINES) if wanted is None else wanted
+    unknown = [n for n in names if n not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown speech engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
+    found, skipped = [], []
+    for n in names:
+        (found if ENGINES[n].available() else skipped).append(n)
+    lines = [f"speech engine {n} not installed, skipped ({INSTALL[n]})" for n in skipped]
+    return [ENGINES[n] for n in found], lines
