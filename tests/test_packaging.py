@@ -25,10 +25,19 @@ def test_every_shipped_recipe_is_package_data_and_listed():
     assert set(shipped) <= set(listed)
 
 
-def _site_dirs() -> list[str]:
-    """This interpreter's site-packages folders (where torch and the other dependencies are installed)."""
-    dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *(p for p in sys.path if p.endswith("site-packages"))}
-    return sorted(d for d in dirs if Path(d).is_dir())
+def _dependency_dirs(into: Path) -> list[str]:
+    """This interpreter's site-packages folders (torch and the other dependencies), mirrored by links under `into`
+    without any spikeforge install (an editable one from `make test` would make pip skip the wheel)."""
+    sites = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *(p for p in sys.path if p.endswith("site-packages"))])
+    out = []
+    for k, site in enumerate(d for d in sites if Path(d).is_dir()):
+        mirror = into / str(k)
+        mirror.mkdir(parents=True)
+        for entry in Path(site).iterdir():
+            if not entry.name.lower().startswith(("spikeforge", "__editable__", "_spikeforge")):
+                (mirror / entry.name).symlink_to(entry)
+        out.append(str(mirror))
+    return out
 
 
 @pytest.mark.slow
@@ -52,7 +61,7 @@ def test_wheel_installs_into_a_fresh_venv_and_trains_from_outside_the_repository
     run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
     purelib = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
-    (purelib / "_dependencies.pth").write_text("\n".join(_site_dirs()) + "\n")  # torch & co. without a download
+    (purelib / "_dependencies.pth").write_text("\n".join(_dependency_dirs(tmp_path / "deps")) + "\n")  # torch & co. without a download
     run(sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "-q", wheel)  # dependencies are checked
 
     where = Path(run(python, "-c", "import spikeforge; print(spikeforge.__file__)").strip())
