@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     for d in result.detections:
         print(f"{d.step * hop / 1000:8.2f} s  {CLASSES[d.label]:<6} {d.score:.3f}")
     print(f"{len(result.detections)} keywords in {result.audio_seconds:.1f} s of audio; {result.seconds:.2f} s to process "
-          f"(real-time factor {result.real_time_factor:.3f})")
+          f"(real-time factor {result.real_time_factor:.3f}; in CPU time {result.cpu_real_time_factor:.3f})")
     if args.plot is not None:
         png = args.plot / f"detect-{args.wav.stem}.png"
         plot_stream(png, result, CLASSES, hop, args.threshold, f"{args.wav.name}: {len(result.detections)} keywords")

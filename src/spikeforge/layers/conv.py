@@ -120,13 +120,15 @@ class SpikingConv(SpikingLayer):
             return super().step_current(x_t, inputs)
         check_time_major(x_t.unsqueeze(0), "SpikingConv step input", 3 + self.spatial_dims, f"[B, {self.in_channels}, *S] (one step)")
         if inputs is None:  # the inputs before the stream started are zeros (causal padding)
-            inputs = {"ring": x_t.new_zeros(reach + 1, *x_t.shape), "pos": 0}
-        ring, pos = inputs["ring"], inputs["pos"]
+            inputs = {"ring": x_t.new_zeros(2 * (reach + 1), *x_t.shape), "pos": 0}
+        ring, pos, size = inputs["ring"], inputs["pos"], reach + 1
         if ring.shape[1:] != x_t.shape:
             raise ValueError(f"SpikingConv.step: input step of shape {tuple(x_t.shape)} differs from the earlier steps' {tuple(ring.shape[1:])}")
-        ring[pos] = x_t  # the buffer is updated in place
-        # tap k reads x[n − reach + k·time_dilation], stored (pos + 1 + k·time_dilation) mod (reach + 1)
-        taps = ring[[(pos + 1 + k * self.time_dilation) % (reach + 1) for k in range(self.time_kernel)]]
+        # the ring is kept twice over (slots p and p + size), so the last reach + 1 inputs are always one slice;
+        # tap k reads x[n − reach + k·time_dilation]. The buffer is updated in place.
+        ring[pos] = x_t
+        ring[pos + size] = x_t
+        taps = ring[pos + 1 : pos + 1 + size : self.time_dilation]
         if self.spatial_dims < 3:
             conv = _CONV[self.spatial_dims + 1]
             y = conv(taps.movedim(0, 2), self.weight, self.bias, (1, *self.stride), (0, *self.padding), (1, *self.dilation))[:, :, 0]
@@ -134,7 +136,7 @@ class SpikingConv(SpikingLayer):
             y = sum(F.conv3d(taps[k], self.weight[:, :, k], None, self.stride, self.padding, self.dilation) for k in range(self.time_kernel))
             if self.bias is not None:
                 y = y + self.bias.view(1, -1, 1, 1, 1)
-        return y, {"ring": ring, "pos": (pos + 1) % (reach + 1)}
+        return y, {"ring": ring, "pos": (pos + 1) % size}
 
 
 class RecurrentPool(SpikingConv):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.checks import check_time_major
@@ -38,11 +39,11 @@ class Readout(nn.Module):
             y = leaky_integrate(y, self.integrate)
         return y
 
-    def _scores(self, x: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    def _scores(self, x: torch.Tensor, shape: torch.Size, event_driven: bool = True) -> torch.Tensor:
         """W·S (÷ (‖W_c‖² + ε) when normalized) + offset for flattened spikes `[..., in_features]`."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Readout input: expected {self.in_features} features per step after flattening, got {x.shape[-1]} from shape {tuple(shape)}")
-        y = events.linear(x, self.weight)  # event-driven for sparse spikes
+        y = events.linear(x, self.weight) if event_driven else F.linear(x, self.weight)  # event-driven for sparse spike sequences
         if self.normalized:
             y = y / ((self.weight * self.weight).sum(1) + self.eps)
         return y + self.bias
@@ -54,7 +55,7 @@ class Readout(nn.Module):
     def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """One time step: spikes `[B, ...]` → (scores `[B, classes]`, next state), as `forward` at that step."""
         check_step_input(x_t, state, "Readout")
-        y = self._scores(x_t.flatten(1).unsqueeze(0), (None, *x_t.shape))[0]
+        y = self._scores(x_t.flatten(1), (None, *x_t.shape), event_driven=False)  # one step: too few rows for events
         if self.integrate is not None and state["scores"] is not None:
             y = self.integrate * state["scores"] + y  # y[n] = β_out·y[n−1] + W·S[n]
         return y, {"batch": state["batch"], "scores": y}
