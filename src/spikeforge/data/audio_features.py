@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,7 +23,7 @@ from typing import Callable
 import librosa
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -168,15 +169,19 @@ def cached(
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and string metadata from `cache_dir/key.safetensors`, computed (and written) only when absent.
 
-    `cache_dir=None` computes every time. Writes go through a temporary file, so a crash leaves no partial cache.
+    `cache_dir=None` computes every time. Writes go through a temporary file, so a crash leaves no partial cache;
+    a cache file that cannot be read (damaged on disk) is rebuilt with one warning.
     """
     if cache_dir is None:
         return compute()
     path = Path(cache_dir) / f"{key}.safetensors"
     if path.exists():
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-        return load_file(str(path)), meta
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+            return load_file(str(path)), meta
+        except (SafetensorError, OSError) as err:
+            warnings.warn(f"feature cache {path} is unreadable ({err}); rebuilding it", stacklevel=2)
     tensors, meta = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")

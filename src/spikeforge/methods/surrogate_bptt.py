@@ -30,6 +30,8 @@ class SurrogateBPTT(Method):
         self.reg_weight, self.reg_schedule = reg_weight, reg_schedule
         if reg_schedule not in ("constant", "linear"):
             raise ValueError(f"method.reg_schedule must be 'constant' or 'linear', got {reg_schedule!r}")
+        if any(float(w) < 0 for w in (reg_weight if isinstance(reg_weight, (list, tuple)) else [reg_weight])):
+            raise ValueError(f"method.reg_weight must be >= 0 (it weights a penalty on spike counts; a negative one rewards spiking), got {reg_weight}")
 
     def _weights(self, layers: int) -> list[float]:
         if isinstance(self.reg_weight, (list, tuple)):

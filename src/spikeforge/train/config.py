@@ -272,6 +272,8 @@ def _encoder_fn(table: dict[str, Callable]) -> Callable[[str], Callable]:
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
     """Apply `key.sub=value` strings (values parsed as YAML) to a copy of `config`."""
+    if not isinstance(config, dict):
+        raise RecipeError(f"a recipe is a YAML mapping of keys (name: ..., model: ...), got {type(config).__name__}")
     out = copy.deepcopy(config)
     for item in overrides:
         if "=" not in item:
