@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from spikeforge.cli import main
 from spikeforge.data.audio_features import LogMelConfig, cache_key, cached
-from spikeforge.registry import METHODS
+from spikeforge.data.events import EVENT_DTYPE, read_nmnist, write_nmnist
+from spikeforge.registry import DATASETS, METHODS
 from test_harness_tiny import FMNIST, tiny_recipe
 
 
@@ -56,3 +60,44 @@ def test_negative_regularizer_weight_in_a_recipe_is_one_line_and_no_run(tmp_path
     assert main(["train", str(tiny_recipe(tmp_path)), "--out", str(tmp_path / "runs"), "--set", "method.reg_weight=-0.05"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "method.reg_weight must be >= 0" in err and list((tmp_path / "runs").iterdir()) == []
+
+
+def _nmnist_folder(root, per_split=12):
+    """A small NMNIST-layout folder of random events, plus one empty and one truncated training file."""
+    rng = np.random.default_rng(0)
+    for folder in ("Train", "Test"):
+        for i in range(per_split):
+            ev = np.zeros(50, EVENT_DTYPE)
+            ev["x"], ev["y"], ev["p"] = rng.integers(0, 34, 50), rng.integers(0, 34, 50), rng.integers(0, 2, 50)
+            ev["t"] = np.sort(rng.integers(0, 20_000, 50))
+            write_nmnist(root / folder / str(i % 3) / f"{i:05d}.bin", ev)
+    (root / "Train" / "1" / "empty.bin").write_bytes(b"")
+    (root / "Train" / "2" / "cut.bin").write_bytes(b"\x01" * 12)
+    return ["empty.bin", "cut.bin"]
+
+
+def test_empty_and_truncated_event_files_are_skipped_and_reported(tmp_path):
+    bad = _nmnist_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"empty.bin: empty NMNIST file \(0 events\)"):
+        read_nmnist(tmp_path / "Train" / "1" / "empty.bin")
+    with pytest.warns(UserWarning, match="2 empty or truncated event files skipped") as caught:
+        ds = DATASETS.get("nmnist")(root=tmp_path, split="train", steps=20)
+    assert len(caught) == 1 and len(ds) == 12 and ds.report["files"] == 14 and ds.report["skipped"] == 2
+    assert sorted(Path(line.split(":")[0]).name for line in ds.report["skipped_files"]) == sorted(bad)
+    assert all(ds[i][0].shape == (20, 2, 34, 34) for i in range(len(ds)))
+
+
+def test_training_goes_on_past_bad_event_files_and_lists_them_in_metrics(tmp_path):
+    import yaml
+
+    bad = _nmnist_folder(tmp_path / "nmnist")
+    recipe = {"name": "events", "dataset": {"name": "nmnist", "root": str(tmp_path / "nmnist"), "steps": 20, "val_fraction": 0.25},
+              "encoder": {"name": "sequence"}, "model": {"name": "demo_lif", "inputs": 2 * 34 * 34, "hidden": [8], "classes": 3},
+              "method": {"name": "surrogate_bptt"}, "epochs": 1, "batch_size": 3}
+    (tmp_path / "events.yaml").write_text(yaml.safe_dump(recipe))
+    with pytest.warns(UserWarning, match="2 empty or truncated event files skipped"):
+        assert main(["train", str(tmp_path / "events.yaml"), "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    report = json.loads((run / "metrics.json").read_text())["data_report"]
+    assert sorted(report) == ["test", "train"] and report["train"]["skipped"] == 2 and report["test"]["skipped"] == 0
+    assert sorted(Path(line.split(":")[0]).name for line in report["train"]["skipped_files"]) == sorted(bad)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +56,19 @@ def read_nmnist(path: str | os.PathLike, sensor_size: tuple[int, int, int] = NMN
     from tonic.io import read_mnist_file
 
     path = Path(path)
-    size = path.stat().st_size
-    if size % 5:
-        raise ValueError(f"{path}: truncated or corrupt NMNIST file: {size} bytes is not a whole number of 5-byte events")
+    check_nmnist_size(path)
     events = read_mnist_file(str(path), dtype=EVENT_DTYPE)
     check_in_sensor(events, sensor_size, path)
     return events
+
+
+def check_nmnist_size(path: Path) -> None:
+    """Raise ValueError naming `path` if it holds no events or not a whole number of 5-byte events."""
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path}: empty NMNIST file (0 events)")
+    if size % 5:
+        raise ValueError(f"{path}: truncated or corrupt NMNIST file: {size} bytes is not a whole number of 5-byte events")
 
 
 def write_nmnist(path: str | os.PathLike, events: np.ndarray) -> None:
@@ -138,9 +146,21 @@ class NMNISTFolder(_EventSamples):
         folder = Path(root) / _NMNIST_FOLDERS[split]
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} does not exist; expected the NMNIST layout root/Train|Test/<digit>/*.bin (generate one with `spikeforge data saccade-events OUT`)")
-        files = sorted(folder.glob("[0-9]/*.bin"))
-        if not files:
+        found = sorted(folder.glob("[0-9]/*.bin"))
+        if not found:
             raise FileNotFoundError(f"{folder} holds no <digit>/*.bin files (NMNIST layout)")
+        files, skipped = [], []
+        for path in found:
+            try:
+                check_nmnist_size(path)
+                files.append(path)
+            except ValueError as err:
+                skipped.append(str(err))
+        self.report = {"files": len(found), "skipped": len(skipped), "skipped_files": skipped}
+        if skipped:
+            warnings.warn(f"{folder}: {len(skipped)} empty or truncated event files skipped (listed in metrics.json data_report)", stacklevel=2)
+        if not files:
+            raise ValueError(f"{folder}: every one of its {len(found)} event files is empty or truncated")
         if limit is not None:
             files = files[:: max(1, len(files) // limit)][:limit]  # every k-th file keeps all classes
         self.files = files

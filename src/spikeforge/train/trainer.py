@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from spikeforge.methods.base import Method, StageData
@@ -293,8 +293,13 @@ class Trainer:
 
     def _data_report(self) -> dict:
         """What each split's loader reports about its files (e.g. skipped corrupt WAVs), where it reports any."""
-        splits = {"train": self.train_set, "val": self.val_set, "test": self.test_set}
-        return {name: ds.report for name, ds in splits.items() if getattr(ds, "report", None) is not None}
+        reports, seen = {}, set()
+        for name, ds in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)):
+            source = ds.dataset if isinstance(ds, Subset) else ds  # a carved validation split reports with "train"
+            if getattr(source, "report", None) is not None and id(source) not in seen:
+                reports[name] = source.report
+                seen.add(id(source))
+        return reports
 
 
 def _mean(rates: dict[str, float]) -> float:
