@@ -101,3 +101,27 @@ def test_training_goes_on_past_bad_event_files_and_lists_them_in_metrics(tmp_pat
     report = json.loads((run / "metrics.json").read_text())["data_report"]
     assert sorted(report) == ["test", "train"] and report["train"]["skipped"] == 2 and report["test"]["skipped"] == 0
     assert sorted(Path(line.split(":")[0]).name for line in report["train"]["skipped_files"]) == sorted(bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_layers_name_an_input_dtype_that_differs_from_their_weights(dtype):
+    from spikeforge.layers.dense import SpikingLinear
+
+    layer = SpikingLinear(4, 3)
+    with pytest.raises(ValueError, match=rf"SpikingLinear input: dtype {dtype} but the layer's weights are torch.float32; cast the input \(x.to\(torch.float32\)\)"):
+        layer(torch.rand(2, 1, 4, dtype=dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(torch.rand(2, 1, 4, dtype=torch.bfloat16))  # mixed precision by autocast is the user's choice: no error
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_the_harness_casts_other_float_samples_to_float32_with_a_warning(dtype):
+    from spikeforge.train.encode import encode
+
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64).to(dtype)
+    with pytest.warns(UserWarning, match=f"the dataset gives {dtype} samples; they are cast to torch.float32") as caught:
+        out = encode(x, {"name": "direct", "steps": 2})
+    assert len(caught) == 1 and out.dtype == torch.float32 and torch.equal(out[1], x.float())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert encode(x.float(), {"name": "direct", "steps": 2}).dtype == torch.float32  # float32 passes silently

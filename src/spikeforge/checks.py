@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 
-def check_time_major(x: torch.Tensor, name: str, rank: int | tuple[int, ...], layout: str) -> None:
-    """Raise ValueError unless `x` is a finite floating tensor of the given rank, laid out as `layout`.
+def check_time_major(x: torch.Tensor, name: str, rank: int | tuple[int, ...], layout: str, dtype: torch.dtype | None = None) -> None:
+    """Raise ValueError unless `x` is a finite floating tensor of the given rank (and `dtype`, if given), laid out as `layout`.
 
     `layout` names the expected axes, e.g. "[T, B, C, H, W]"; it is quoted in the error.
     """
@@ -20,6 +20,8 @@ def check_time_major(x: torch.Tensor, name: str, rank: int | tuple[int, ...], la
         )
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a floating tensor {layout}, got dtype {x.dtype}; use x.float()")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"{name}: dtype {x.dtype} but the layer's weights are {dtype}; cast the input (x.to({dtype})) or the model (model.to({x.dtype}))")
     # one reduction pass; the exact element-wise test only when the sum is not finite
     if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         raise ValueError(f"{name}: input {layout} of shape {tuple(x.shape)} contains NaN or Inf")

@@ -76,7 +76,7 @@ class SpikingConv(SpikingLayer):
     def current(self, x: torch.Tensor) -> torch.Tensor:
         rank = 3 + self.spatial_dims
         layout = f"[T, B, {self.in_channels}, " + ", ".join(f"S{i}" for i in range(self.spatial_dims)) + "]"
-        check_time_major(x, "SpikingConv input", rank, layout)
+        check_time_major(x, "SpikingConv input", rank, layout, self.weight.dtype)
         if x.shape[2] != self.in_channels:
             raise ValueError(f"SpikingConv input: expected {layout} with {self.in_channels} channels on axis 2, got {tuple(x.shape)}")
         steps, batch = x.shape[:2]

@@ -33,7 +33,7 @@ class SpikingLinear(SpikingLayer):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def current(self, x: torch.Tensor) -> torch.Tensor:
-        check_time_major(x, "SpikingLinear input", 3, f"[T, B, {self.in_features}]")
+        check_time_major(x, "SpikingLinear input", 3, f"[T, B, {self.in_features}]", self.weight.dtype)
         if x.shape[2] != self.in_features:
             raise ValueError(f"SpikingLinear input: expected [T, B, {self.in_features}], got {tuple(x.shape)}")
         return events.linear(x, self.weight, self.bias)  # event-driven for sparse spikes

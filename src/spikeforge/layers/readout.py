@@ -33,7 +33,7 @@ class Readout(nn.Module):
         self.bias = nn.Parameter(torch.zeros(classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_time_major(x, "Readout input", tuple(range(3, 7)), f"[T, B, {self.in_features}] (or [T, B, C, *S] flattening to it)")
+        check_time_major(x, "Readout input", tuple(range(3, 7)), f"[T, B, {self.in_features}] (or [T, B, C, *S] flattening to it)", self.weight.dtype)
         y = self._scores(x.flatten(2), x.shape)
         if self.integrate is not None:
             y = leaky_integrate(y, self.integrate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -22,6 +23,16 @@ def encoders() -> dict[str, Callable[..., torch.Tensor]]:
 
 
 def encode(x: torch.Tensor, spec: dict) -> torch.Tensor:
-    """Encode batch `x` with the recipe's `encoder` section ({name, **kwargs})."""
+    """Encode batch `x` with the recipe's `encoder` section ({name, **kwargs}), in the models' dtype (float32)."""
     kwargs = {k: v for k, v in spec.items() if k != "name"}
-    return encoders()[spec["name"]](x, **kwargs)
+    return to_model_dtype(encoders()[spec["name"]](x, **kwargs))
+
+
+def to_model_dtype(x: torch.Tensor) -> torch.Tensor:
+    """A floating batch in the dtype the harness builds models in (torch's default, float32), with one warning if cast."""
+    dtype = torch.get_default_dtype()
+    if x.is_floating_point() and x.dtype != dtype:
+        warnings.warn(f"the dataset gives {x.dtype} samples; they are cast to {dtype}, the models' dtype "
+                      "(have the dataset return float32 to skip this copy)", stacklevel=2)
+        return x.to(dtype)
+    return x
