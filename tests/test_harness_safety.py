@@ -175,3 +175,44 @@ def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_run_folder(tmp_path, c
     err = capsys.readouterr().err
     assert err == "spikeforge train: interrupted before training started; no run folder was made\n"
     assert list(out.iterdir()) == []
+
+
+# -- point 8: a full disk during training -------------------------------------------------------
+@needs_fmnist
+def test_full_disk_during_training_is_one_line_and_keeps_last(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import spikeforge.train.checkpoint as ckpt
+
+    real, saves = ckpt.save_file, []
+
+    def fills_up(*args, **kwargs):
+        saves.append(1)
+        if len(saves) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", fills_up)
+    out = tmp_path / "runs"
+    assert main(["train", str(tiny_recipe(tmp_path)), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    (run,) = out.iterdir()
+    assert err.count("\n") == 1 and f"cannot write to {run / 'checkpoints'}: No space left on device" in err and "MiB needed" in err
+    assert os.readlink(run / "checkpoints" / "last") == "step-00000002"  # the first save, complete and loadable
+    assert load_weights(run / "checkpoints" / "last", build(MODELS, runfolder.read_config(run)["model"])) == 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last", "step-00000002"]
+
+
+def test_atomic_write_that_fails_keeps_the_old_file(tmp_path):
+    import errno
+
+    from spikeforge.train.atomic import WriteFailed, atomic_write, atomic_write_text
+
+    atomic_write_text(tmp_path / "metrics.json", "old")
+
+    def read_only(tmp):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with pytest.raises(WriteFailed, match=f"cannot write to {tmp_path}: Read-only file system"):
+        atomic_write(tmp_path / "metrics.json", read_only)
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"] and (tmp_path / "metrics.json").read_text() == "old"
