@@ -77,3 +77,20 @@ def family(name: str) -> tuple[nn.Module, tuple[int, ...], torch.Tensor]:
     model = factory()
     x = (torch.rand(12, 3, *shape, generator=torch.Generator().manual_seed(1)) < 0.4).float()
     return model, shape, x
+
+
+#: family → why the tool cannot run it (absent: identical spikes). Mirrors the matrix in docs/usage.md.
+NORSE_GAPS = {
+    "dense_cuba_li": "Norse 1.1 imports no LI node (the integrating readout)",
+    "conv1d": "Norse 1.1 imports no Conv1d node",
+    "kws_time_taps": "Norse 1.1 imports no Delay node",
+    "srm_delays": "Norse 1.1 imports no Delay, CubaLI, Threshold or Scale node",
+}
+SNNTORCH_GAPS = {
+    "dense_nlif": "snnTorch 1.0 imports IF as a leaky neuron (β = 0.9) and only with r = 1",
+    "dense_cuba_li": "snnTorch 1.0 imports no LI node",
+    "kws_time_taps": "snnTorch 1.0 imports no Delay node",
+    "srm_delays": "snnTorch 1.0 imports no Delay, CubaLI, Threshold or Scale node",
+}
+SNN_MLIR_GAPS = {"kws_time_taps": "snn-mlir 1.0 compiles linear chains only (no Delay, no fan-in)",
+                 "srm_delays": "snn-mlir 1.0 has no Delay, Threshold or Scale node and no feedback"}

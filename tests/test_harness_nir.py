@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from nir_families import FAMILIES, NOT_IMPORTED, Chain, family
+from nir_families import FAMILIES, NORSE_GAPS, NOT_IMPORTED, SNN_MLIR_GAPS, SNNTORCH_GAPS, Chain, family
 from safetensors.torch import load_file
 from spikeforge.cli import main
 from spikeforge.export.nir_graph import COMPATS, export_nir, to_nir
@@ -199,3 +200,20 @@ def test_export_command_writes_the_trained_deployable_model(tmp_path, capsys):
     x = torch.rand(6, 3, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(simulate(graph, x), original(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_usage_matrix_says_what_the_interop_tests_measure():
+    """docs/usage.md's row for each family: 'identical' for a tool exactly where the tests find identical spikes."""
+    text = (Path(__file__).parents[1] / "docs" / "usage.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        names = re.findall(r"\(`([a-z0-9_]+)`(?:, `([a-z0-9_]+)`)?\)", line.split("|")[1]) if line.startswith("| ") else []
+        for pair in names:
+            for name in filter(None, pair):
+                rows[name] = [cell.strip() for cell in line.split("|")[2:6]]
+    assert set(rows) == set(FAMILIES)
+    for name, (own, norse, snntorch, mlir) in rows.items():
+        assert own.startswith("identical")
+        assert norse.startswith("identical") == (name not in NORSE_GAPS), name
+        assert snntorch.startswith("identical") == (name not in SNNTORCH_GAPS), name
+        assert mlir.startswith("accepted") == (name not in SNN_MLIR_GAPS), name

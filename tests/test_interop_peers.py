@@ -18,7 +18,7 @@ import nir
 import pytest
 import torch
 
-from nir_families import FAMILIES, family
+from nir_families import FAMILIES, NORSE_GAPS, SNN_MLIR_GAPS, SNNTORCH_GAPS, family
 from spikeforge.export.nir_graph import export_nir, to_nir
 
 norse = pytest.importorskip("norse.torch", reason="Norse is in the [interop] test extra")
@@ -26,23 +26,6 @@ snn_import = pytest.importorskip("snntorch.import_nir", reason="snnTorch is in t
 snn_utils = pytest.importorskip("snntorch.utils", reason="snnTorch is in the [interop] test extra")
 rockpool_nir = pytest.importorskip("rockpool.nn.modules.torch.nir", reason="rockpool is in the [interop] test extra")
 snn_mlir_nodes = pytest.importorskip("snn_mlir.nodes", reason="snn-mlir is in the [interop] test extra")
-
-#: family → why the tool cannot run it (None: identical spikes). Mirrors the matrix in docs/usage.md.
-NORSE_GAPS = {
-    "dense_cuba_li": "Norse 1.1 imports no LI node (the integrating readout)",
-    "conv1d": "Norse 1.1 imports no Conv1d node",
-    "kws_time_taps": "Norse 1.1 imports no Delay node",
-    "srm_delays": "Norse 1.1 imports no Delay, CubaLI, Threshold or Scale node",
-}
-SNNTORCH_GAPS = {
-    "dense_nlif": "snnTorch 1.0 imports IF as a leaky neuron (β = 0.9) and only with r = 1",
-    "dense_cuba_li": "snnTorch 1.0 imports no LI node",
-    "kws_time_taps": "snnTorch 1.0 imports no Delay node",
-    "srm_delays": "snnTorch 1.0 imports no Delay, CubaLI, Threshold or Scale node",
-}
-SNN_MLIR_GAPS = {"kws_time_taps": "snn-mlir 1.0 compiles linear chains only (no Delay, no fan-in)",
-                 "srm_delays": "snn-mlir 1.0 has no Delay, Threshold or Scale node and no feedback"}
-
 
 def _stepped(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run a nirtorch-built module step by step on one sample `[T, 1, ...]`, carrying its state."""
