@@ -102,7 +102,7 @@ def _unknown_reason(module: nn.Module) -> str:
     kind = type(module).__name__
     if "relpsp" in kind.lower():
         return "ReL-PSP neurons (one spike per neuron, a linearly rising post-synaptic potential) have no NIR primitive; export the ANN before conversion instead"
-    return f"{kind} has no NIR counterpart (exportable: spikeforge's spiking, readout, pooling and flatten layers, Linear, Conv1d/2d, BatchNorm, AvgPool2d, NoisyLIF)"
+    return f"{kind} has no NIR counterpart (exportable: spikeforge's spiking, readout, pooling and flatten layers, SRM layers, Linear, Conv1d/2d, BatchNorm, AvgPool2d, NoisyLIF)"
 
 
 def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, nn.Module, tuple[int, ...], tuple[int, ...]]]:
