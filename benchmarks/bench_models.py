@@ -265,7 +265,7 @@ def layer_rates(net: nn.Module, x: torch.Tensor) -> list[float]:
     return rates
 
 
-def calibrate_gains(model: str, x: torch.Tensor, rate: float, iterations: int = 30) -> tuple[float, ...]:
+def calibrate_gains(model: str, x: torch.Tensor, rate: float, iterations: int = 20) -> tuple[float, ...]:
     """Gains on the default init (as in `build`) that make each spiking layer fire at `rate` of its neuron-steps on `x`.
 
     Layer by layer (each on the previous calibrated layer's spikes), a bisection on log(gain);
