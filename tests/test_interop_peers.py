@@ -112,3 +112,14 @@ def test_rockpool_cannot_import_nir_lif_nodes():
     model, shape, _ = family("dense_lif")
     with pytest.raises(AttributeError, match="tau_mem"):
         rockpool_nir.from_nir(to_nir(model, shape, dt=1e-3))
+
+
+def test_a_norse_exported_file_is_refused_in_one_line_not_misread():
+    """Norse 1.1 writes a LIF's τ as dt / tau_mem_inv (1e-5 s for τ = 10 ms at dt = 1 ms); read as NIR says, β would be −99."""
+    from spikeforge.export.nir_import import from_nir
+
+    net = norse.SequentialState(torch.nn.Linear(12, 10), norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(100.0))), torch.nn.Linear(10, 4))
+    graph = norse.to_nir(net, torch.zeros(1, 12))
+    with pytest.raises(ValueError, match=r"tau = 1e-05 s is below one time step dt = 0\.001 s \(β = 1 − dt/τ = -99 is outside \[0, 1\]\)") as err:
+        from_nir(graph, dt=1e-3)
+    assert "\n" not in str(err.value)
