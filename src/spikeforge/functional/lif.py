@@ -217,7 +217,7 @@ def _channel_sums(parts: torch.Tensor, batch: int, channels: int) -> torch.Tenso
 def _parameter_grads(ctx, g_u, parts, beta, norm, scaled):
     """The Function's gradients from the kernels' gU `[T, B, C, *spatial]` and per-neuron partial sums `[3, N]`.
 
-    Shared by both kernel back-ends: on the Triton path these are CUDA tensors, so torch ops only (no numpy).
+    Shared by both kernel back-ends: on the Triton path these are CUDA tensors (`_channel_sums` sums them with torch).
     """
     batch, channels = g_u.shape[1:3]
     per_channel = _channel_sums(parts, batch, channels)
