@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         data = dataset_at(config["dataset"], args.data, args.split, args.protocol or ("tf" if speech else None))
     else:
         if args.protocol is not None:
+            if config["dataset"]["name"] != "speech_commands":
+                raise ValueError(f"--protocol is the class mix of speech_commands; this run was trained on {config['dataset']['name']!r}")
             config["dataset"]["protocol"] = args.protocol
         data = dict(zip(("train", "val", "test"), build_datasets(config["dataset"], config["seed"])))[args.split]
     model = model.to(ctx.device)
