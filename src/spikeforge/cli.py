@@ -1,34 +1,56 @@
-"""The `spikeforge` command: sub-commands are found in `spikeforge.commands`, one module each."""
+"""The `spikeforge` command: a static table of sub-commands; only the chosen one's module is imported.
+
+`spikeforge --help` and `--version` import no sub-command (and so no torch); `spikeforge NAME …`
+imports `spikeforge.commands.<module>` for NAME alone. Each module defines `register(subparsers)`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 
 from spikeforge import __version__
 from spikeforge.malloc import keep_freed_memory
 from spikeforge.train.atomic import WriteFailed
 
+#: name → (module in spikeforge.commands, the help line its `register` gives; a test keeps them equal)
+COMMANDS = {
+    "ablate": ("speech", "train the Table 2 ablations of a keyword-spotting recipe and write a markdown table"),
+    "data": ("data", "prepare or generate datasets in their real on-disk formats"),
+    "detect": ("detect", "find keywords in a long WAV file, streaming the model step by step"),
+    "eval": ("eval", "evaluate a run's checkpoint on the test (or validation) split, of its own data or of --data ROOT"),
+    "export": ("export", "export a run's trained model (NIR graph)"),
+    "hybrid": ("hybrid", "conversion table of hybrid runs (constrained ANN → one-spike SNN → STDBP), e.g. both arms"),
+    "list": ("list", "list recipes, datasets, models, methods, losses and encoders"),
+    "noise": ("noise", "noise-based single-step training: accuracy versus T of trained runs"),
+    "predict": ("speech", "classify a WAV file with a trained keyword-spotting run; plot the per-step scores"),
+    "report": ("report", "regenerate a run folder's plots and print its summary"),
+    "spikemax": ("spikemax", "train spike_rate, spikemax, spikemax_g and spikemax_s on one recipe and compare latency and spike counts"),
+    "train": ("train", "train a recipe (a name in recipes/ or a YAML path); torchrun for several processes"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """A parser whose sub-commands come from each `spikeforge.commands.<name>.register(subparsers)`."""
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `command`'s module registered and a help-only entry for every other sub-command."""
     parser = argparse.ArgumentParser(prog="spikeforge", description="Train spiking neural networks.")
     parser.add_argument("--version", action="version", version=f"spikeforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    import spikeforge.commands as commands
-
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"spikeforge.commands.{info.name}").register(sub)
+    module = COMMANDS[command][0] if command in COMMANDS else None
+    for name, (owner, help_line) in COMMANDS.items():
+        if owner != module:
+            sub.add_parser(name, help=help_line, add_help=False)
+    if module is not None:
+        importlib.import_module(f"spikeforge.commands.{module}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen sub-command; errors print one line and exit 2."""
+    argv = sys.argv[1:] if argv is None else argv
     keep_freed_memory()  # no page faults on every training step's large buffers (spikeforge.malloc)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)  # top-level options take no value
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, WriteFailed) as err:
