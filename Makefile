@@ -32,14 +32,16 @@ setup: system-packages
 	@[ -x $(VPY) ] || { echo "make: creating the virtual environment $(VENV)"; $(PY) -m venv $(VENV_FLAGS) $(VENV); }
 	@$(VPY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH)'.split('==')[1])" 2>/dev/null || \
 	  $(VPY) -m pip install -q "$(TORCH)" --extra-index-url $(TORCH_INDEX)
-	$(VPY) -m pip install -q -e ".[test,interop]" "$(TORCH)"
+	$(VPY) -m pip install -q -e . "$(TORCH)"
 	@echo "make: spikeforge is installed in $(VENV); use it with: . $(VENV)/bin/activate  (or $(VPY) -m spikeforge)"
 
 demo: setup
 	$(VPY) -m spikeforge data speech-commands data/speech_commands
 	$(VPY) -m spikeforge train kws_fast
 
+# the suite also needs the test tools and the interop consumers (Norse, snnTorch, snn-mlir, NeuroBench, triton)
 test: setup
+	$(VPY) -m pip install -q -e ".[test,interop]" "$(TORCH)"
 	$(VPY) -m pytest -q -n 2 tests
 
 bench: setup
