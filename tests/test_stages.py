@@ -173,7 +173,7 @@ PLUGIN = textwrap.dedent(
 def _train(tmp_path, args, stage="", at=0):
     code = "import sys, stage_plugin; from spikeforge.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "KILL_STAGE": stage,
-           "KILL_AT_STEP": str(at), "OMP_NUM_THREADS": "1"}
+           "KILL_AT_STEP": str(at), "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the in-process runs' count: same bits
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
