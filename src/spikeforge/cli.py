@@ -23,6 +23,7 @@ COMMANDS = {
     "export": ("export", "export a run's trained model (NIR graph)"),
     "hybrid": ("hybrid", "conversion table of hybrid runs (constrained ANN → one-spike SNN → STDBP), e.g. both arms"),
     "list": ("list", "list recipes, datasets, models, methods, losses and encoders"),
+    "loeo": ("loeo", "leave-one-engine-out: train a speech recipe without each engine's speakers, evaluate on them, print the table"),
     "noise": ("noise", "noise-based single-step training: accuracy versus T of trained runs"),
     "predict": ("speech", "classify a WAV file with a trained keyword-spotting run; plot the per-step scores"),
     "report": ("report", "regenerate a run folder's plots and print its summary"),

@@ -32,10 +32,14 @@ SILENCE, UNKNOWN = "_silence_", "_unknown_"
 #: The 12 classes in one fixed (sorted) order, the same in every process.
 CLASSES = tuple(sorted((*KEYWORDS, SILENCE, UNKNOWN)))
 BACKGROUND = "_background_noise_"
+SPEAKER_TABLE = "speakers.csv"
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
 PROTOCOLS = ("all", "tf")
 #: Where silence clips of each split are cut from, as fractions of every background-noise file.
-SILENCE_SEGMENTS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
+SILENCE_SEGMENTS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0), "all": (0.9, 1.0)}
+#: Split names: the listed ones and `all`, every clip of the folder (for speakers a run never heard; its silence
+#: clips come from the test part of the background recordings, which no training run sees).
+SPLITS = ("train", "val", "test", "all")
 LAYOUT = (
     "a Speech Commands root holds <word>/<id>.wav (16 kHz mono PCM), validation_list.txt, testing_list.txt "
     "and _background_noise_/*.wav; make one offline with `spikeforge data speech-commands OUT`"
@@ -81,10 +85,10 @@ def label_of(word: str) -> int:
 
 
 def split_files(root: str | os.PathLike, split: str) -> list[tuple[Path, int]]:
-    """(path, class index) of every clip of `split` ('train', 'val' or 'test'), in sorted order."""
+    """(path, class index) of every clip of `split` ('train', 'val', 'test' or 'all'), in sorted order."""
     root = Path(root)
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     _check_root(root)
     listed = {name: _read_list(root / fname) for name, fname in SPLIT_LISTS.items()}
     words = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("_"))
@@ -95,7 +99,7 @@ def split_files(root: str | os.PathLike, split: str) -> list[tuple[Path, int]]:
         for path in sorted((root / word).glob("*.wav")):
             rel = f"{word}/{path.name}"
             here = next((name for name, names in listed.items() if rel in names), "train")
-            if here == split:
+            if split in (here, "all"):
                 out.append((path, label_of(word)))
     return out
 
@@ -122,6 +126,25 @@ def silence_clips(noises: list[np.ndarray], count: int, split: str, samples: int
         start = rng.integers(max(1, len(seg) - samples + 1))
         clips.append(seg[start : start + samples] * rng.uniform(0.1, 1.0))
     return clips
+
+
+def select_engines(root: Path, files: list[tuple[Path, int]], engines: list[str] | None, exclude: list[str]) -> list[tuple[Path, int]]:
+    """The clips of `files` whose speaker's engine (`root/speakers.csv`) is in `engines` (all when None) and not in `exclude`."""
+    if engines is None and not exclude:
+        return files
+    table = speaker_table(root, "engine")
+    if table is None:
+        raise ValueError(f"{root} has no {SPEAKER_TABLE}; engines and exclude_engines need one with 'speaker' and 'engine' columns (the generator writes it)")
+    engine_of = table[1]
+    known = sorted(set(engine_of.values()))
+    for key, names in (("engines", engines or []), ("exclude_engines", exclude)):
+        unknown = [e for e in names if e not in known]
+        if unknown:
+            raise ValueError(f"{key} names {', '.join(map(repr, unknown))}, not an engine of {root / SPEAKER_TABLE} (known: {', '.join(known)})")
+    kept = [(p, y) for p, y in files if engine_of.get(speaker_of(p)) not in exclude and (engines is None or engine_of.get(speaker_of(p)) in engines)]
+    if files and not kept:
+        raise ValueError(f"no clips of {root} are left with engines={engines} and exclude_engines={exclude}; leave at least one engine in")
+    return kept
 
 
 def _per_class(files: list[tuple[Path, int]], limit: int | None, seed: int) -> list[tuple[Path, int]]:
@@ -161,6 +184,7 @@ class SpeechCommands(Dataset):
     sampler of the low-activity paper §8. `report` counts the files read and the ones skipped.
     `sources` names each item's file relative to the root (None for a silence clip).
     `protocol="tf"` reads TensorFlow's class mix (`tf_protocol`) instead of every clip.
+    `engines` keeps only the speakers of those engines, `exclude_engines` drops those (`select_engines`).
     """
 
     classes = CLASSES
@@ -176,13 +200,15 @@ class SpeechCommands(Dataset):
         seed: int = 0,
         protocol: str = "all",
         augment: Augmentation = Augmentation(),
+        engines: list[str] | None = None,
+        exclude_engines: list[str] = (),
     ) -> None:
         self.root, self.split, self.config, self.augment = Path(root), split, features, augment
         if augment.background_prob > 0 and features.deltas:
             raise ValueError("background mixing recomputes features from Mel power and has no Δ/ΔΔ; use deltas=false or background_prob=0")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        files = _per_class(split_files(self.root, split), per_class, seed)
+        files = _per_class(select_engines(self.root, split_files(self.root, split), engines, list(exclude_engines)), per_class, seed)
         noise_files = background_files(self.root)
         if protocol == "tf":
             files, tf_silence = tf_protocol(files, seed)
@@ -285,6 +311,8 @@ def speech_commands(
     time_mask_steps: int = 10,
     freq_masks: int = 0,
     freq_mask_bands: int = 5,
+    engines: list[str] | None = None,
+    exclude_engines: list[str] = (),
 ) -> SpeechCommands:
     """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, 40]` per clip.
 
@@ -294,21 +322,20 @@ def speech_commands(
     'running' gives the causal features `spikeforge detect` streams (see `audio_features`); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
     `background_*`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
-    augment the training split (`spikeforge.data.augment`; all off by default).
+    augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
+    keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
     """
     augment = Augmentation(background_prob, tuple(background_snr_db), time_shift_steps, time_masks, time_mask_steps,
                            freq_masks, freq_mask_bands)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
     return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization), silence, per_class, directory,
-                          protocol=protocol, augment=augment if split == "train" else Augmentation())
+                          protocol=protocol, augment=augment if split == "train" else Augmentation(),
+                          engines=engines, exclude_engines=exclude_engines)
 
 
-SPEAKER_TABLE = "speakers.csv"
-
-
-def speaker_groups(root: str | os.PathLike, sources: list[str | None], column: str | None = None) -> tuple[str, list[str]] | None:
-    """(column, group of each item) from `root/speakers.csv` (a `speaker` column and others, e.g. `engine`, `voice`);
-    None without a table. `column` defaults to `engine`, else `voice`; silence clips form the group `_background_`."""
+def speaker_table(root: str | os.PathLike, column: str | None = None) -> tuple[str, dict[str, str]] | None:
+    """(column, speaker → value) from `root/speakers.csv` (a `speaker` column and others, e.g. `engine`, `voice`);
+    None without a table. `column` defaults to `engine`, else `voice` (None when the table has neither)."""
     path = Path(root) / SPEAKER_TABLE
     if not path.is_file():
         return None
@@ -321,7 +348,15 @@ def speaker_groups(root: str | os.PathLike, sources: list[str | None], column: s
             return None
     if "speaker" not in fields or column not in fields:
         raise ValueError(f"{path} has columns {fields}; it needs 'speaker' and {column!r} (choose another with --group-by)")
-    group = {r["speaker"]: r[column] for r in rows}
+    return column, {r["speaker"]: r[column] for r in rows}
+
+
+def speaker_groups(root: str | os.PathLike, sources: list[str | None], column: str | None = None) -> tuple[str, list[str]] | None:
+    """(column, group of each item) from `root/speakers.csv` (`speaker_table`); silence clips form the group `_background_`."""
+    table = speaker_table(root, column)
+    if table is None:
+        return None
+    column, group = table
     return column, [group.get(speaker_of(s), "_background_" if s is None else "?") for s in sources]
 
 
