@@ -217,3 +217,4 @@ def test_the_usage_matrix_says_what_the_interop_tests_measure():
         assert norse.startswith("identical") == (name not in NORSE_GAPS), name
         assert snntorch.startswith("identical") == (name not in SNNTORCH_GAPS), name
         assert mlir.startswith("accepted") == (name not in SNN_MLIR_GAPS), name
+

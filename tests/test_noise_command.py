@@ -4,11 +4,17 @@ import importlib.util
 import json
 from pathlib import Path
 
+import nir
 import pytest
+import torch
 
 from spikeforge.cli import main
+from test_harness_nir import graph_spikes, spikes_in_order
 from spikeforge.data.idx import FASHION_MNIST_DEBIAN
+from spikeforge.export.nir_simulate import simulate
+from spikeforge.neurons.noisy import convert
 from spikeforge.train.config import load_recipe
+from spikeforge.train.stages import trained_model
 
 needs_fmnist = pytest.mark.skipif(not FASHION_MNIST_DEBIAN.is_dir(), reason="needs apt package dataset-fashion-mnist")
 TINY = ["--set", "model.channels=[4, 8, 8]", "--set", "model.hidden=16", "--set", "batch_size=64", "--set", "optimizer.lr=3.0e-3"]
@@ -22,14 +28,16 @@ def _timing_module():
 
 
 @needs_fmnist
-def test_noise_kinds_are_recipes_and_accuracy_vs_t_reports_them(tmp_path):
+def test_noise_kinds_are_recipes_and_accuracy_vs_t_reports_them(tmp_path, capsys):
     for recipe in ("noise_fmnist", "noise_fmnist_none"):
         assert main(["train", recipe, *TINY, "--set", "epochs=1", "--set", "dataset.limit=256", "--set", "method.eval_steps=2",
                      "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
     runs = sorted((tmp_path / "runs").iterdir())
     for command in ("eval", "report"):  # the run-folder contract of every method
         assert main([command, str(runs[0])]) == 0
-    assert main(["export", str(runs[0])]) == 2  # refused with the reason: NoisyLIF draws noise every step
+    assert main(["export", str(runs[0])]) == 2  # refused with the reason (NoisyLIF draws noise every step) and the option
+    assert "spikeforge export RUN --convert lif" in capsys.readouterr().err
+    _export_converts_to_the_plain_lif(runs[0], tmp_path / "noise.nir")
     assert main(["noise", "accuracy-vs-t", *map(str, runs), "--steps", "1", "2", "--test-limit", "100", "--out", str(tmp_path / "report")]) == 0
     report = json.loads((tmp_path / "report" / "accuracy_vs_t.json").read_text())
     rows = {(r["model"].split(" (")[0], r["mode"]): r["accuracy"] for r in report["rows"]}
@@ -38,6 +46,21 @@ def test_noise_kinds_are_recipes_and_accuracy_vs_t_reports_them(tmp_path):
     assert rows[("no noise", "ensemble")]["1"] == rows[("no noise", "ensemble")]["2"]  # identical copies: no rise with T
     assert "| T = 1 | T = 2 |" in (tmp_path / "report" / "accuracy_vs_t.md").read_text()
     assert (tmp_path / "report" / "accuracy_vs_t.png").stat().st_size > 1000
+
+
+def _export_converts_to_the_plain_lif(run: Path, path: Path) -> None:
+    """`export --convert lif` writes the network converted to the plain LIF; the file, by NIR's equations, gives its spikes."""
+    assert main(["export", str(run), "--convert", "lif", "--output", str(path)]) == 0
+    _, model, _ = trained_model(run)
+    convert(model.eval(), mode="lif")
+    x = torch.rand(4, 2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    graph = nir.read(str(path))
+    expected, layers = spikes_in_order(model, x)
+    out, record = simulate(graph, x, record=True)
+    simulated = graph_spikes(graph, record)
+    assert len(simulated) == len(layers) and all(torch.equal(a, b) for a, b in zip(layers, simulated))
+    assert layers[0].sum() >= 10  # the trained (sparse) network fires: the comparison is not of silent layers
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
 @needs_fmnist

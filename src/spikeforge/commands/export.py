@@ -1,4 +1,4 @@
-"""`spikeforge export RUN_DIR --format nir [--dt S] [--compat nir|norse]`: write a trained model as a NIR graph."""
+"""`spikeforge export RUN_DIR --format nir [--dt S] [--compat FORM] [--convert lif]`: write a trained model as a NIR graph."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from spikeforge.export.nir_graph import COMPATS, export_nir
+from spikeforge.neurons.noisy import convert
 from spikeforge.train.encode import encode
 from spikeforge.train.stages import trained_model
 from spikeforge.train.trainer import build_datasets
@@ -20,11 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dt", type=float, default=1e-3, help="seconds per time step, written into the file (default 1e-3; snnTorch 1.0 reads files at 1e-4)")
     p.add_argument("--compat", choices=COMPATS, default="nir",
                    help="form of the file, both exact by NIR's equations: nir (r = τ/dt, AvgPool2d; snn-mlir, snnTorch) or norse (r = 1, SumPool2d)")
+    p.add_argument("--convert", choices=("lif",), default=None,
+                   help="noise-trained runs: export the network converted to the plain LIF of eqs. (1)-(3) (convert(model, mode='lif'))")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config, model, _ = trained_model(args.run_dir, args.checkpoint)  # the last stage's model for a staged recipe
+    if args.convert:
+        convert(model, mode=args.convert)
     _, _, test = build_datasets(config["dataset"], config["seed"])
     x = encode(test[0][0].unsqueeze(0), config["encoder"])  # one sample [T, 1, ...] gives the per-step input shape
     out = export_nir(model, tuple(x.shape[2:]), args.output or args.run_dir / "model.nir", dt=args.dt, compat=args.compat)

@@ -89,7 +89,8 @@ def _leaves(model: nn.Module) -> dict[nn.Module, str]:
             continue
         if isinstance(module, NoisyLIF) and module.mode != "lif":
             raise ValueError(f"layer {name!r} (NoisyLIF) cannot be exported to NIR: in mode {module.mode!r} it draws noise every step; "
-                             f"export after spikeforge.neurons.noisy.convert(model, mode='lif') (the plain LIF of eqs. (1)–(3))")
+                             f"export after spikeforge.neurons.noisy.convert(model, mode='lif') (the plain LIF of eqs. (1)–(3); "
+                             f"from the command line: spikeforge export RUN --convert lif)")
         if isinstance(module, _SPIKEFORGE_KINDS + _TORCH_KINDS):
             leaves[module] = name
             seen.add(name)
