@@ -87,6 +87,38 @@ def test_background_mixing_reaches_the_drawn_snr_and_its_probability(root):
     assert 70 <= changed <= 130  # 25 % of 400 = 100
 
 
+def test_freq_warp_moves_each_band_to_its_scaled_frequency():
+    from spikeforge.data.audio_features import band_centres
+    from spikeforge.data.augment import warp_bands
+
+    centres = band_centres(LogMelConfig())
+    x = torch.randn(100, 1, 40)
+    torch.testing.assert_close(warp_bands(x, 1.0, centres), x)
+    # a spectrum linear in frequency, sampled at the band centres, scaled by 1.1: band k reads f_k / 1.1
+    linear = centres.float().view(1, 1, 40).expand(3, 1, 40)
+    warped = warp_bands(linear, 1.1, centres)
+    inside = centres / 1.1 >= centres[0]
+    torch.testing.assert_close(warped[0, 0, inside], (centres[inside] / 1.1).float(), rtol=1e-5, atol=1e-3)
+    assert torch.equal(warped[0, 0, ~inside], linear[0, 0, ~inside].new_full((int((~inside).sum()),), float(centres[0])))
+    # a peak at band 20 (1,242 Hz) lands on 1.1 × 1,242 Hz = 1,367 Hz: between bands 21 and 22, weighted by distance
+    peak = torch.zeros(1, 1, 40)
+    peak[..., 20] = 1.0
+    moved = warp_bands(peak, 1.1, centres)[0, 0]
+    assert moved.nonzero().flatten().tolist() == [21, 22]
+    centre_of_mass = float((moved * centres).sum() / moved.sum())
+    assert abs(centre_of_mass - 1.1 * float(centres[20])) < 0.5 * float(centres[22] - centres[21])
+    torch.manual_seed(0)
+    landed = []
+    for _ in range(200):  # factors drawn from [0.85, 1.15]: the peak lands between 1,056 Hz (band 17.2) and 1,429 Hz (band 22.4)
+        y = augment_features(peak, Augmentation(freq_warp=0.15), centres)[0, 0]
+        landed.append(float((y * torch.arange(40)).sum() / y.sum()))
+    assert 17.0 <= min(landed) < 18.0 and 21.5 < max(landed) <= 22.6
+    with pytest.raises(ValueError, match="freq_warp"):
+        Augmentation(freq_warp=1.0)
+    with pytest.raises(ValueError, match="Mel band centre"):
+        augment_features(peak, Augmentation(freq_warp=0.1))
+
+
 def test_augmentation_keys_are_validated():
     base = {"name": "x", "dataset": {"name": "speech_commands"}, "model": {"name": "kws_dilated"}, "method": {"name": "surrogate_bptt"}}
     with pytest.raises(RecipeError, match="time_mask"):

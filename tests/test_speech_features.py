@@ -87,3 +87,25 @@ def test_cache_computes_once_then_reads(tmp_path):
     assert key != cache_key(LogMelConfig(deltas=True), [f], {"split": "train"})
     f.write_bytes(b"22")
     assert key != cache_key(LogMelConfig(), [f], {"split": "train"})
+
+
+def test_cmvn_is_zero_mean_unit_variance_log_mel_that_a_fixed_gain_per_band_does_not_change():
+    from spikeforge.data.audio_features import band_centres, centred_db, clip_mel, features_from_mel
+
+    cmvn = LogMelConfig(normalization="cmvn")
+    rng = np.random.default_rng(0)
+    wave = (rng.standard_normal(SR) * np.linspace(0.1, 1.0, SR)).astype(np.float32)
+    mel = clip_mel(wave, cmvn).astype(np.float64)
+    x = features_from_mel(mel, cmvn)[:, 0].double()  # [T, F]
+    torch.testing.assert_close(x.mean(0), torch.zeros(40, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(0, unbiased=False), torch.ones(40, dtype=torch.float64), atol=1e-5, rtol=0)
+    db = 10 * np.log10(mel / mel.max())  # no bin of this noise is 80 dB below the peak: the floor is not reached
+    assert db.min() > -80
+    expected = (db - db.mean(1, keepdims=True)) / db.std(1, keepdims=True)
+    torch.testing.assert_close(x, torch.from_numpy(expected.T), atol=1e-5, rtol=0)
+    coloured = mel * np.exp(rng.uniform(-3, 3, size=(40, 1)))  # a microphone / telephone filter: a gain per band
+    torch.testing.assert_close(features_from_mel(coloured, cmvn), features_from_mel(mel, cmvn), atol=1e-4, rtol=0)
+    assert not torch.allclose(log_mel(wave), features_from_mel(coloured, LogMelConfig()), atol=1e-2)  # the papers' features change
+    floor = centred_db(np.array([[1.0, 1e-12, 1e-12, 1e-12]]))
+    assert floor[0].tolist() == pytest.approx([60.0, -20.0, -20.0, -20.0])  # −120 dB floored to −80 dB, then centred
+    assert band_centres(cmvn).shape == (40,)

@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 
-NORMALIZATIONS = ("clip", "running")
+NORMALIZATIONS = ("clip", "running", "cmvn")
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,18 @@ def mel_power(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.nda
     )
 
 
+def centred_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """Mel power `[F, T]` as dB below its peak (at most `top_db` below), each band minus its mean across time
+    (with `rescale_bands` after it: cepstral mean and variance normalisation in the log-Mel domain)."""
+    db = librosa.power_to_db(mel, ref=float(mel.max()) or 1.0, amin=1e-20, top_db=top_db)
+    return db - db.mean(axis=1, keepdims=True)
+
+
+def band_centres(config: LogMelConfig = LogMelConfig()) -> torch.Tensor:
+    """Centre frequency (Hz) of each Mel band of `config` (float64 `[F]`), the peaks of librosa's triangular filters."""
+    return torch.from_numpy(librosa.mel_frequencies(config.n_mels + 2, fmin=config.fmin, fmax=config.fmax)[1:-1])
+
+
 def running_normalize(mel: np.ndarray, window: int) -> np.ndarray:
     """The causal normalisation of Mel power `[F, T]`: log(1 + S / max S over the last `window` frames),
     each band divided by its deviation over the last `window` frames (zeros before the signal)."""
@@ -141,7 +153,7 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     """Features `[T, C, F]` from a clip's Mel power `[F, T]` (`clip_mel`): compression and band scaling as `config` says."""
     if config.normalization == "running":
         return torch.from_numpy(np.ascontiguousarray(running_normalize(mel, config.steps).T[:, None]))
-    feat = compress(mel)
+    feat = centred_db(mel) if config.normalization == "cmvn" else compress(mel)
     channels = [feat]
     if config.deltas:
         channels += [librosa.feature.delta(feat, order=1), librosa.feature.delta(feat, order=2)]

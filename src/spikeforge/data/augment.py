@@ -8,9 +8,13 @@ and on in `kws_robust`. Applied to the training split only, drawn from torch's g
    the training part of each recording) added in the Mel-power domain at an SNR drawn uniformly from
    `background_snr_db` (ratio of summed Mel powers), then compressed and scaled as the clip's
    features (power adds for uncorrelated signals, so this equals mixing the waves in expectation);
-2. time shift by a whole number of steps drawn from [−`time_shift_steps`, `time_shift_steps`],
+2. vocal-tract length perturbation (VTLP, Jaitly & Hinton 2013): the spectrum scaled in frequency by a
+   factor drawn uniformly from [1 − `freq_warp`, 1 + `freq_warp`] (band k takes the features at
+   frequency f_k / factor, f_k its Mel band's centre, interpolated between bands), as a voice with a
+   shorter or longer vocal tract would say it;
+3. time shift by a whole number of steps drawn from [−`time_shift_steps`, `time_shift_steps`],
    the vacated steps zero (silence);
-3. SpecAugment (Park et al. 2019): `time_masks` masks of 0…`time_mask_steps` steps and
+4. SpecAugment (Park et al. 2019): `time_masks` masks of 0…`time_mask_steps` steps and
    `freq_masks` masks of 0…`freq_mask_bands` Mel bands, set to zero.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -33,6 +38,7 @@ class Augmentation:
     time_mask_steps: int = 10
     freq_masks: int = 0
     freq_mask_bands: int = 5
+    freq_warp: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.background_prob <= 1.0:
@@ -40,13 +46,15 @@ class Augmentation:
         lo, hi = self.background_snr_db
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise ValueError(f"background_snr_db must be [low, high] dB with low ≤ high, got {list(self.background_snr_db)}")
+        if not 0.0 <= self.freq_warp < 1.0:
+            raise ValueError(f"freq_warp is the largest relative frequency scaling, in [0, 1), got {self.freq_warp}")
         for name in ("time_shift_steps", "time_masks", "time_mask_steps", "freq_masks", "freq_mask_bands"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
 
     @property
     def active(self) -> bool:
-        return self.background_prob > 0 or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0
+        return self.background_prob > 0 or self.freq_warp > 0 or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0
 
 
 def _uniform_int(high: int) -> int:
@@ -84,8 +92,21 @@ def mask(x: torch.Tensor, axis: int, count: int, width: int) -> torch.Tensor:
     return x
 
 
-def augment_features(x: torch.Tensor, aug: Augmentation) -> torch.Tensor:
-    """Steps 2 and 3 on features `[T, C, F]`."""
+def warp_bands(x: torch.Tensor, factor: float, centres: torch.Tensor) -> torch.Tensor:
+    """Features `[..., F]` of the spectrum scaled in frequency by `factor`: band k reads frequency `centres[k] / factor`
+    (Hz, one per band, increasing), linearly interpolated between bands; beyond the first or last band, that band."""
+    pos = torch.from_numpy(np.interp((centres / factor).numpy(), centres.numpy(), np.arange(len(centres)))).to(x.dtype)
+    lo = pos.floor().long().clamp(max=len(centres) - 2)
+    w = pos - lo
+    return x[..., lo] * (1 - w) + x[..., lo + 1] * w
+
+
+def augment_features(x: torch.Tensor, aug: Augmentation, centres: torch.Tensor | None = None) -> torch.Tensor:
+    """Steps 2–4 on features `[T, C, F]`; `centres` (Hz, one per Mel band) are needed for the frequency warp."""
+    if aug.freq_warp:
+        if centres is None:
+            raise ValueError("freq_warp needs the Mel band centre frequencies")
+        x = warp_bands(x, 1 + aug.freq_warp * (2 * float(torch.rand(())) - 1), centres)
     if aug.time_shift_steps:
         x = shift_time(x, _uniform_int(2 * aug.time_shift_steps) - aug.time_shift_steps)
     if aug.time_masks:

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from spikeforge.data.audio_features import (
-    LogMelConfig, cache_key, cached, clip_mel, default_cache_dir, features_from_mel, mel_power,
+    LogMelConfig, band_centres, cache_key, cached, clip_mel, default_cache_dir, features_from_mel, mel_power,
 )
 from spikeforge.data.augment import Augmentation, augment_features, mix_background
 from spikeforge.registry import DATASETS
@@ -204,6 +204,7 @@ class SpeechCommands(Dataset):
         exclude_engines: list[str] = (),
     ) -> None:
         self.root, self.split, self.config, self.augment = Path(root), split, features, augment
+        self.band_centres = band_centres(features)
         if augment.background_prob > 0 and features.deltas:
             raise ValueError("background mixing recomputes features from Mel power and has no Δ/ΔΔ; use deltas=false or background_prob=0")
         if protocol not in PROTOCOLS:
@@ -275,7 +276,7 @@ class SpeechCommands(Dataset):
             lo, hi = aug.background_snr_db
             mixed = mix_background(self.mel[i].double(), noise, lo + (hi - lo) * float(torch.rand(())))
             x = features_from_mel(mixed.numpy(), self.config)
-        return augment_features(x, aug), int(self.targets[i])
+        return augment_features(x, aug, self.band_centres), int(self.targets[i])
 
 
 def _noise_mel(noise_files: list[Path], config: LogMelConfig) -> list[torch.Tensor]:
@@ -311,6 +312,7 @@ def speech_commands(
     time_mask_steps: int = 10,
     freq_masks: int = 0,
     freq_mask_bands: int = 5,
+    freq_warp: float = 0.0,
     engines: list[str] | None = None,
     exclude_engines: list[str] = (),
 ) -> SpeechCommands:
@@ -319,14 +321,15 @@ def speech_commands(
     `deltas` adds the Δ/ΔΔ channels; `silence` sets the number of silence clips (default: the mean
     keyword-class size); `per_class` caps the clips read per class; features are cached under
     `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
-    'running' gives the causal features `spikeforge detect` streams (see `audio_features`); `protocol`
+    'running' gives the causal features `spikeforge detect` streams, 'cmvn' log-Mel with per-utterance mean and
+    variance normalisation (see `audio_features`); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
-    `background_*`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
+    `background_*`, `freq_warp`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
     keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
     """
     augment = Augmentation(background_prob, tuple(background_snr_db), time_shift_steps, time_masks, time_mask_steps,
-                           freq_masks, freq_mask_bands)
+                           freq_masks, freq_mask_bands, freq_warp)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
     return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization), silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
