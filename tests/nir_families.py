@@ -62,12 +62,15 @@ FAMILIES = {
     "conv2d": (lambda: _low_thresholds(Chain(SpikingConv(2, 4, 3, padding=1, reset="zero", bias=True), Pool("avg", 2),
                                              SpikingConv(4, 4, 3, padding=1, reset="zero"), Flatten(), Readout(64, 5))), (2, 8, 8)),
     "conv1d": (lambda: _low_thresholds(Chain(SpikingConv(3, 4, 3, spatial_dims=1, padding=1, reset="zero"), Flatten(), Readout(40, 3))), (3, 10)),
-    "kws_time_taps": (lambda: _low_thresholds(kws_dilated(bands=10, classes=5, channels=[4, 4], kernels=[(4, 3), (3, 3)], dilations=[(1, 1), (2, 1)], reset="zero")), (1, 10)),
+    "kws_time_taps": (lambda: _low_thresholds(kws_dilated(bands=10, classes=5, channels=[4, 4], kernels=[(4, 3), (3, 3)], dilations=[(1, 1), (2, 2)], reset="zero")), (1, 10)),
     "noise_cnn_lif": (_noise_cnn, (1, 8, 8)),
     "srm_delays": (_srm, (2, 6, 6)),
 }
-#: families spikeforge exports but does not import back (it imports chains of LIF-type layers)
+#: families spikeforge exports but does not import back (it imports chains of LIF-type layers), per form of the file
 NOT_IMPORTED = {"srm_delays": "branches at node '1.srm.spike' into paths that do not meet at one node"}
+NOT_IMPORTED_SNN_MLIR = {"kws_time_taps": "NIR graph has a recurrent connection '0.synapse.line' ⇄ '0.synapse.line.shift'"}
+#: the time step of a family's files in the snn-mlir form (snn-mlir reads IF's r as the gain per step: dt = 1)
+SNN_MLIR_DT = {"dense_nlif": 1.0}
 
 
 def family(name: str) -> tuple[nn.Module, tuple[int, ...], torch.Tensor]:
@@ -92,5 +95,4 @@ SNNTORCH_GAPS = {
     "kws_time_taps": "snnTorch 1.0 imports no Delay node",
     "srm_delays": "snnTorch 1.0 imports no Delay, CubaLI, Threshold or Scale node",
 }
-SNN_MLIR_GAPS = {"kws_time_taps": "snn-mlir 1.0 compiles linear chains only (no Delay, no fan-in)",
-                 "srm_delays": "snn-mlir 1.0 has no Delay, Threshold or Scale node and no feedback"}
+SNN_MLIR_GAPS = {"srm_delays": "SRM neurons cannot be written in a form snn-mlir 1.0 accepts"}

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from nir_families import FAMILIES, NORSE_GAPS, NOT_IMPORTED, SNN_MLIR_GAPS, SNNTORCH_GAPS, Chain, family
+from nir_families import (FAMILIES, NORSE_GAPS, NOT_IMPORTED, NOT_IMPORTED_SNN_MLIR, SNN_MLIR_DT, SNN_MLIR_GAPS, SNNTORCH_GAPS, Chain,
+                          family)
 from safetensors.torch import load_file
 from spikeforge.cli import main
 from spikeforge.export.nir_graph import COMPATS, export_nir, to_nir
@@ -50,7 +51,12 @@ def graph_spikes(graph: nir.NIRGraph, record: dict[str, torch.Tensor]) -> list[t
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_the_file_run_by_nir_semantics_gives_the_models_spikes(name, compat, tmp_path):
     model, shape, x = family(name)
-    path = export_nir(model, shape, tmp_path / "model.nir", dt=1e-3, compat=compat)
+    dt = SNN_MLIR_DT.get(name, 1e-3) if compat == "snn-mlir" else 1e-3
+    if compat == "snn-mlir" and name in SNN_MLIR_GAPS:
+        with pytest.raises(ValueError, match=re.escape(SNN_MLIR_GAPS[name])):
+            to_nir(model, shape, dt=dt, compat=compat)
+        return
+    path = export_nir(model, shape, tmp_path / "model.nir", dt=dt, compat=compat)
     graph = nir.read(str(path))
     expected, layers = spikes_in_order(model, x)
     out, record = simulate(graph, x, record=True)
@@ -58,8 +64,9 @@ def test_the_file_run_by_nir_semantics_gives_the_models_spikes(name, compat, tmp
     assert len(simulated) == len(layers) and all(torch.equal(a, b) for a, b in zip(layers, simulated))
     assert all(float(s.mean()) > 0.01 for s in layers)  # every layer fires: the comparison is not trivial
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-    if name in NOT_IMPORTED:
-        with pytest.raises(ValueError, match=re.escape(NOT_IMPORTED[name])):
+    refusal = NOT_IMPORTED.get(name) or (NOT_IMPORTED_SNN_MLIR.get(name) if compat == "snn-mlir" else None)
+    if refusal:
+        with pytest.raises(ValueError, match=re.escape(refusal)):
             import_nir(path)
         return
     back = import_nir(path)
@@ -88,6 +95,30 @@ def test_the_kernel_over_time_is_written_as_delayed_taps():
     delays = sorted(float(np.unique(n.delay)[0]) for n in graph.nodes.values() if isinstance(n, nir.Delay))
     # layer 1: 4 taps, dilation 1 → delays 1, 2, 3 steps; layer 2: 3 taps, dilation 2 → 2, 4 steps
     np.testing.assert_allclose(delays, [1e-3, 2e-3, 2e-3, 3e-3, 4e-3], rtol=1e-6)
+
+
+def test_the_snn_mlir_form_has_no_delay_no_dilation_and_holds_the_taps_in_a_recurrent_delay_line():
+    """Kernel over time → pass-through LI slots x[n], x[n−1], … fed by a shift synapse; dilation → zeros in the kernel."""
+    model, shape, x = family("kws_time_taps")
+    graph = to_nir(model, shape, dt=1e-3, compat="snn-mlir")
+    assert not any(isinstance(n, nir.Delay) for n in graph.nodes.values())
+    assert all(np.all(np.asarray(n.dilation) == 1) for n in graph.nodes.values() if isinstance(n, nir.Conv1d))
+    # layer 2: 3 taps at time dilation 2 → 5 slots of 4 channels; frequency dilation 2 of a 3-wide kernel → 5 wide
+    line, conv = graph.nodes["2.synapse.line"], graph.nodes["2.synapse"]
+    assert tuple(line.tau.shape) == (20, 10) and np.all(line.tau == np.float32(1e-3)) and np.all(line.r == 1)
+    assert conv.weight.shape == (4, 20, 5) and np.all(conv.weight[:, :, 1::2] == 0)
+    assert ("2.synapse.line", "2.synapse.line.shift") in graph.edges and ("2.synapse.line.shift", "2.synapse.line") in graph.edges
+    _, record = simulate(graph, x, record=True)
+    slots = record["2.synapse.line"].unflatten(2, (5, 4))  # [T, B, slot, channel, band]
+    for j in range(1, 5):  # slot j holds slot 0 of j steps before
+        assert torch.equal(slots[j:, :, j], slots[:-j, :, 0]) and not slots[:j, :, j].any()
+
+
+def test_the_snn_mlir_form_refuses_if_neurons_off_dt_1_in_one_line():
+    model, shape, _ = family("dense_nlif")
+    with pytest.raises(ValueError, match=re.escape("snn-mlir 1.0 reads IF's r as the gain per step, with no dt")) as err:
+        to_nir(model, shape, dt=1e-3, compat="snn-mlir")
+    assert "--dt 1" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_srm_layers_are_written_with_nir_primitives_and_fractional_delays_as_two_taps():

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=None, help="file to write (default: RUN_DIR/model.nir)")
     p.add_argument("--dt", type=float, default=1e-3, help="seconds per time step, written into the file (default 1e-3; snnTorch 1.0 reads files at 1e-4)")
     p.add_argument("--compat", choices=COMPATS, default="nir",
-                   help="form of the file, both exact by NIR's equations: nir (r = τ/dt, AvgPool2d; snn-mlir, snnTorch) or norse (r = 1, SumPool2d)")
+                   help="form of the file, all exact by NIR's equations: nir (r = τ/dt, AvgPool2d; snnTorch), norse (r = 1, SumPool2d) "
+                        "or snn-mlir (no Delay nodes, no dilation: kernels over time as recurrent delay lines)")
     p.add_argument("--convert", choices=("lif",), default=None,
                    help="noise-trained runs: export the network converted to the plain LIF of eqs. (1)-(3) (convert(model, mode='lif'))")
     p.set_defaults(func=run)

@@ -11,7 +11,9 @@ in) + `NoisyLIF` → LIF; the spikemax networks' SRM layers → synapse, Delay +
 response), Threshold with a Delay + CubaLI + Scale feedback (the refractory kernel), and Delay +
 Scale pairs for fractional axonal delays (`_srm_nodes`). Thresholds and input gains are folded into the weights
 (`nir_neurons`), so every neuron has v_threshold = 1 and v_reset = 0. What has no exact NIR
-form is refused with one line naming the layer, the reason, and what to change.
+form is refused with one line naming the layer, the reason, and what to change. The "snn-mlir"
+form writes kernels over time as recurrent delay lines (`_delay_line`) and dilations as zeros in
+the kernels, and refuses SRM layers (`SNN_MLIR_NO_SRM`).
 """
 
 from __future__ import annotations
@@ -27,18 +29,24 @@ import torch
 from torch import nn
 
 from spikeforge.export.nir_neurons import Neuron, check_dt, neuron_node
-
-#: Forms of the file, all exact by NIR's equations: "nir" (r = τ/dt, AvgPool2d: snn-mlir, snnTorch) and
-#: "norse" (r = 1 with the gain dt/τ in the weights, SumPool2d with 1/k² in the next weights: Norse 1.1
-#: ignores r of LIF nodes and has no AvgPool2d).
-COMPATS = ("nir", "norse")
 from spikeforge.layers import Flatten, Pool, Readout, SpikingConv, SpikingLinear
 from spikeforge.layers.base import SpikingLayer
 from spikeforge.models.shorthand import SRMLayer, SumPool
 from spikeforge.neurons.noisy import NoisyLIF
 
+#: Forms of the file, all exact by NIR's equations: "nir" (r = τ/dt, AvgPool2d: snnTorch), "norse" (r = 1
+#: with the gain dt/τ in the weights, SumPool2d with 1/k² in the next weights: Norse 1.1 ignores r of LIF
+#: nodes and has no AvgPool2d) and "snn-mlir" ("nir" with dilations as zeros in the kernels and time taps
+#: as a recurrent delay line: snn-mlir 1.0 has no Delay node, no dilation and no branches; `_delay_line`).
+COMPATS = ("nir", "norse", "snn-mlir")
+
 #: A reset NIR can express, for the refusal messages.
 DEPLOY_HINT = "train with reset 'zero' (a reset NIR expresses: e.g. `--set model.reset=zero`, recipe nir_demo)"
+#: Why an SRM layer has no snn-mlir form (its front end: `snn_mlir/_graph.py`, `snn_mlir/nodes/`).
+SNN_MLIR_NO_SRM = ("SRM neurons cannot be written in a form snn-mlir 1.0 accepts: their refractory kernel feeds the spikes back "
+                   "through two first-order filters into a potential that is never reset, while snn-mlir's only feedback is a "
+                   "neuron ⇄ synapse pair into a neuron that resets v to 0 (which leaves one filter, CubaLIF's current); "
+                   "export the default form (Delay, CubaLI, Threshold, Scale), which runs by NIR's equations")
 _SPIKEFORGE_KINDS = (SpikingLayer, Readout, Pool, Flatten, NoisyLIF, SRMLayer)
 _TORCH_KINDS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.Identity, nn.Dropout)
 
@@ -243,21 +251,69 @@ def _pool(name: str, module: nn.Module, ops: list, out_shape: tuple[int, ...]) -
     ops.append((("pool", pair(module.kernel_size), pair(module.stride)), out_shape))
 
 
-def _synapse_nodes(key: str, syn: _Synapse, dt: float) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str]]:
+def _weighted_node(kind: str, w: np.ndarray, bias: np.ndarray | None, in_shape: tuple[int, ...], conv: dict) -> nir.NIRNode:
+    """The NIR Linear / Affine / Conv1d / Conv2d node of one weight tensor."""
+    if kind == "linear":
+        return nir.Affine(w, bias) if bias is not None else nir.Linear(w)
+    b = bias if bias is not None else np.zeros(w.shape[0], dtype=np.float32)
+    if kind == "conv1d":
+        return nir.Conv1d(in_shape[1], w, conv["stride"][0], conv["padding"][0], conv["dilation"][0], 1, b)
+    return nir.Conv2d(tuple(in_shape[1:]), w, tuple(conv["stride"]), tuple(conv["padding"]), tuple(conv["dilation"]), 1, b)
+
+
+def _undilated(syn: _Synapse) -> _Synapse:
+    """The same synapse with dilation 1: a kernel dilated by d is the kernel with d − 1 zeros between its taps (exact)."""
+    if syn.kind == "linear" or all(d == 1 for d in syn.conv["dilation"]):
+        return syn
+    d = tuple(syn.conv["dilation"])
+    weights = []
+    for w in syn.weights:
+        spread = np.zeros(w.shape[:2] + tuple((k - 1) * di + 1 for k, di in zip(w.shape[2:], d)), dtype=np.float32)
+        spread[(slice(None), slice(None), *(slice(None, None, di) for di in d))] = w
+        weights.append(spread)
+    return _Synapse(syn.kind, weights, syn.delays, syn.bias, syn.in_shape, {**syn.conv, "dilation": (1,) * len(d)})
+
+
+def _delay_line(key: str, syn: _Synapse, dt: float) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str], list[str]]:
+    """A synapse with time taps without Delay nodes: input → `.line.in` → `.line` ⇄ `.line.shift`, `.line` → one conv.
+
+    `.line` is S = max delay + 1 slots of the input (S·C channels) held by pass-through LI neurons
+    (τ = dt, r = 1: v[n] = I[n]); `.line.in` writes x[n] into slot 0 and the recurrent `.line.shift`
+    moves slot j − 1 into slot j. The neuron → synapse edge of that two-node cycle carries the
+    previous step (how nirtorch and snn-mlir read a recurrent edge), so slot j holds x[n − j], and
+    the conv over the S·C channels with tap k's weights on slot `delays[k]` is Σ_k W_k·x[n − delays[k]].
+    """
+    channels, slots = syn.in_shape[0], max(syn.delays) + 1
+    ones = (1,) * (len(syn.in_shape) - 1)
+    write, shift = np.zeros((slots * channels, channels)), np.zeros((slots * channels, slots * channels))
+    write[:channels] = np.eye(channels)
+    shift[channels:, :-channels] = np.eye((slots - 1) * channels)
+    line_shape = (slots * channels, *syn.in_shape[1:])
+    w = np.zeros((syn.weights[0].shape[0], slots * channels, *syn.weights[0].shape[2:]), dtype=np.float32)
+    for tap, delay in zip(syn.weights, syn.delays):
+        w[:, delay * channels : (delay + 1) * channels] += tap
+    unit = {"stride": ones, "padding": (0,) * len(ones), "dilation": ones}
+    full = lambda v: np.full(line_shape, v, dtype=np.float32)  # noqa: E731
+    nodes = {
+        f"{key}.line.in": _weighted_node(syn.kind, write.reshape(write.shape + ones).astype(np.float32), None, syn.in_shape, unit),
+        f"{key}.line": nir.LI(tau=full(dt), r=full(1.0), v_leak=full(0.0)),
+        f"{key}.line.shift": _weighted_node(syn.kind, shift.reshape(shift.shape + ones).astype(np.float32), None, line_shape, unit),
+        key: _weighted_node(syn.kind, w, syn.bias, line_shape, syn.conv),
+    }
+    edges = [(f"{key}.line.in", f"{key}.line"), (f"{key}.line", f"{key}.line.shift"), (f"{key}.line.shift", f"{key}.line"), (f"{key}.line", key)]
+    return nodes, edges, [f"{key}.line.in"], [key]
+
+
+def _synapse_nodes(key: str, syn: _Synapse, dt: float, compat: str) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]], list[str], list[str]]:
     """Nodes and inner edges of a synapse; the names fed by the previous node (`heads`) and feeding the next one (`tails`)."""
+    if compat == "snn-mlir":
+        syn = _undilated(syn)
+        if any(syn.delays):
+            return _delay_line(key, syn, dt)
     nodes, edges, heads, tails = {}, [], [], []
     for k, (w, delay) in enumerate(zip(syn.weights, syn.delays)):
         name = key if len(syn.weights) == 1 else f"{key}.tap{k}"
-        bias = syn.bias if k == 0 else None
-        if syn.kind == "linear":
-            nodes[name] = nir.Affine(w, bias) if bias is not None else nir.Linear(w)
-        else:
-            b = bias if bias is not None else np.zeros(w.shape[0], dtype=np.float32)
-            c = syn.conv
-            if syn.kind == "conv1d":
-                nodes[name] = nir.Conv1d(syn.in_shape[1], w, c["stride"][0], c["padding"][0], c["dilation"][0], 1, b)
-            else:
-                nodes[name] = nir.Conv2d(tuple(syn.in_shape[1:]), w, tuple(c["stride"]), tuple(c["padding"]), tuple(c["dilation"]), 1, b)
+        nodes[name] = _weighted_node(syn.kind, w, syn.bias if k == 0 else None, syn.in_shape, syn.conv)
         if delay:
             nodes[f"{name}.delay"] = nir.Delay(np.full(syn.in_shape, delay * dt, dtype=np.float32))
             edges.append((f"{name}.delay", name))
@@ -311,7 +367,7 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], *, dt: float = 1e-3, 
     dt = check_dt(dt)
     if compat not in COMPATS:
         raise ValueError(f"compat must be one of {COMPATS}, got {compat!r}")
-    resistance = "tau/dt" if compat == "nir" else "1"
+    resistance = "1" if compat == "norse" else "tau/dt"
     training = model.training
     model.eval()
     try:
@@ -332,12 +388,14 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], *, dt: float = 1e-3, 
                     raise ValueError(f"layer {i + 1}: a threshold ≤ 0 cannot be folded into the weights (every input would fire)")
                 factor = neuron_node(neuron, out_shape, dt, resistance)[1]
                 op.scale(np.broadcast_to(gain * factor / np.asarray(threshold, dtype=np.float64), (out_shape[0],)))
-            syn_nodes, syn_edges, heads, new_tails = _synapse_nodes(f"{i}.synapse", op, dt)
+            syn_nodes, syn_edges, heads, new_tails = _synapse_nodes(f"{i}.synapse", op, dt, compat)
             nodes.update(syn_nodes)
             edges += syn_edges + [(t, h) for t in tails for h in heads]
             tails = new_tails
             continue
         if isinstance(op, _SRM):
+            if compat == "snn-mlir":
+                raise ValueError(SNN_MLIR_NO_SRM)
             tails = _srm_nodes(f"{i}.srm", op, out_shape, dt, nodes, edges, tails)
             continue
         if op[0] == "sumpool":
@@ -345,6 +403,9 @@ def to_nir(model: nn.Module, input_shape: tuple[int, ...], *, dt: float = 1e-3, 
             nodes[key] = nir.SumPool2d(op[1], op[1], np.zeros(2, dtype=int))
         elif isinstance(op[0], Neuron):
             key = f"{i}.neuron"
+            if compat == "snn-mlir" and op[0].beta >= 1.0 and dt != 1.0:
+                raise ValueError(f"layer {i} is an IF neuron: snn-mlir 1.0 reads IF's r as the gain per step, with no dt, so the file "
+                                 f"means the same to it and to NIR's equations (v += dt·r·I) only at dt = 1; export with --dt 1")
             nodes[key] = neuron_node(op[0], out_shape, dt, resistance)[0]
         elif op[0] == "pool":
             key = f"{i}.pool"

@@ -41,6 +41,10 @@ def _stages(graph: nir.NIRGraph) -> list[list[list[str]]]:
     for src, dst in graph.edges:
         succ[src].append(dst)
         pred[dst].append(src)
+    loop = next(((a, b) for a, b in graph.edges if (b, a) in set(graph.edges)), None)
+    if loop is not None:
+        raise ValueError(f"NIR graph has a recurrent connection {loop[0]!r} ⇄ {loop[1]!r}; spikeforge imports feed-forward chains "
+                         f"(a file written with compat 'snn-mlir' holds kernels over time as recurrent delay lines: import the default form)")
     starts = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
     if len(starts) != 1:
         raise ValueError(f"NIR graph needs exactly one Input node, found {len(starts)}")

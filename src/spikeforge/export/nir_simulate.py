@@ -4,7 +4,9 @@ Written from NIR's node definitions alone (see `nir_neurons` for the discrete eq
 no spikeforge layer in the loop, so that comparing its output with the model that was exported
 tests the file, not the exporter against itself. Every edge carries the current step's value
 (a Delay node shifts by whole steps); a node sums its inputs. A cycle must pass through a Delay
-of at least one step (its output is known before its input: the SRM's refractory feedback).
+of at least one step (its output is known before its input: the SRM's refractory feedback), or
+be a recurrent connection, neuron → synapse → the same neuron, whose neuron → synapse edge
+carries the previous step's output (zero at the start), as nirtorch and snn-mlir read it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,26 @@ def _steps(node: nir.Delay, dt: float) -> torch.Tensor:
     return torch.as_tensor(np.rint(np.asarray(node.delay, dtype=np.float64) / dt).astype(np.int64))
 
 
-def _order(graph: nir.NIRGraph, dt: float) -> list[str]:
-    """Nodes in an order where each comes after its inputs (Kahn); a Delay of ≥ 1 step needs none of this step's."""
-    waits = {k: set() if isinstance(n, nir.Delay) and int(_steps(n, dt).min()) >= 1 else {s for s, d in graph.edges if d == k}
-             for k, n in graph.nodes.items()}
+_NEURONS = (nir.LIF, nir.IF, nir.CubaLIF, nir.LI, nir.CubaLI)
+_SYNAPSES = (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)
+
+
+def _recurrent(graph: nir.NIRGraph) -> set[tuple[str, str]]:
+    """The neuron → synapse edges of two-node cycles neuron ⇄ synapse (recurrent connections)."""
+    edges = set(graph.edges)
+    return {(s, d) for s, d in edges if (d, s) in edges and isinstance(graph.nodes[s], _NEURONS) and isinstance(graph.nodes[d], _SYNAPSES)}
+
+
+def _order(graph: nir.NIRGraph, dt: float, recurrent: set[tuple[str, str]]) -> list[str]:
+    """Nodes in an order where each comes after its inputs (Kahn); a Delay of ≥ 1 step and a recurrent edge need none of this step's."""
+    waits = {k: set() if isinstance(n, nir.Delay) and int(_steps(n, dt).min()) >= 1 else
+             {s for s, d in graph.edges if d == k and (s, d) not in recurrent} for k, n in graph.nodes.items()}
     order, done = [], set()
     while len(order) < len(graph.nodes):
         ready = [k for k in graph.nodes if k not in done and waits[k] <= done]
         if not ready:
-            raise ValueError("the NIR graph has a cycle without a Delay of at least one step; it has no step-by-step meaning")
+            raise ValueError("the NIR graph has a cycle without a Delay of at least one step (or a neuron ⇄ synapse recurrence); "
+                             "it has no step-by-step meaning")
         order += ready
         done.update(ready)
     return order
@@ -108,13 +121,15 @@ def simulate(graph: nir.NIRGraph, x: torch.Tensor, dt: float | None = None, reco
             raise ValueError("the NIR graph does not state its time step (no metadata['dt']); pass dt in seconds")
         dt = float(np.asarray(meta["dt"]))
     dt = check_dt(dt)
-    order = _order(graph, dt)
+    recurrent = _recurrent(graph)
+    order = _order(graph, dt, recurrent)
     pred = {k: [s for s, d in graph.edges if d == k] for k in graph.nodes}
     states: dict[str, dict] = {k: {} for k in graph.nodes}
     history: dict[str, list[torch.Tensor]] = {k: [] for k in graph.nodes}
     x = x.float()
+    values = {s: torch.zeros(x.shape[1], *np.asarray(graph.nodes[s].input_type["input"], dtype=int)) for s, _ in recurrent}
     for n in range(x.shape[0]):
-        values: dict[str, torch.Tensor] = {}
+        values = {s: values[s] for s, _ in recurrent}  # the recurrent edges' previous step
         for key in order:
             node = graph.nodes[key]
             if isinstance(node, nir.Delay):
@@ -125,7 +140,7 @@ def simulate(graph: nir.NIRGraph, x: torch.Tensor, dt: float | None = None, reco
             inp = x[n] if isinstance(node, nir.Input) else sum(values[p] for p in pred[key])
             if isinstance(node, (nir.Input, nir.Output)):
                 out = inp
-            elif isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF, nir.LI, nir.CubaLI)):
+            elif isinstance(node, _NEURONS):
                 out = _neuron_step(node, inp, states[key], dt)
             else:
                 out = _stateless(node, inp)
