@@ -39,9 +39,12 @@ demo: setup
 	$(VPY) -m spikeforge data speech-commands data/speech_commands
 	$(VPY) -m spikeforge train kws_fast
 
-# the suite also needs the test tools and the interop consumers (Norse, snnTorch, snn-mlir, NeuroBench, triton)
+# the suite also needs the test tools and the interop consumers (Norse, snnTorch, snn-mlir, NeuroBench, triton);
+# sinabs 3.1.3 pins nir <= 1.0.4 (and the samna hardware driver) but imports and reads NIR 1.0.8 files,
+# so it is installed without its dependencies (pbr is the one it needs to import)
 test: setup
 	$(VPY) -m pip install -q -e ".[test,interop]" "$(TORCH)"
+	$(VPY) -m pip install -q --no-deps sinabs==3.1.3 pbr
 	$(VPY) -m pytest -q -n 2 tests
 
 bench: setup

@@ -96,3 +96,31 @@ SNNTORCH_GAPS = {
     "srm_delays": "snnTorch 1.0 imports no Delay, CubaLI, Threshold or Scale node",
 }
 SNN_MLIR_GAPS = {"srm_delays": "SRM neurons cannot be written in a form snn-mlir 1.0 accepts"}
+#: sinabs 3.1 (installed with --no-deps: it pins nir <= 1.0.4) turns every NIR LIF / IF into a multi-spike neuron
+#: with subtractive reset (τ read in steps, r ignored), so no spiking family can be identical.
+#: family → (the first blocker, the tool's error; None: it runs the file, with different output)
+SINABS_GAPS = {
+    "dense_lif": ("sinabs 3.1 imports no Linear node (Affine only)", "'0_synapse'"),
+    "dense_lif_scaled": ("sinabs 3.1 imports no Linear node (Affine only)", "'0_synapse'"),
+    "dense_nlif": ("sinabs 3.1 drops the Linear node, then runs IF as a multi-spike neuron with subtractive reset", "must match the size"),
+    "dense_cuba": ("sinabs 3.1 imports no Linear and no CubaLIF node", "'0_synapse'"),
+    "dense_cuba_li": ("sinabs 3.1 imports LI only with r = 1, and no CubaLIF", "`r` must be 1"),
+    "conv2d": ("sinabs 3.1 fails on LIF nodes whose parameters have more than one axis", "truth value of an array"),
+    "conv1d": ("sinabs 3.1 calls .detach() on the NumPy weights of Conv1d nodes", "has no attribute 'detach'"),
+    "kws_time_taps": ("sinabs 3.1 calls .detach() on the NumPy weights of Conv1d nodes; no Delay import", "has no attribute 'detach'"),
+    "noise_cnn_lif": ("sinabs 3.1 fails on LIF nodes whose parameters have more than one axis", "truth value of an array"),
+    "srm_delays": ("sinabs 3.1 imports no Delay, CubaLI, Threshold or Scale node", "'1_srm_psp_delay'"),
+}
+#: rockpool 3.1 imports Linear, Affine, CubaLIF (as a multi-spike neuron with subtractive reset) and LI only
+ROCKPOOL_GAPS = {
+    "dense_lif": ("rockpool 3.1 reads tau_mem of LIF nodes, which have tau", "has no attribute 'tau_mem'"),
+    "dense_lif_scaled": ("rockpool 3.1 reads tau_mem of LIF nodes, which have tau", "has no attribute 'tau_mem'"),
+    "dense_nlif": ("rockpool 3.1 imports no IF node", "Cannot convert <class 'nir.ir.neuron.IF'>"),
+    "dense_cuba": ("rockpool 3.1 runs CubaLIF as a multi-spike neuron with subtractive reset, dt read as τ/(1 + r)", None),
+    "dense_cuba_li": ("rockpool 3.1 runs CubaLIF as a multi-spike neuron with subtractive reset; LI's τ cut to an integer", None),
+    "conv2d": ("rockpool 3.1 imports no Conv2d node", "Cannot convert <class 'nir.ir.conv.Conv2d'>"),
+    "conv1d": ("rockpool 3.1 imports no Conv1d node", "Cannot convert <class 'nir.ir.conv.Conv1d'>"),
+    "kws_time_taps": ("rockpool 3.1 imports no Conv1d or Delay node", "Cannot convert <class 'nir.ir.conv.Conv1d'>"),
+    "noise_cnn_lif": ("rockpool 3.1 imports no Conv2d node", "Cannot convert <class 'nir.ir.conv.Conv2d'>"),
+    "srm_delays": ("rockpool 3.1 imports no Conv2d, Delay, CubaLI, Threshold or Scale node", "Cannot convert <class 'nir.ir.conv.Conv2d'>"),
+}

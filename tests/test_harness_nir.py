@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from nir_families import (FAMILIES, NORSE_GAPS, NOT_IMPORTED, NOT_IMPORTED_SNN_MLIR, SNN_MLIR_DT, SNN_MLIR_GAPS, SNNTORCH_GAPS, Chain,
-                          family)
+from nir_families import (FAMILIES, NORSE_GAPS, NOT_IMPORTED, NOT_IMPORTED_SNN_MLIR, ROCKPOOL_GAPS, SINABS_GAPS, SNN_MLIR_DT, SNN_MLIR_GAPS,
+                          SNNTORCH_GAPS, Chain, family)
 from safetensors.torch import load_file
 from spikeforge.cli import main
 from spikeforge.export.nir_graph import COMPATS, export_nir, to_nir
@@ -241,11 +241,13 @@ def test_the_usage_matrix_says_what_the_interop_tests_measure():
         names = re.findall(r"\(`([a-z0-9_]+)`(?:, `([a-z0-9_]+)`)?\)", line.split("|")[1]) if line.startswith("| ") else []
         for pair in names:
             for name in filter(None, pair):
-                rows[name] = [cell.strip() for cell in line.split("|")[2:6]]
+                rows[name] = [cell.strip() for cell in line.split("|")[2:8]]
     assert set(rows) == set(FAMILIES)
-    for name, (own, norse, snntorch, mlir) in rows.items():
+    for name, (own, norse, snntorch, mlir, sinabs, rockpool) in rows.items():
         assert own.startswith("identical")
         assert norse.startswith("identical") == (name not in NORSE_GAPS), name
         assert snntorch.startswith("identical") == (name not in SNNTORCH_GAPS), name
         assert mlir.startswith("accepted") == (name not in SNN_MLIR_GAPS), name
+        assert sinabs.startswith("identical") == (name not in SINABS_GAPS), name
+        assert rockpool.startswith("identical") == (name not in ROCKPOOL_GAPS), name
 

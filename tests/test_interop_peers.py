@@ -1,4 +1,4 @@
-"""Exported files in the real consumers: Norse 1.1, snnTorch 1.0 and rockpool 3.1 run them, `snn-mlir check` reads them.
+"""Exported files in the real consumers: Norse 1.1, snnTorch 1.0, sinabs 3.1 and rockpool 3.1 run them, `snn-mlir check` reads them.
 
 For every model family the test either finds identical output (spikes, hence readout values to
 float rounding) or confirms the documented reason the tool cannot run it (the matrix in
@@ -11,16 +11,19 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import re
 import subprocess
 import sys
 
 import nir
+import numpy as np
 import pytest
 import torch
 
-from nir_families import FAMILIES, NORSE_GAPS, SNN_MLIR_DT, SNN_MLIR_GAPS, SNNTORCH_GAPS, family
+from nir_families import FAMILIES, NORSE_GAPS, ROCKPOOL_GAPS, SINABS_GAPS, SNN_MLIR_DT, SNN_MLIR_GAPS, SNNTORCH_GAPS, family
 from spikeforge.export.nir_graph import export_nir, to_nir
+from spikeforge.export.nir_simulate import simulate
 
 norse = pytest.importorskip("norse.torch", reason="Norse is in the [interop] test extra")
 snn_import = pytest.importorskip("snntorch.import_nir", reason="snnTorch is in the [interop] test extra")
@@ -118,11 +121,90 @@ def test_snn_mlir_check_accepts_the_snn_mlir_form_of_every_family(name, tmp_path
             assert snn_mlir_nodes.NODE_PARSERS[nir.LI](node, key).decay == 0.0
 
 
-def test_rockpool_cannot_import_nir_lif_nodes():
-    """rockpool 3.1 reads `tau_mem` from NIR LIF nodes, which have `tau`: the documented gap."""
-    model, shape, _ = family("dense_lif")
-    with pytest.raises(AttributeError, match="tau_mem"):
-        rockpool_nir.from_nir(to_nir(model, shape, dt=1e-3))
+def _sinabs(graph: nir.NIRGraph, x: torch.Tensor) -> torch.Tensor:
+    sinabs = pytest.importorskip("sinabs", reason="make test installs sinabs with --no-deps (it pins nir <= 1.0.4)")
+    out = sinabs.from_nir(graph, batch_size=1)(x[:, 0])  # its squeezed layers take [B·T, ...]
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _rockpool(graph: nir.NIRGraph, x: torch.Tensor) -> torch.Tensor:
+    out = rockpool_nir.from_nir(graph)(x.transpose(0, 1).flatten(2))  # [B, T, N]
+    return (out[0] if isinstance(out, tuple) else out)[0]
+
+
+def _documented_gap(run, name: str, gaps: dict[str, tuple[str, str | None]]) -> None:
+    """The tool fails on the family's file with the documented error, or runs it with different output."""
+    model, shape, x = family(name)
+    _, error = gaps[name]
+    with torch.no_grad():
+        expected = model(x)
+        graph = to_nir(model, shape, dt=1e-3)
+        if error is not None:
+            with pytest.raises(Exception, match=re.escape(error)):
+                _per_sample(run, graph, x, tuple(expected.shape[2:]))
+            return
+        got = _per_sample(run, graph, x, tuple(expected.shape[2:]))
+    assert got.shape == expected.shape and not torch.allclose(got, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_sinabs_runs_no_family_identically_for_the_documented_reason(name):
+    _documented_gap(_sinabs, name, SINABS_GAPS)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_rockpool_runs_no_family_identically_for_the_documented_reason(name):
+    _documented_gap(_rockpool, name, ROCKPOOL_GAPS)
+
+
+def _one_neuron(neuron: nir.NIRNode) -> nir.NIRGraph:
+    one = np.ones(1, dtype=np.float32)
+    return nir.NIRGraph(nodes={"input": nir.Input({"input": one.astype(int)}), "w": nir.Affine(np.ones((1, 1), np.float32), 0 * one),
+                               "n": neuron, "output": nir.Output({"output": one.astype(int)})},
+                        edges=[("input", "w"), ("w", "n"), ("n", "output")], metadata={"dt": 1e-3})
+
+
+def _multi_spike(v: float, i: float = 0.0) -> tuple[float, float]:
+    """(spikes, v after) of a multi-spike neuron with subtractive reset and threshold 1: ⌊v⌋ spikes when v ≥ 1, v − spikes."""
+    k = float(np.floor(v)) if v >= 1 else 0.0
+    return k, v - k
+
+
+@pytest.mark.parametrize("kind", ["LIF", "IF"])
+def test_sinabs_reads_nir_neurons_as_multi_spike_neurons_with_subtractive_reset(kind):
+    """τ = 2 ms, r = 2 at dt = 1 ms (β = 0.5, unit gain), or IF with unit gain dt·r; constant input 2.5.
+
+    NIR's equations: one spike per step, reset to 0. sinabs: decay exp(−1/τ) with τ in steps (≈ 0 for 0.002),
+    ⌊v⌋ spikes and v − ⌊v⌋ kept (IF without decay)."""
+    one = np.ones(1, dtype=np.float32)
+    neuron = nir.LIF(2e-3 * one, 2 * one, 0 * one, one, 0 * one) if kind == "LIF" else nir.IF(1e3 * one, one, 0 * one)
+    x = torch.full((4, 1, 1), 2.5)
+    assert simulate(_one_neuron(neuron), x).flatten().tolist() == [1.0] * 4
+    decay, v, expected = (math.exp(-1 / 2e-3) if kind == "LIF" else 1.0), 0.0, []
+    for _ in range(4):
+        k, v = _multi_spike(decay * v + 2.5)
+        expected.append(k)
+    with torch.no_grad():
+        got = _sinabs(_one_neuron(neuron), x).flatten().tolist()
+    assert got == expected and max(got) > 1
+
+
+def test_rockpool_reads_cubalif_as_a_multi_spike_neuron_with_subtractive_reset():
+    """τ_syn = τ_mem = 2 ms, r = w_in = 2 at dt = 1 ms; constant input 2.5. NIR's equations: one spike per step.
+
+    rockpool: dt = τ_mem/(1 + r), decays exp(−dt/τ), i = (i + I)·β, v = α·v + i, ⌊v⌋ spikes, v − ⌊v⌋ kept."""
+    one = np.ones(1, dtype=np.float32)
+    neuron = nir.CubaLIF(tau_syn=2e-3 * one, tau_mem=2e-3 * one, r=2 * one, v_leak=0 * one, v_threshold=one, v_reset=0 * one, w_in=2 * one)
+    x = torch.full((4, 1, 1), 2.5)
+    assert simulate(_one_neuron(neuron), x).flatten().tolist() == [1.0] * 4
+    decay, i, v, expected = math.exp(-1 / 3), 0.0, 0.0, []
+    for _ in range(4):
+        i = (i + 2.5) * decay
+        k, v = _multi_spike(decay * v + i)
+        expected.append(k)
+    with torch.no_grad():
+        got = _rockpool(_one_neuron(neuron), x).flatten().tolist()
+    assert got == pytest.approx(expected) and max(got) > 1
 
 
 def test_a_norse_exported_file_is_refused_in_one_line_not_misread():
