@@ -1,4 +1,7 @@
-"""Name → factory tables for models, datasets and methods, filled by decorators at import."""
+"""Name → factory tables for models, datasets and methods, filled by decorators at import.
+
+Which module registers which name is listed in spikeforge.catalog: a lookup imports that module alone.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import difflib
 import importlib
 import pkgutil
 from typing import Callable, TypeVar
+
+from spikeforge.catalog import MODULES
 
 F = TypeVar("F", bound=Callable)
 
@@ -39,11 +44,14 @@ class Registry:
         self._loaded = True
 
     def names(self) -> list[str]:
-        self._load()
-        return sorted(self._table)
+        """The catalog's names and any registered outside it, importing nothing."""
+        return sorted(set(MODULES[self.kind]) | set(self._table))
 
     def get(self, name: str) -> Callable:
-        self._load()
+        if name not in self._table and name in MODULES[self.kind]:
+            importlib.import_module(f"{self.package}.{MODULES[self.kind][name]}")
+        if name not in self._table:
+            self._load()
         if name not in self._table:
             close = difflib.get_close_matches(name, self._table, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -1,12 +1,12 @@
-"""`spikeforge list`: the recipes, datasets, models, methods, losses and encoders spikeforge knows."""
+"""`spikeforge list`: the recipes, datasets, models, methods, losses and encoders spikeforge knows (from spikeforge.catalog: no torch)."""
 
 from __future__ import annotations
 
 import argparse
 
+from spikeforge.catalog import ENCODERS
 from spikeforge.registry import DATASETS, LOSSES, METHODS, MODELS
 from spikeforge.train.config import list_recipes
-from spikeforge.train.encode import encoders
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         "models": MODELS.names(),
         "methods": METHODS.names(),
         "losses": LOSSES.names(),
-        "encoders": sorted(encoders()),
+        "encoders": sorted(ENCODERS),
     }
     for title, items in sections.items():
         print(f"{title}:")

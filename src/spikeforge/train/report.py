@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spikeforge.metrics import plots
 from spikeforge.train import runfolder
 
 
 def write_plots(run: Path) -> list[Path]:
     """Write every PNG the run folder's data allows; returns the files written."""
+    from spikeforge.metrics import plots  # matplotlib loads when plots are written, not when training starts
+
     run = Path(run)
     metrics = runfolder.read_metrics(run)
     written = []
