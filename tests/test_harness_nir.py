@@ -227,10 +227,11 @@ def test_export_command_writes_the_trained_deployable_model(tmp_path, capsys):
     assert "dt = 0.0001 s" in capsys.readouterr().out
     original = demo_lif(hidden=[16], reset="zero")
     original.load_state_dict(load_file(run / "checkpoints" / "best" / "weights.safetensors"))
-    graph = nir.read(str(run / "model.nir"))
+    assert main(["export", str(run), "--compat", "snn-mlir", "--output", str(tmp_path / "mlir.nir")]) == 0
     x = torch.rand(6, 3, 1, 28, 28)
     with torch.no_grad():
-        torch.testing.assert_close(simulate(graph, x), original(x), atol=1e-5, rtol=1e-5)
+        for path in (run / "model.nir", tmp_path / "mlir.nir"):
+            torch.testing.assert_close(simulate(nir.read(str(path)), x), original(x), atol=1e-5, rtol=1e-5)
 
 
 def test_the_usage_matrix_says_what_the_interop_tests_measure():
