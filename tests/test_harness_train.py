@@ -42,6 +42,9 @@ def test_train_writes_the_run_folder_and_the_commands_read_it(tmp_path, capsys):
     assert 0 < metrics["spike_rates"]["lif1"] < 1 and metrics["synops_per_sample"] > 0
     assert metrics["accuracy"] > 0.3  # 10 classes: well above chance after 12 steps
     assert (run / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
+    assert "train_rate" in (run / "metrics.csv").read_text().splitlines()[0] and metrics["mean_spike_rate"] == metrics["spike_rates"]["lif1"]
+    summary = [line.split() for line in printed.splitlines() if line.startswith("mean spike rate")]
+    assert printed.count("| mean spike rate ") == 2 and summary == [["mean", "spike", "rate", f"{100 * metrics['mean_spike_rate']:.2f}%"]]
     assert all((run / name).stat().st_size > 1000 for name in PLOTS)
     assert any((run / "tensorboard").iterdir()) and (run / "checkpoints" / "best" / "weights.safetensors").exists()
     assert load_recipe(str(run / "config.yaml"))["model"]["hidden"] == [16]

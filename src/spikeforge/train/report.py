@@ -39,7 +39,7 @@ def summary_table(metrics: dict) -> str:
           if metrics.get("balanced_accuracy") is not None else ()),
         *((("keyword recall", f"{100 * metrics['keyword_recall']:.2f}%"),) if metrics.get("keyword_recall") is not None else ()),
         ("test loss", f"{metrics['loss']:.4f}"),
-        ("mean spike rate", f"{100 * metrics['mean_spike_rate']:.2f}%"),
+        *((("mean spike rate", f"{100 * metrics['mean_spike_rate']:.2f}%"),) if metrics["spike_rates"] else ()),  # none without spikes
         *((f"  spike rate {name}", f"{100 * rate:.2f}%") for name, rate in metrics["spike_rates"].items()),
         ("synaptic ops / sample", f"{metrics['synops_per_sample']:.4g}"),
         ("parameters", f"{metrics['parameters']:,}"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import resource
 import signal
 import time
@@ -190,7 +189,7 @@ class Trainer:
         for x, y in bar:
             self._step(x, y)
             t = s.totals
-            bar.set_postfix(loss=f"{t['loss'] / t['n']:.3f}", acc=f"{t['correct'] / t['n']:.3f}", rate=f"{t['rate'] / t['n']:.3f}")
+            bar.set_postfix(loss=f"{t['loss'] / t['n']:.3f}", acc=f"{t['correct'] / t['n']:.3f}", **({"rate": f"{t['rate'] / t['n']:.3f}"} if "rate" in t else {}))
             stopping = self._stop_requested(stop)
             if stopping or (cfg["checkpoint_every"] and s.step % cfg["checkpoint_every"] == 0):
                 self.save()
@@ -215,8 +214,8 @@ class Trainer:
         self.method.after_step(self.model)  # β ∈ [0, 1], b ≥ 0 and the method's own constraints
         self._check_finite(torch.stack([p.detach().sum() for p in self.model.parameters()]).sum(), "the parameters are")
         n = y.shape[0]
-        rate = sum(out.spike_rates.values()) / len(out.spike_rates) if out.spike_rates else 0.0
-        totals = torch.tensor([float(out.loss.detach()) * n, float((out.logits.argmax(-1) == y).sum()), n, rate * n], dtype=torch.float64)
+        rate = [_mean(out.spike_rates) * n] if out.spike_rates else []  # a method without spikes (an ANN stage) reports no rate
+        totals = torch.tensor([float(out.loss.detach()) * n, float((out.logits.argmax(-1) == y).sum()), n, *rate], dtype=torch.float64)
         totals = distributed.sum_across(totals, self.ctx).tolist()
         for key, value in zip(("loss", "correct", "n", "rate"), totals):
             s.totals[key] = s.totals.get(key, 0.0) + value
@@ -243,7 +242,7 @@ class Trainer:
         s, t = self.state, self.state.totals
         val = evaluate(self.model, self.method, self.val_set, self.config["encoder"], self.config["eval_batch_size"], self.ctx)
         row = {"epoch": s.epoch + 1, "step": s.step, "lr": self.optimizer.param_groups[0]["lr"],
-               "train_loss": t["loss"] / t["n"], "train_acc": t["correct"] / t["n"], "train_rate": t["rate"] / t["n"],
+               "train_loss": t["loss"] / t["n"], "train_acc": t["correct"] / t["n"], **({"train_rate": t["rate"] / t["n"]} if "rate" in t else {}),
                "val_loss": val.loss, "val_acc": val.accuracy, **{f"rate/{k}": v for k, v in val.spike_rates.items()},
                "time_s": round(s.wall_time + self._elapsed(), 3)}
         s.history.append(row)
@@ -253,8 +252,9 @@ class Trainer:
             s.best_accuracy, s.best_epoch = val.accuracy, s.epoch + 1
             self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         s.epoch, s.batch, s.totals = s.epoch + 1, 0, {}
+        rate = f" | mean spike rate {100 * _mean(val.spike_rates):.2f}%" if val.spike_rates else ""  # none without spikes
         self.log(f"epoch {row['epoch']}/{self.config['epochs']}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-                 f"val loss {val.loss:.4f} acc {100 * val.accuracy:.2f}% | mean spike rate {100 * _mean(val.spike_rates):.2f}%")
+                 f"val loss {val.loss:.4f} acc {100 * val.accuracy:.2f}%{rate}")
         if self.run is not None:
             runfolder.write_history(self.run, s.history)
             self.tb.scalars({k.replace("_", "/", 1) if k.startswith(("train_", "val_")) else k: v for k, v in row.items() if k not in ("epoch", "step")}, s.step)
@@ -281,7 +281,7 @@ class Trainer:
         hashes = distributed.rank_hashes(self.model, self.ctx)  # the weights tested, bit for bit on every rank
         return {
             "name": self.config["name"], "checkpoint": f"best (epoch {s.best_epoch})", "test_samples": test.samples,
-            "accuracy": test.accuracy, "loss": test.loss, "spike_rates": test.spike_rates, "mean_spike_rate": _mean(test.spike_rates),
+            "accuracy": test.accuracy, "loss": test.loss, "spike_rates": test.spike_rates, "mean_spike_rate": _mean(test.spike_rates) if test.spike_rates else None,
             "synops_per_sample": sum(test.synops.values()), "synops_per_layer": test.synops, "accuracy_vs_time": test.accuracy_vs_time,
             "parameters": sum(p.numel() for p in self.model.parameters()), "best_val_accuracy": s.best_accuracy,
             "epochs": s.epoch, "steps": s.step, "wall_time_s": round(wall, 2),
@@ -303,4 +303,4 @@ class Trainer:
 
 
 def _mean(rates: dict[str, float]) -> float:
-    return sum(rates.values()) / len(rates) if rates else math.nan
+    return sum(rates.values()) / len(rates)
