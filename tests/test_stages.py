@@ -129,6 +129,13 @@ def test_train_hybrid_runs_both_stages_into_one_run_folder_and_the_commands_read
     assert (run / "metrics.csv").read_text().count("\n") == 5  # header + 2 + 2 epochs, numbered on
     record = json.loads((run / "stages" / "snn" / "transition.json").read_text())
     assert record["decided"]["output_threshold"] == record["report"]["output_threshold"] >= 1.0
+    assert "spike rate" not in printed  # neither stage reports spike rates: none printed (no "nan%") and none stored as NaN
+    for name in ("metrics.json", "stages/ann/metrics.json", "stages/snn/metrics.json"):
+        stored = json.loads((run / name).read_text(), parse_constant=lambda word: pytest.fail(f"{name} holds {word}"))
+        assert stored["mean_spike_rate"] is None and stored["spike_rates"] == {}
+    for name in ("metrics.csv", "stages/ann/metrics.csv", "stages/snn/metrics.csv"):
+        text = (run / name).read_text()
+        assert "nan" not in text.lower() and "rate" not in text.splitlines()[0], name
 
     assert main(["eval", str(run)]) == 0
     assert f"accuracy {100 * metrics['accuracy']:.2f}%" in capsys.readouterr().out  # the SNN of the last stage
@@ -198,3 +205,43 @@ def test_sigkill_in_the_ann_stage_and_in_the_stdbp_stage_then_resume_gives_the_s
         assert all(torch.equal(whole[k], other[k]) for k in whole), f"killed in stage {stage}: the final weights differ"
         a, b = (json.loads((r / "metrics.json").read_text()) for r in (whole_run, run))
         assert a["accuracy"] == b["accuracy"] and a["stages"]["ann"]["accuracy"] == b["stages"]["ann"]["accuracy"]
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_torchrun_trains_both_stages_into_one_run_folder_and_resumes_after_a_kill(tmp_path, monkeypatch):
+    (tmp_path / "stage_plugin.py").write_text(PLUGIN)
+    (tmp_path / "train.py").write_text("import sys, stage_plugin; from spikeforge.cli import main; sys.exit(main(sys.argv[1:]))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("stage_plugin")
+    args = ["train", "hybrid_fc2_baseline", *TINY, "--set", "stages.ann.epochs=1", "--set", "stages.snn.epochs=1",
+            "--set", "stages.ann.method.name=test_killed_ann", "--set", "stages.snn.method.name=test_killed_stdbp"]
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+
+    def torchrun(argv, **kill):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(tmp_path / "train.py"), *argv]
+        return subprocess.run(cmd, env={**env, "KILL_STAGE": kill.get("stage", ""), "KILL_AT_STEP": str(kill.get("at", 0))},
+                              capture_output=True, text=True, timeout=300)
+
+    killed = torchrun([*args, "--out", str(tmp_path / "ddp")], stage="snn", at=6)  # both ranks die mid-epoch in the STDBP stage
+    assert killed.returncode != 0 and killed.stdout.count("stage 1/2: ann") == 1 and "stage 2/2: snn" in killed.stdout  # logged by rank 0 only
+    (run,) = (tmp_path / "ddp").iterdir()  # only rank 0 writes
+    assert (run / "stages" / "ann" / "metrics.json").is_file() and (run / "stages" / "snn" / "transition.json").is_file()
+    assert os.readlink(run / "stages" / "snn" / "checkpoints" / "last") == "step-00000004" and not (run / "metrics.json").exists()
+    resumed = torchrun(["train", "hybrid_fc2_baseline", "--resume", str(run), "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "stage 1/2" not in resumed.stdout and resumed.stdout.count("stage 2/2: snn") == 1 and "resuming from step 4" in resumed.stdout
+    assert list((tmp_path / "ddp").iterdir()) == [run] and (run / "one_spike_conversion.md").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    snn = json.loads((run / "stages" / "snn" / "metrics.json").read_text())
+    assert snn["world_size"] == 2 and snn["ranks_in_sync"] is True and snn["parameter_hashes"][0] == snn["parameter_hashes"][1]
+    assert list(metrics["stages"]) == ["ann", "snn"] and metrics["steps"] == 9
+
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0  # one process, the same global batches, no kill
+    (one_run,) = (tmp_path / "one").iterdir()
+    one_snn = json.loads((one_run / "stages" / "snn" / "metrics.json").read_text())
+    decided = [json.loads((r / "stages" / "snn" / "transition.json").read_text())["decided"] for r in (run, one_run)]
+    assert decided[0] == decided[1]  # ϑ_out calibrated on rank 0, the same as in one process
+    ddp, one = (load_file(r / "stages" / "snn" / "checkpoints" / "last" / "weights.safetensors") for r in (run, one_run))
+    assert ddp.keys() == one.keys() and all(torch.allclose(ddp[k], one[k], atol=1e-5, rtol=1e-4) for k in one)
+    assert snn["test_samples"] == one_snn["test_samples"]

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
-    """(config, run folder, checkpoint to resume from) for the command line."""
+    """(config, run folder, run folder to resume) for the command line."""
     if args.resume is None:
         return load_recipe(args.recipe, args.overrides), None, None
     if args.resume == "latest":
@@ -37,7 +37,7 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
         config = validate(apply_overrides(runfolder.read_config(run), args.overrides))
     except RecipeError as err:
         raise RecipeError(f"{run}/{runfolder.CONFIG}: {err}") from None
-    return config, run, run / "checkpoints" / "last"
+    return config, run, run
 
 
 def _start(args: argparse.Namespace, config: dict, run_dir: Path | None, resume: Path | None) -> Trainer | Pipeline | None:

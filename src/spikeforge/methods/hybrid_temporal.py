@@ -33,6 +33,7 @@ from spikeforge.losses.conversion import activation_constraint_loss, weight_sum_
 from spikeforge.methods.base import Method, StepOutput
 from spikeforge.neurons.relpsp import MinPool2d, ReLPSPConv2d, ReLPSPLinear, ReLPSPNetwork
 from spikeforge.registry import METHODS
+from spikeforge.train.distributed import unwrap
 
 _WEIGHTED = (nn.Linear, nn.Conv2d)
 _SUPPORTED = "Linear/Conv2d without bias, ReLU, MaxPool2d (kernel = stride), Flatten, Dropout, Identity"
@@ -49,14 +50,17 @@ def static_frame(x: Tensor) -> Tensor:
     return x[0]
 
 
-def ann_forward(ann: nn.Sequential, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor]]]:
-    """Logits and the pre-activations u of every weighted layer (eq. 1), by layer name."""
-    preactivations = []
-    for name, module in ann.named_children():
-        x = module(x)
-        if isinstance(module, _WEIGHTED):
-            preactivations.append((name, x))
-    return x, preactivations
+def ann_forward(ann: nn.Module, x: Tensor) -> tuple[Tensor, list[tuple[str, Tensor]]]:
+    """Logits and the pre-activations u of every weighted layer (eq. 1), by layer name; `ann` may be DDP-wrapped
+    (the forward goes through the wrapper, so its gradients are averaged across ranks)."""
+    preactivations: list[tuple[str, Tensor]] = []
+    hooks = [m.register_forward_hook(lambda _m, _inputs, u, name=name: preactivations.append((name, u))) for name, m in weighted_layers(unwrap(ann))]
+    try:
+        logits = ann(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return logits, preactivations
 
 
 def weighted_layers(ann: nn.Sequential) -> list[tuple[str, nn.Module]]:
@@ -179,7 +183,7 @@ class HybridANN(Method):
     def step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
         logits, pre = ann_forward(model, static_frame(x))
         ce = F.cross_entropy(logits, y)
-        spiking = [m.weight for _, m in weighted_layers(model)[self.analog_layers :]]
+        spiking = [m.weight for _, m in weighted_layers(unwrap(model))[self.analog_layers :]]
         l_wsum = weight_sum_loss(spiking)
         per_layer = [activation_constraint_loss([u]) for _, u in pre]  # eq. (11), one term per layer
         l_acti = torch.stack(per_layer).sum()
@@ -195,7 +199,7 @@ class STDBP(Method):
     """Stage 2: CE on −t_out of the one-spike SNN, gradients by STDBP [14]; silent-neuron fractions in extras."""
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
-        t_out, stats = model.run(static_frame(x))
+        t_out, stats = model(static_frame(x), stats=True)  # through forward: a DDP wrapper averages the gradients
         loss = F.cross_entropy(-t_out, y)
         return StepOutput(loss=loss, logits=(-t_out).detach(), extras=stats)
 

@@ -93,5 +93,6 @@ class ReLPSPNetwork(nn.Module):
                 t = module(t)
         return t, stats
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.run(x)[0]
+    def forward(self, x: Tensor, stats: bool = False) -> Tensor | tuple[Tensor, dict[str, float]]:
+        """Output spike times (with `stats`: and the statistics of `run`)."""
+        return self.run(x) if stats else self.run(x)[0]

@@ -19,6 +19,7 @@ class Context:
     rank: int
     world_size: int
     device: torch.device
+    joined: bool = False  # whether `setup` joined the process group here (then `teardown` leaves it)
 
     @property
     def is_main(self) -> bool:
@@ -26,7 +27,7 @@ class Context:
 
 
 def setup(device: str = "auto") -> Context:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA; a group already joined is reused."""
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for but no CUDA device is available; use device=auto or cpu")
@@ -36,14 +37,16 @@ def setup(device: str = "auto") -> Context:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         torch.cuda.set_device(local)
-    if not dist.is_initialized():
+    joined = not dist.is_initialized()
+    if joined:
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Context(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"))
+    return Context(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"), joined)
 
 
 def teardown(ctx: Context, finished: bool = True) -> None:
-    """Leave the process group (if this process joined one); after a normal finish, wait for every rank first."""
-    if ctx.world_size > 1 and dist.is_initialized():
+    """Leave the process group if `setup` joined it for `ctx` (the stages of a recipe share one); after a normal finish,
+    wait for every rank first."""
+    if ctx.joined and dist.is_initialized():
         if finished:
             dist.barrier()  # a rank that leaves while another still talks to it aborts gloo's worker threads at exit
         dist.destroy_process_group()
@@ -69,6 +72,15 @@ def wrap(model: nn.Module, ctx: Context) -> nn.Module:
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside a DDP wrapper."""
     return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def from_main(value, ctx: Context):
+    """Rank 0's `value` (any picklable object) on every rank; `value` itself for one process."""
+    if ctx.world_size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def sum_across(values: torch.Tensor, ctx: Context) -> torch.Tensor:

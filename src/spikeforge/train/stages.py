@@ -16,11 +16,12 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
 from spikeforge.methods.base import StageData
 from spikeforge.registry import MODELS, TRANSITIONS
-from spikeforge.train import checkpoint, runfolder
+from spikeforge.train import checkpoint, distributed, runfolder
 from spikeforge.train.atomic import atomic_write_text
 from spikeforge.train.config import stage_configs, validate
 from spikeforge.train.report import write_plots
@@ -35,12 +36,19 @@ def stage_dir(run: Path, name: str) -> Path:
 
 
 class Pipeline:
-    """Trains the stages of `config` (a validated recipe with `stages`) into run folder `run` (None on ranks other than 0)."""
+    """Trains the stages of `config` (a validated recipe with `stages`) into run folder `run` (None on ranks other than 0).
 
-    def __init__(self, config: dict, run: Path | None, log: Callable[[str], None] = print, progress_bar: bool = True) -> None:
+    `source` is the run folder being resumed, read by every rank (None for a new run): which stages are finished,
+    their checkpoints, and the transitions already decided.
+    """
+
+    def __init__(self, config: dict, run: Path | None, log: Callable[[str], None] = print, progress_bar: bool = True,
+                 source: Path | None = None) -> None:
         self.config, self.run, self.log, self.progress_bar = config, run, log, progress_bar
+        self.source = Path(source) if source is not None else None
         self.stages = stage_configs(config)
         self.names = list(self.stages)
+        self.ctx = distributed.Context(0, 1, torch.device("cpu"))  # the process group's, once `fit` joins it
         self._trained: dict[int, nn.Module] = {}  # stages trained in this process, with their best weights
 
     def model(self, index: int, data: StageData | None) -> nn.Module:
@@ -51,43 +59,58 @@ class Pipeline:
         previous = self._trained.get(index - 1)
         if previous is None:
             previous = self.model(index - 1, None)
-            checkpoint.load_weights(checkpoint.resolve(stage_dir(self.run, self.names[index - 1]), "best"), previous)
+            checkpoint.load_weights(checkpoint.resolve(stage_dir(self.source, self.names[index - 1]), "best"), previous)
         spec = config.get("transition")
         if spec is None:
             return previous
         return self._transition(index, build(TRANSITIONS, spec), previous, data)
 
     def _transition(self, index: int, transition, previous: nn.Module, data: StageData | None) -> nn.Module:
-        record = stage_dir(self.run, self.names[index]) / TRANSITION_RECORD if self.run is not None else None
+        name = self.names[index]
+        record = stage_dir(self.source, name) / TRANSITION_RECORD if self.source is not None else None
         if record is not None and record.exists():
             return transition.apply(previous, json.loads(record.read_text())["decided"])
         if data is None:
-            raise FileNotFoundError(f"stage {self.names[index]!r} has no {TRANSITION_RECORD}; its transition has not run yet")
-        decided = transition.decide(previous, data)
+            raise FileNotFoundError(f"stage {name!r} has no {TRANSITION_RECORD}; its transition has not run yet")
+        decided = distributed.from_main(transition.decide(previous, data) if self.ctx.is_main else None, self.ctx)  # one decision for all ranks
         model = transition.apply(previous, decided)
-        if record is not None:
+        if self.run is not None:
             report = transition.report(previous, model, decided, data)
-            atomic_write_text(record, json.dumps({"transition": self.stages[self.names[index]]["transition"], "decided": decided, "report": report}, indent=1) + "\n")
+            atomic_write_text(stage_dir(self.run, name) / TRANSITION_RECORD,
+                              json.dumps({"transition": self.stages[name]["transition"], "decided": decided, "report": report}, indent=1) + "\n")
         return model
 
     def fit(self) -> dict:
         """Train every unfinished stage in order, then write the run folder's own files; returns the run's metrics."""
+        self.ctx = distributed.setup(self.config["device"])  # one process group for all stages (torchrun)
+        finished = False
+        try:
+            metrics = self._finish(self._fit_stages())
+            finished = True
+            return metrics
+        finally:
+            distributed.teardown(self.ctx, finished)
+
+    def _fit_stages(self) -> dict[str, dict]:
+        source = {name: stage_dir(self.source, name) if self.source is not None else None for name in self.names}
+        done = {name for name, folder in source.items() if folder is not None and (folder / runfolder.JSON).exists()}
+        last = {name: folder / "checkpoints" / "last" for name, folder in source.items() if folder is not None and (folder / "checkpoints" / "last").exists()}
         results = {}
         for index, name in enumerate(self.names):
-            folder = stage_dir(self.run, name) if self.run is not None else None
-            if folder is not None and (folder / runfolder.JSON).exists():
-                results[name] = runfolder.read_metrics(folder)
+            if name in done:
+                results[name] = runfolder.read_metrics(source[name])
                 continue
-            last = folder / "checkpoints" / "last" if folder is not None else None
+            folder = stage_dir(self.run, name) if self.run is not None else None
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
                 runfolder.write_config(folder, self.stages[name])
-            self.log(f"stage {index + 1}/{len(self.names)}: {name} ({self.stages[name]['method']['name']}, {self.stages[name]['epochs']} epochs)")
-            trainer = Trainer(self.stages[name], folder, resume=last if last is not None and last.exists() else None, log=self.log,
-                              progress_bar=self.progress_bar, model_factory=lambda data, i=index: self.model(i, data))
+            if self.ctx.is_main:
+                self.log(f"stage {index + 1}/{len(self.names)}: {name} ({self.stages[name]['method']['name']}, {self.stages[name]['epochs']} epochs)")
+            trainer = Trainer(self.stages[name], folder, resume=last.get(name), log=self.log, progress_bar=self.progress_bar,
+                              model_factory=lambda data, i=index: self.model(i, data))
             results[name] = trainer.fit()
             self._trained[index] = trainer.model.cpu()  # fit() left the best epoch's weights in it
-        return self._finish(results)
+        return results
 
     def _finish(self, results: dict[str, dict]) -> dict:
         final = results[self.names[-1]]
@@ -119,10 +142,10 @@ class Pipeline:
 def trainer_for(config: dict, run: Path | None, resume: Path | None = None, log: Callable[[str], None] = print,
                 progress_bar: bool = True) -> Trainer | Pipeline:
     """What trains a validated recipe into `run` (`.fit()`): the Trainer for a plain recipe, the Pipeline of its stages
-    for a staged one (which resumes every stage from what the run folder holds, so `resume` only says whether to)."""
+    for a staged one; `resume` is the run folder to continue (every rank reads it), None for a new run."""
     if "stages" in config:
-        return Pipeline(config, run, log, progress_bar)
-    return Trainer(config, run, resume=resume, log=log, progress_bar=progress_bar)
+        return Pipeline(config, run, log, progress_bar, source=resume)
+    return Trainer(config, run, resume=Path(resume) / "checkpoints" / "last" if resume is not None else None, log=log, progress_bar=progress_bar)
 
 
 def is_complete(run: Path, config: dict) -> bool:
@@ -138,7 +161,7 @@ def trained_model(run: Path, which: str = "best") -> tuple[dict, nn.Module, int]
     if "stages" not in recipe:
         config, folder, model = recipe, Path(run), build(MODELS, recipe["model"])
     else:
-        pipeline = Pipeline(recipe, Path(run))
+        pipeline = Pipeline(recipe, None, source=Path(run))
         config, folder = pipeline.stages[pipeline.names[-1]], stage_dir(run, pipeline.names[-1])
         model = pipeline.model(len(pipeline.names) - 1, None)
     step = checkpoint.load_weights(checkpoint.resolve(folder, which), model)
