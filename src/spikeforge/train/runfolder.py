@@ -25,6 +25,7 @@ from safetensors.numpy import load_file, save_file
 
 from spikeforge.train.atomic import atomic_write, atomic_write_text, file_mode
 from spikeforge.train.checkpoint import load_state
+from spikeforge.train.config import read_yaml
 
 CONFIG, CSV, JSON, SAMPLE, TENSORBOARD, LOCK = "config.yaml", "metrics.csv", "metrics.json", "sample.safetensors", "tensorboard", ".lock"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -122,7 +123,7 @@ def read_config(run: Path) -> dict:
     path = Path(run) / CONFIG
     if not path.exists():
         raise FileNotFoundError(f"{run} is not a run folder: it has no {CONFIG}")
-    return yaml.safe_load(path.read_text())
+    return read_yaml(path)
 
 
 def write_history(run: Path, history: list[dict]) -> None:
