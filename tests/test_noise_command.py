@@ -33,8 +33,11 @@ def test_noise_kinds_are_recipes_and_accuracy_vs_t_reports_them(tmp_path, capsys
         assert main(["train", recipe, *TINY, "--set", "epochs=1", "--set", "dataset.limit=256", "--set", "method.eval_steps=2",
                      "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
     runs = sorted((tmp_path / "runs").iterdir())
-    for command in ("eval", "report"):  # the run-folder contract of every method
-        assert main([command, str(runs[0])]) == 0
+    (runs[0] / "learning_curves.png").unlink()
+    capsys.readouterr()  # drop the training output
+    for command, shows in (("eval", "accuracy "), ("report", "test accuracy")):  # the run-folder contract of every method
+        assert main([command, str(runs[0])]) == 0 and shows in capsys.readouterr().out
+    assert (runs[0] / "learning_curves.png").is_file() and (runs[0] / "spike_rates.png").is_file()  # report redraws the plots
     assert main(["export", str(runs[0])]) == 2  # refused with the reason (NoisyLIF draws noise every step) and the option
     assert "spikeforge export RUN --convert lif" in capsys.readouterr().err
     _export_converts_to_the_plain_lif(runs[0], tmp_path / "noise.nir")

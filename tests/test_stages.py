@@ -139,7 +139,9 @@ def test_train_hybrid_runs_both_stages_into_one_run_folder_and_the_commands_read
 
     assert main(["eval", str(run)]) == 0
     assert f"accuracy {100 * metrics['accuracy']:.2f}%" in capsys.readouterr().out  # the SNN of the last stage
+    (run / "learning_curves.png").unlink()
     assert main(["report", str(run)]) == 0 and "test accuracy" in capsys.readouterr().out
+    assert (run / "learning_curves.png").is_file()  # report redraws the plots of a staged run
     assert main(["export", str(run)]) == 2 and "ReL-PSP" in capsys.readouterr().err  # NIR has no ReL-PSP neuron: refused, named
     assert main(["hybrid", str(run), str(run), "--out", str(tmp_path / "cmp")]) == 0
     both = (tmp_path / "cmp" / "hybrid.md").read_text()
