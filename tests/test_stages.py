@@ -147,6 +147,8 @@ def test_train_hybrid_runs_both_stages_into_one_run_folder_and_the_commands_read
     both = (tmp_path / "cmp" / "hybrid.md").read_text()
     assert both.count("| hybrid_fc2 (") == 2 and both.count("### hybrid_fc2 (") == 2  # two rows, two Table 1 sections
     assert main(["hybrid", str(tmp_path)]) == 2 and "is not a run folder" in capsys.readouterr().err
+    assert main(["train", "hybrid_fc2", "--resume", str(run)]) == 0
+    assert "is complete (every stage finished); nothing changed" in capsys.readouterr().out
 
 
 PLUGIN = textwrap.dedent(

@@ -61,8 +61,12 @@ def run(args: argparse.Namespace) -> int:
         run_dir = run_dir or runfolder.new_run_dir(args.out, config["name"])
     with runfolder.locked(run_dir) if is_main else contextlib.nullcontext():
         if resume is not None and is_complete(run_dir, config):
-            print(f"{run_dir} is complete ({config['epochs']} epochs); nothing changed. To train it longer: "
-                  f"spikeforge train {args.recipe} --resume {run_dir} --set epochs=N (N > {config['epochs']})")
+            if "stages" in config:  # a finished stage is never trained again
+                print(f"{run_dir} is complete (every stage finished); nothing changed. To train a stage longer, start a new run: "
+                      f"spikeforge train {args.recipe} --set stages.<stage>.epochs=N")
+            else:
+                print(f"{run_dir} is complete ({config['epochs']} epochs); nothing changed. To train it longer: "
+                      f"spikeforge train {args.recipe} --resume {run_dir} --set epochs=N (N > {config['epochs']})")
             return 0
         trainer = _start(args, config, run_dir if is_main else None, resume)
         if trainer is None:
