@@ -66,6 +66,25 @@ def test_conv_over_time_is_causal_and_dilated():
     assert torch.equal(layer(x)[:7], layer(later)[:7]), "output step n must not see inputs after n"
 
 
+def test_channels_last_time_conv_matches_brute_force_forward_and_gradients():
+    # the dense causal conv runs channels-last; forward and both gradients against the brute-force sums
+    torch.manual_seed(0)
+    layer = SpikingConv(3, 4, 3, spatial_dims=1, time_kernel=4, dilation=2, time_dilation=3, bias=True).double()
+    x = torch.randn(15, 2, 3, 9, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(15, 2, 4, 9, dtype=torch.float64)
+    y = layer._causal_time_conv(x)
+    assert y.is_contiguous() and y.shape == (15, 2, 4, 9)
+    x_ref = x.detach().clone().requires_grad_()
+    w_ref = layer.weight.detach().clone().requires_grad_()
+    b_ref = layer.bias.detach().clone().requires_grad_()
+    y_ref = _manual_causal_conv1d(x_ref, w_ref, 3, 2) + b_ref.view(-1, 1)
+    torch.testing.assert_close(y, y_ref)
+    got = torch.autograd.grad(y, [x, layer.weight, layer.bias], g)
+    want = torch.autograd.grad(y_ref, [x_ref, w_ref, b_ref], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
 def test_conv3d_with_time_kernel_matches_time_taps():
     torch.manual_seed(0)
     layer = SpikingConv(1, 2, 3, spatial_dims=3, time_kernel=2, time_dilation=3).double()
