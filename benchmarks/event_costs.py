@@ -3,8 +3,8 @@
     python benchmarks/event_costs.py                       # prints a markdown table
     python benchmarks/event_costs.py --out benchmarks/EVENT-COSTS.md
 
-Layers: model A's layer 2 (causal time × frequency conv, 64 → 64 channels, kernel 4 × 3,
-dilation (4, 3), input [T=100, B=32, 64, 40]) and model B's hidden layer (linear 256 → 256,
+Layers: model A's layers 2 and 3 (causal time × frequency conv, 64 → 64 channels, kernel 4 × 3,
+dilation (4, 3) and (16, 9), input [T=100, B=32, 64, 40]) and model B's hidden layer (linear 256 → 256,
 input [T=300, B=64, 256]), on random binary inputs of each density. For each: forward alone and
 forward + weight gradient (the input gradient is dense on both paths, so it is left out), dense
 (events off) and event-driven (events forced on), process CPU time on one thread, medians of
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from spikeforge.functional import events
 from spikeforge.layers import SpikingConv
@@ -31,9 +32,10 @@ DENSITIES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
 def _layers():
     """(name, input shape, function of x computing the synaptic current, its weight)."""
     torch.manual_seed(0)
-    conv = SpikingConv(64, 64, 3, spatial_dims=1, time_kernel=4, time_dilation=4, dilation=3, normalize_threshold=False)
+    convs = [SpikingConv(64, 64, 3, spatial_dims=1, time_kernel=4, time_dilation=dt, dilation=df, normalize_threshold=False)
+             for dt, df in ((4, 3), (16, 9))]
     weight = (torch.randn(256, 256) * 0.05).requires_grad_()
-    return [("conv, model A layer 2", (100, 32, 64, 40), conv.current, conv.weight),
+    return [*((f"conv, model A layer {i + 2}", (100, 32, 64, 40), conv.current, conv.weight) for i, conv in enumerate(convs)),
             ("linear, model B layer 2", (300, 64, 256), lambda x: events.linear(x, weight), weight)]
 
 
@@ -77,6 +79,43 @@ def measure(rounds: int, densities=DENSITIES) -> list[dict]:
     return rows
 
 
+def _peer_layout_current(conv: SpikingConv):
+    """The synaptic current of `conv` as the floor and the peers compute it: conv2d on the `[B, C, T, F]` layout."""
+    reach = (conv.time_kernel - 1) * conv.time_dilation
+
+    def current(x):
+        y = F.conv2d(F.pad(x.movedim(0, 2), (0, 0, reach, 0)), conv.weight, None, 1, (0, conv.padding[0]),
+                     (conv.time_dilation, conv.dilation[0]))
+        return y.movedim(2, 0).contiguous()
+    return current
+
+
+def measure_layouts(rounds: int, density: float = 0.3) -> list[dict]:
+    """Dense causal conv of model A's layers 2 and 3 (events off): `[B, C, T, F]` (peers) against spikeforge's channels-last."""
+    rows = []
+    saved = events.MAX_DENSITY, events.MAX_DENSITY_INFERENCE
+    events.MAX_DENSITY = events.MAX_DENSITY_INFERENCE = 0.0
+    try:
+        for name, shape, current, weight in _layers()[:2]:
+            conv = current.__self__
+            x = (torch.rand(shape, generator=torch.Generator().manual_seed(1)) < density).float().requires_grad_()
+            g = torch.randn(shape)
+            paths = {"peers": _peer_layout_current(conv), "spikeforge": conv.current}
+            times = {f"{p}_{k}": [] for p in paths for k in ("fwd", "train")}
+            for r in range(rounds + 1):
+                for p in (list(paths) if r % 2 else list(paths)[::-1]):
+                    fwd = _cpu_ms(lambda: torch.no_grad()(paths[p])(x))
+                    tr = _cpu_ms(lambda: torch.autograd.grad(paths[p](x), [x, weight], g))
+                    if r:
+                        times[f"{p}_fwd"].append(fwd)
+                        times[f"{p}_train"].append(tr)
+            rows.append({"layer": name, **{k: statistics.median(v) for k, v in times.items()}})
+            print(f"{name} layouts: {rows[-1]}", file=sys.stderr, flush=True)
+    finally:
+        events.MAX_DENSITY, events.MAX_DENSITY_INFERENCE = saved
+    return rows
+
+
 def report(rows: list[dict], rounds: int, command: str) -> str:
     """A markdown table with event / dense ratios."""
     lines = ["# Event-driven synapses against the dense kernels, by input density", "",
@@ -91,6 +130,20 @@ def report(rows: list[dict], rounds: int, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def layout_report(rows: list[dict]) -> str:
+    """A markdown table of the dense conv's two layouts."""
+    lines = ["", "## Dense causal conv: the peers' layout against channels-last", "",
+             "Events off; `[B, C, T, F]` = `F.pad` + `conv2d` as the floor and the peers run it; channels-last = "
+             "`SpikingConv`'s dense path; training = forward + input and weight gradients; the same CPU-time medians.", "",
+             "| layer | [B, C, T, F] forward | channels-last forward | ratio | [B, C, T, F] training | "
+             "channels-last training | ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['layer']} | {r['peers_fwd']:.1f} | {r['spikeforge_fwd']:.1f} | "
+                     f"{r['spikeforge_fwd'] / r['peers_fwd']:.2f} | {r['peers_train']:.1f} | {r['spikeforge_train']:.1f} | "
+                     f"{r['spikeforge_train'] / r['peers_train']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -99,6 +152,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     text = report(measure(args.rounds, args.densities), args.rounds, "python benchmarks/event_costs.py " + " ".join(sys.argv[1:]))
+    text += layout_report(measure_layouts(args.rounds))
     if args.out:
         args.out.write_text(text)
     else:

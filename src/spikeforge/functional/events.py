@@ -172,10 +172,11 @@ class _EventConvTime1d(torch.autograd.Function):
             g_x = torch.empty(ctx.in_shape, dtype=g_out.dtype)
             per_sample = c_in * (reach + steps) * width * g_out.element_size()
             chunk = max(1, DGRAD_CHUNK_BYTES // per_sample)
+            weight_cl = weight.contiguous(memory_format=torch.channels_last)
             for b0 in range(0, batch, chunk):  # in batch chunks: oneDNN's layout copies stay small
                 b1 = min(batch, b0 + chunk)
-                g_pad = torch.nn.grad.conv2d_input((b1 - b0, c_in, reach + steps, width), weight,
-                                                   g_out[:, b0:b1].movedim(0, 2),
+                g_chunk = g_out[:, b0:b1].permute(1, 0, 3, 2).contiguous().permute(0, 3, 1, 2)  # channels-last, as the dense path
+                g_pad = torch.nn.grad.conv2d_input((b1 - b0, c_in, reach + steps, width), weight_cl, g_chunk,
                                                    padding=(0, pad), dilation=(time_dilation, dilation))
                 g_x[:, b0:b1] = g_pad[:, :, reach:].movedim(2, 0)
         if ctx.needs_input_grad[1]:

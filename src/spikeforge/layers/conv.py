@@ -26,8 +26,8 @@ def _channels_last_time_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.
                              padding: int, time_dilation: int, dilation: int) -> torch.Tensor:
     """Causal conv over (time, F) of x `[T, B, C, F]` as one conv2d on the channels-last `[B, C, T + reach, F]`.
 
-    The same sums as on the `[B, C, T, F]` layout the peers use, but oneDNN runs it faster in this one:
-    3.1× on model A's layer 3 (dilations 16 × 9), forward + both gradients, equal on its layer 2
+    The same sums as on the `[B, C, T, F]` layout the peers use, but oneDNN runs them faster in this one:
+    forward + both gradients in 0.86× the time on model A's layer 2, 0.72× on its layer 3
     (benchmarks/EVENT-COSTS.md). The input is laid out once, the time padding included.
     """
     xt = F.pad(x.permute(1, 0, 3, 2), (0, 0, 0, 0, reach, 0)).permute(0, 3, 1, 2)  # [B, C, T + reach, F], C innermost
