@@ -7,7 +7,7 @@ both losses sum over layers and units and average over the batch.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -26,15 +26,26 @@ def weight_sum_loss(weights: Iterable[Tensor]) -> Tensor:
     return torch.stack(terms).sum()
 
 
-def normalised_preactivation(u: Tensor) -> Tensor:
-    """U′: U shifted and scaled over batch and units to mean 0, std 1/3, detached (eq. 11, hybrid paper)."""
+def normalised_preactivation(u: Tensor, total: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """U′: U shifted and scaled over batch and units to mean 0, std 1/3, detached (eq. 11, hybrid paper).
+
+    `total` sums a float64 tensor over the processes of a data-parallel step, so that the mean and std are those of
+    the global batch (as with one process); None: this batch alone.
+    """
     u = u.detach()
-    return (u - u.mean()) / (3.0 * u.std().clamp_min(1e-12))
+    if total is None:
+        return (u - u.mean()) / (3.0 * u.std().clamp_min(1e-12))
+    x = u.double()
+    n, s, ss = total(torch.stack([x.new_tensor(float(x.numel())), x.sum(), (x * x).sum()])).unbind()
+    mean = s / n
+    std = ((ss - n * mean * mean) / (n - 1)).clamp_min(0.0).sqrt()  # unbiased, as Tensor.std
+    return ((x - mean) / (3.0 * std.clamp_min(1e-12))).to(u.dtype)
 
 
-def activation_constraint_loss(preactivations: Iterable[Tensor]) -> Tensor:
-    """L_acti = Σ_l Σ_j |u_j − u′_j|, averaged over the batch (eq. 11, hybrid paper); each U is [B, ...]."""
-    terms = [(u - normalised_preactivation(u)).abs().flatten(1).sum(dim=1).mean() for u in preactivations]
+def activation_constraint_loss(preactivations: Iterable[Tensor], total: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """L_acti = Σ_l Σ_j |u_j − u′_j|, averaged over the batch (eq. 11, hybrid paper); each U is [B, ...];
+    `total` as in `normalised_preactivation`."""
+    terms = [(u - normalised_preactivation(u, total)).abs().flatten(1).sum(dim=1).mean() for u in preactivations]
     if not terms:
         raise ValueError("activation_constraint_loss: no pre-activations given")
     return torch.stack(terms).sum()

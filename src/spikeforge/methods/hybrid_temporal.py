@@ -26,6 +26,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from spikeforge.checks import check_time_major
 from spikeforge.functional.relpsp import Impl
@@ -33,7 +34,7 @@ from spikeforge.losses.conversion import activation_constraint_loss, weight_sum_
 from spikeforge.methods.base import Method, StepOutput
 from spikeforge.neurons.relpsp import MinPool2d, ReLPSPConv2d, ReLPSPLinear, ReLPSPNetwork
 from spikeforge.registry import METHODS
-from spikeforge.train.distributed import unwrap
+from spikeforge.train.distributed import sum_over_group, unwrap
 
 _WEIGHTED = (nn.Linear, nn.Conv2d)
 _SUPPORTED = "Linear/Conv2d without bias, ReLU, MaxPool2d (kernel = stride), Flatten, Dropout, Identity"
@@ -185,7 +186,8 @@ class HybridANN(Method):
         ce = F.cross_entropy(logits, y)
         spiking = [m.weight for _, m in weighted_layers(unwrap(model))[self.analog_layers :]]
         l_wsum = weight_sum_loss(spiking)
-        per_layer = [activation_constraint_loss([u]) for _, u in pre]  # eq. (11), one term per layer
+        total = sum_over_group if isinstance(model, DistributedDataParallel) and model.training else None  # U′ of the global batch
+        per_layer = [activation_constraint_loss([u], total) for _, u in pre]  # eq. (11), one term per layer
         l_acti = torch.stack(per_layer).sum()
         loss = ce + self.lambda_w * l_wsum + sum(w * term for w, term in zip(self._lambda_a(len(pre)), per_layer))
         extras = {"ce": ce.item(), "l_wsum": l_wsum.item(), "l_acti": l_acti.item()}

@@ -83,6 +83,12 @@ def from_main(value, ctx: Context):
     return box[0]
 
 
+def sum_over_group(values: torch.Tensor) -> torch.Tensor:
+    """`values` summed element-wise over every rank of the process group, in place (inside a DDP training step)."""
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
 def sum_across(values: torch.Tensor, ctx: Context) -> torch.Tensor:
     """Element-wise sum of a float64 tensor over all ranks (identity for one process)."""
     if ctx.world_size > 1:
