@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,6 +148,12 @@ def test_train_hybrid_runs_both_stages_into_one_run_folder_and_the_commands_read
     both = (tmp_path / "cmp" / "hybrid.md").read_text()
     assert both.count("| hybrid_fc2 (") == 2 and both.count("### hybrid_fc2 (") == 2  # two rows, two Table 1 sections
     assert main(["hybrid", str(tmp_path)]) == 2 and "is not a run folder" in capsys.readouterr().err
+    running = tmp_path / "running"
+    shutil.copytree(run, running / run.name)
+    (running / run.name / "stages" / "snn" / "metrics.json").unlink()  # as while the STDBP stage still trains
+    assert main(["hybrid", str(running / run.name), "--out", str(tmp_path / "cmp2")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| hybrid_fc2 ("))
+    assert "— (not finished: 2 epochs so far) | - |" in row and "nan" not in row
     assert main(["train", "hybrid_fc2", "--resume", str(run)]) == 0
     assert "is complete (every stage finished); nothing changed" in capsys.readouterr().out
 

@@ -1,8 +1,9 @@
-"""The hybrid paper's tables from finished run folders of a recipe with a `one_spike_conversion` stage (Tables 1–4).
+"""The hybrid paper's tables from run folders of a recipe with a `one_spike_conversion` stage (Tables 1–4).
 
 One row per run: the ANN's test accuracy, the SNN's right after conversion (with the paper's ϑ_out = 1, and with
 the recorded ϑ_out with and without force firing), after STDBP fine-tuning, the epochs to converge (the first
-fine-tuning epoch whose validation accuracy is within `tolerance` points of the best) and each stage's time.
+fine-tuning epoch whose validation accuracy is within `tolerance` points of the best) and each stage's time; a run
+whose fine-tuning stage is still running shows its conversion and the epochs so far, and no final accuracy.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def conversion_arm(run: Path) -> dict:
     done = (folder / after / runfolder.JSON).exists()
     return {"label": f"{config['name']} ({run.name})", "record": record, "history": history,
             "ann_seconds": runfolder.read_metrics(folder / before)["wall_time_s"],
-            "snn_seconds": runfolder.read_metrics(folder / after)["wall_time_s"] if done else float("nan"),
-            "final_acc": runfolder.read_metrics(folder / after)["accuracy"] if done else float("nan"),
+            "snn_seconds": runfolder.read_metrics(folder / after)["wall_time_s"] if done else None,  # None: the stage is still running
+            "final_acc": runfolder.read_metrics(folder / after)["accuracy"] if done else None,
             "force_firing": config["stages"][after]["transition"]["force_firing"], "epochs": len(history)}
 
 
@@ -59,10 +60,12 @@ def conversion_table(runs: list[Path], tolerance: float = 0.5) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm in arms:
         r, ann = arm["record"], _pct(arm["record"]["ann_acc"])
-        converged = converged_epoch([h["val_acc"] for h in arm["history"]], tolerance) if arm["history"] else "-"
+        done = arm["final_acc"] is not None
+        converged = converged_epoch([h["val_acc"] for h in arm["history"]], tolerance) if done and arm["history"] else "-"
+        final, snn_s = (_pct(arm["final_acc"]), f"{arm['snn_seconds']:.0f}") if done else (f"— (not finished: {len(arm['history'])} epochs so far)", "—")
         lines.append(f"| {arm['label']} | {_pct(r['init_acc_ff1_theta1'])} [{ann}] | {r['output_threshold']:.3g} | "
-                     f"{_pct(r['init_acc_ff1'])} [{ann}] | {_pct(r['init_acc_ff0'])} [{ann}] | {_pct(arm['final_acc'])} | "
-                     f"{converged} | {arm['ann_seconds']:.0f} | {arm['snn_seconds']:.0f} |")
+                     f"{_pct(r['init_acc_ff1'])} [{ann}] | {_pct(r['init_acc_ff0'])} [{ann}] | {final} | "
+                     f"{converged} | {arm['ann_seconds']:.0f} | {snn_s} |")
     for arm in arms:
         lines += ["", f"### {arm['label']}: constraints after the ANN stage (Table 1, one test batch)", "",
                   "| layer | min Σw | max Σw | h < 1 (%) |", "| --- | --- | --- | --- |"]
