@@ -76,3 +76,26 @@ def test_rank_hashes_tell_apart_ranks_that_differ_in_one_bit(tmp_path):
         assert out[0, case] == out[1, case] and len(out[0, case]) == 2  # every rank gets every rank's hash
     assert out[0, "equal"][0] == out[0, "equal"][1]
     assert out[0, "perturbed"][0] != out[0, "perturbed"][1] and out[0, "perturbed"][0] == out[0, "equal"][0]
+
+
+def _buffers_after_broadcast(rank: int, store: str, out: dict) -> None:
+    """Each rank's BatchNorm running statistics after one training batch of its own, then after broadcast_buffers."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    ctx = distributed.Context(rank, 2, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    model(torch.randn(8, 3, generator=torch.Generator().manual_seed(rank)))  # each rank's share of the batch
+    out[rank, "own"] = {k: v.clone() for k, v in model.state_dict().items()}
+    distributed.broadcast_buffers(model, ctx)
+    out[rank, "synced"] = model.state_dict()
+    dist.destroy_process_group()
+
+
+def test_broadcast_buffers_gives_every_rank_rank_0s_running_statistics(tmp_path):
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.start_processes(_buffers_after_broadcast, args=(str(tmp_path / "store"), out), nprocs=2, start_method="fork")
+        out = dict(out)
+    assert not torch.equal(out[0, "own"]["1.running_mean"], out[1, "own"]["1.running_mean"])  # updated on different data
+    for key, value in out[0, "own"].items():
+        assert torch.equal(out[0, "synced"][key], value) and torch.equal(out[1, "synced"][key], value), key

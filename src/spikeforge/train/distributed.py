@@ -97,6 +97,14 @@ def sum_across(values: torch.Tensor, ctx: Context) -> torch.Tensor:
     return values.cpu()
 
 
+def broadcast_buffers(model: nn.Module, ctx: Context) -> None:
+    """Rank 0's buffers (e.g. BatchNorm running statistics, updated by each rank on its own share of the batch) on every rank."""
+    if ctx.world_size == 1:
+        return
+    for buffer in unwrap(model).buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
 def check_in_sync(model: nn.Module, ctx: Context) -> None:
     """Raise RuntimeError if any rank's parameters differ from rank 0's (sum and sum of squares, float64)."""
     if ctx.world_size == 1:

@@ -240,6 +240,7 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         s, t = self.state, self.state.totals
+        distributed.broadcast_buffers(self.model, self.ctx)  # every rank validates, saves and tests rank 0's model
         val = evaluate(self.model, self.method, self.val_set, self.config["encoder"], self.config["eval_batch_size"], self.ctx)
         row = {"epoch": s.epoch + 1, "step": s.step, "lr": self.optimizer.param_groups[0]["lr"],
                "train_loss": t["loss"] / t["n"], "train_acc": t["correct"] / t["n"], **({"train_rate": t["rate"] / t["n"]} if "rate" in t else {}),
