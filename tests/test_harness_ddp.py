@@ -9,8 +9,6 @@ import sys
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from torch import nn
 
@@ -19,6 +17,7 @@ from spikeforge.registry import MODELS
 from spikeforge.train import distributed, runfolder
 from spikeforge.train.checkpoint import load_weights
 from spikeforge.train.trainer import build
+from forked_ranks import run_two_ranks
 from test_harness_tiny import FMNIST, tiny_recipe
 
 
@@ -53,9 +52,8 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert ddp_metrics["accuracy"] == pytest.approx(one_metrics["accuracy"], abs=2 / one_metrics["test_samples"])
 
 
-def _hashes_of_two_ranks(rank: int, store: str, out: dict) -> None:
+def _hashes_of_two_ranks(rank: int, out: dict) -> None:
     """Each rank's view of rank_hashes, first with equal models, then with one bit of one weight flipped on rank 1."""
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     ctx = distributed.Context(rank, 2, torch.device("cpu"))
     torch.manual_seed(0)
     model = nn.Linear(3, 2)
@@ -64,23 +62,18 @@ def _hashes_of_two_ranks(rank: int, store: str, out: dict) -> None:
         with torch.no_grad():
             model.weight[0, 0] = torch.nextafter(model.weight[0, 0], torch.tensor(2.0))
     out[rank, "perturbed"] = distributed.rank_hashes(model, ctx)
-    dist.destroy_process_group()
 
 
 def test_rank_hashes_tell_apart_ranks_that_differ_in_one_bit(tmp_path):
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.start_processes(_hashes_of_two_ranks, args=(str(tmp_path / "store"), out), nprocs=2, start_method="fork")
-        out = dict(out)
+    out = run_two_ranks(_hashes_of_two_ranks, str(tmp_path / "store"))
     for case in ("equal", "perturbed"):
         assert out[0, case] == out[1, case] and len(out[0, case]) == 2  # every rank gets every rank's hash
     assert out[0, "equal"][0] == out[0, "equal"][1]
     assert out[0, "perturbed"][0] != out[0, "perturbed"][1] and out[0, "perturbed"][0] == out[0, "equal"][0]
 
 
-def _buffers_after_broadcast(rank: int, store: str, out: dict) -> None:
+def _buffers_after_broadcast(rank: int, out: dict) -> None:
     """Each rank's BatchNorm running statistics after one training batch of its own, then after broadcast_buffers."""
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     ctx = distributed.Context(rank, 2, torch.device("cpu"))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
@@ -88,14 +81,10 @@ def _buffers_after_broadcast(rank: int, store: str, out: dict) -> None:
     out[rank, "own"] = {k: v.clone() for k, v in model.state_dict().items()}
     distributed.broadcast_buffers(model, ctx)
     out[rank, "synced"] = model.state_dict()
-    dist.destroy_process_group()
 
 
 def test_broadcast_buffers_gives_every_rank_rank_0s_running_statistics(tmp_path):
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.start_processes(_buffers_after_broadcast, args=(str(tmp_path / "store"), out), nprocs=2, start_method="fork")
-        out = dict(out)
+    out = run_two_ranks(_buffers_after_broadcast, str(tmp_path / "store"))
     assert not torch.equal(out[0, "own"]["1.running_mean"], out[1, "own"]["1.running_mean"])  # updated on different data
     for key, value in out[0, "own"].items():
         assert torch.equal(out[0, "synced"][key], value) and torch.equal(out[1, "synced"][key], value), key

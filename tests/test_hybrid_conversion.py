@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+from forked_ranks import run_two_ranks
 from spikeforge.data.idx import FASHION_MNIST_DEBIAN, load_idx_split
 from spikeforge.losses.conversion import activation_constraint_loss, constraint_report, normalised_preactivation, weight_sum_loss
 from spikeforge.methods.hybrid_temporal import ann_forward, calibrate_output_threshold, convert_to_snn
@@ -31,19 +30,15 @@ def test_activation_constraint_loss_hand_example():
     assert torch.allclose(u.grad, torch.sign(u.detach() - u_prime) / 2), "U′ is a fixed target"
 
 
-def _u_prime_on_two_ranks(rank: int, store: str, u: torch.Tensor, out: dict) -> None:
+def _u_prime_on_two_ranks(rank: int, u: torch.Tensor, out: dict) -> None:
     """Each rank's U′ of its half of the batch, with the moments summed over both ranks."""
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     out[rank] = normalised_preactivation(u[2 * rank : 2 * rank + 2], sum_over_group)
-    dist.destroy_process_group()
 
 
 def test_u_prime_of_a_data_parallel_step_is_that_of_the_global_batch(tmp_path):
     u = torch.randn(4, 6, generator=torch.Generator().manual_seed(0)) * 2.0 + 1.0
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.start_processes(_u_prime_on_two_ranks, args=(str(tmp_path / "store"), u, out), nprocs=2, start_method="fork")
-        halves = [out[0], out[1]]
+    out = run_two_ranks(_u_prime_on_two_ranks, str(tmp_path / "store"), u)
+    halves = [out[0], out[1]]
     whole = normalised_preactivation(u)
     torch.testing.assert_close(torch.cat(halves), whole)  # mean 0 and std 1/3 over all 4 samples, to float rounding
     assert not torch.allclose(normalised_preactivation(u[:2]), whole[:2], atol=1e-3)  # each rank's own moments differ
