@@ -27,8 +27,11 @@ except ImportError:  # pragma: no cover - numba comes with librosa; the PyTorch 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 SURROGATE_CODES = {"sigmoid": 0, "sigmoid_unscaled": 1, "fast_sigmoid": 2, "triangle": 3, "arctan": 4}
 BLOCK = 512
-# fast-math without `arcp`: U/q must round as in the forward, or a recomputed spike could flip
-_NO_ARCP = {"nnan", "ninf", "nsz", "contract", "afn", "reassoc"}
+# fast-math that leaves rounding alone: no `arcp` (U/q must round as in the forward, or a recomputed spike could
+# flip), no `contract` (LLVM fused multiply-adds differently in the in-process JIT and in the cached object code, so
+# a process that compiled the kernel and one that loaded it gave different bytes), no `reassoc` (vector and scalar
+# loops would sum in different orders)
+_EXACT_FASTMATH = {"nnan", "ninf", "nsz"}
 # float32 exp: Cephes range reduction (ln2 split in two) and the Taylor coefficients 1/7! … 1/0!
 _F32_EXP_MIN, _F32_LOG2E, _F32_HALF = np.float32(-87.0), np.float32(1.4426950408889634), np.float32(0.5)
 _F32_LN2_HI, _F32_LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
@@ -178,7 +181,7 @@ if available:
         for i in range(out.shape[0]):
             out[i] = one if u[i] / qq[i] - b[i] > zero else zero
 
-    @njit(parallel=True, cache=True, fastmath=_NO_ARCP)
+    @njit(parallel=True, cache=True, fastmath=_EXACT_FASTMATH)
     def lif_backward(g_spikes, g_membrane, membrane, current, beta, threshold, q, norm, reset, surrogate, scale,
                      channels, inner, u0, s0, g_u, part_beta, part_threshold, part_norm):
         """Reverse scan: gU[n] = gS_tot[n]·Θ′/q + gU_mem[n] + carry[n]·gU[n+1]; per-neuron partial sums of dβ, db, d‖W‖².
