@@ -59,6 +59,22 @@ def test_surrogate_bptt_adds_the_activity_regulariser_per_layer():
         METHODS.get("surrogate_bptt")(reg_weight=[0.1]).step(model, x, y)
 
 
+def test_regulariser_warm_up_ramps_the_weight_linearly_over_its_epochs():
+    torch.manual_seed(0)
+    model = Net(SpikingLinear(5, 6, threshold_init=0.05), Readout(6, 3))
+    x, y = torch.rand(7, 2, 5), torch.tensor([0, 2])
+    plain = float(METHODS.get("surrogate_bptt")().step(model, x, y).loss.detach())
+    full = METHODS.get("surrogate_bptt")(reg_weight=0.4).step(model, x, y).extras["reg_loss"]
+    method = METHODS.get("surrogate_bptt")(reg_weight=0.4, reg_warmup=2.0)
+    for epochs, factor in [(0.0, 0.0), (0.5, 0.25), (1.5, 0.75), (2.0, 1.0), (7.0, 1.0)]:
+        method.set_progress(epochs)
+        out = method.step(model, x, y)
+        assert out.extras.get("reg_loss", 0.0) == pytest.approx(factor * full)
+        assert float(out.loss.detach()) == pytest.approx(plain + factor * full)
+    with pytest.raises(ValueError, match="reg_warmup must be >= 0"):
+        METHODS.get("surrogate_bptt")(reg_weight=0.4, reg_warmup=-1)
+
+
 def test_after_step_applies_the_neuron_constraints():
     layer = SpikingLinear(2, 3)
     with torch.no_grad():

@@ -183,3 +183,13 @@ def test_gradient_clipping_by_value_bounds_each_update(tmp_path):
     steps = trainer.state.step
     for key, value in trainer.model.state_dict().items():
         assert float((value - before[key]).abs().max()) <= steps * 1e-4 + 1e-7, key
+
+
+def test_the_trainer_tells_the_method_the_epochs_done_before_every_step(tmp_path):
+    config = load_recipe(str(tiny_recipe(tmp_path)), ["method.reg_weight=0.5", "method.reg_warmup=1.0"])
+    trainer = Trainer(config, None, log=lambda _: None, progress_bar=False)
+    seen, tell = [], trainer.method.set_progress
+    trainer.method.set_progress = lambda epochs: (seen.append(epochs), tell(epochs))
+    trainer.fit()
+    per_epoch = trainer.steps_per_epoch
+    assert seen == [k / per_epoch for k in range(trainer.state.step)] and trainer.method.reg_ramp() == 1.0

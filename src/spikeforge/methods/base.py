@@ -24,7 +24,7 @@ class StepOutput:
 
 
 class Method:
-    """How a model is trained. Subclasses implement `step`; `predict` and `after_step` have defaults.
+    """How a model is trained. Subclasses implement `step`; `set_progress`, `predict` and `after_step` have defaults.
 
     `x` is time-major `[T, B, ...]` (already encoded), `y` the class labels `[B]`.
     """
@@ -32,6 +32,9 @@ class Method:
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         """Forward pass and loss for one training batch."""
         raise NotImplementedError
+
+    def set_progress(self, epochs: float) -> None:
+        """Told before every training step how many epochs have passed (fractional; a resumed run continues it)."""
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Per-step scores [T, B, classes] used for accuracy and accuracy versus inference time."""

@@ -1,7 +1,9 @@
 """Surrogate-gradient back-propagation through time (low-activity paper §6; s2net report §5).
 
 The loss is a named entry of the LOSSES registry applied to the per-step outputs; an optional
-activity regulariser Σ_l w_l·L_r(l) (low-activity paper §5) is added on every spiking layer.
+activity regulariser Σ_l w_l·L_r(l) (low-activity paper §5) is added on every spiking layer, optionally
+ramped in linearly over the first `reg_warmup` epochs (the paper applies it from the first step; on a diverse
+corpus the full weight silenced the deeper layers before the classifier learnt, docs/results/speech.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from spikeforge.registry import LOSSES, METHODS
 class SurrogateBPTT(Method):
     """Loss(outputs, y) + Σ_l w_l·L_r(l); gradients flow through spikes by the neurons' surrogate derivative."""
 
-    def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant") -> None:
+    def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
+                 reg_warmup: float = 0.0) -> None:
         self.loss_name = loss
         self.loss_fn = LOSSES.get(loss)
         self.loss_kwargs = dict(loss_kwargs or {})
@@ -32,13 +35,25 @@ class SurrogateBPTT(Method):
             raise ValueError(f"method.reg_schedule must be 'constant' or 'linear', got {reg_schedule!r}")
         if any(float(w) < 0 for w in (reg_weight if isinstance(reg_weight, (list, tuple)) else [reg_weight])):
             raise ValueError(f"method.reg_weight must be >= 0 (it weights a penalty on spike counts; a negative one rewards spiking), got {reg_weight}")
+        if reg_warmup < 0:
+            raise ValueError(f"method.reg_warmup must be >= 0 epochs, got {reg_warmup}")
+        self.reg_warmup, self.epochs_done = float(reg_warmup), 0.0
+
+    def set_progress(self, epochs: float) -> None:
+        self.epochs_done = epochs
+
+    def reg_ramp(self) -> float:
+        """The regulariser's factor now: min(1, epochs done / reg_warmup), 1 without a warm-up."""
+        return 1.0 if self.reg_warmup == 0 else min(1.0, self.epochs_done / self.reg_warmup)
 
     def _weights(self, layers: int) -> list[float]:
         if isinstance(self.reg_weight, (list, tuple)):
             if len(self.reg_weight) != layers:
                 raise ValueError(f"method.reg_weight lists {len(self.reg_weight)} weights but the model has {layers} spiking layers")
-            return [float(w) for w in self.reg_weight]
-        return regularizer_weights(layers, float(self.reg_weight), self.reg_schedule)
+            weights = [float(w) for w in self.reg_weight]
+        else:
+            weights = regularizer_weights(layers, float(self.reg_weight), self.reg_schedule)
+        return [self.reg_ramp() * w for w in weights]
 
     def loss(self, model: nn.Module, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The named loss on `outputs` [T, B, classes], with the model's time reduction when the loss takes one."""
@@ -54,7 +69,7 @@ class SurrogateBPTT(Method):
         extras = {"task_loss": float(loss.detach())}
         spikes = list(rec.spikes.values())
         has_reg = any(w != 0 for w in self.reg_weight) if isinstance(self.reg_weight, (list, tuple)) else self.reg_weight != 0
-        if has_reg and spikes:
+        if has_reg and spikes and self.reg_ramp() > 0:
             reg = activity_regularizer(spikes, self._weights(len(spikes)))  # low-activity paper §5
             loss = loss + reg
             extras["reg_loss"] = float(reg.detach())
@@ -63,6 +78,7 @@ class SurrogateBPTT(Method):
 
 
 @METHODS.register("surrogate_bptt")
-def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant") -> SurrogateBPTT:
-    """Surrogate BPTT with loss `loss` (a LOSSES name) and activity-regulariser weight(s) `reg_weight`."""
-    return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule)
+def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
+                   reg_warmup: float = 0.0) -> SurrogateBPTT:
+    """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs."""
+    return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup)

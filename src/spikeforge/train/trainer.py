@@ -204,6 +204,7 @@ class Trainer:
         cfg, s = self.config, self.state
         set_learning_rate(self.optimizer, learning_rate(cfg["schedule"], cfg["optimizer"]["lr"], s.step, self.steps_per_epoch))
         x, y = encode(x.to(self.ctx.device), cfg["encoder"]), y.to(self.ctx.device)
+        self.method.set_progress(s.step / self.steps_per_epoch)
         out = self.method.step(self.net, x, y)
         self._check_finite(out.loss, "loss is")
         self.optimizer.zero_grad(set_to_none=True)
