@@ -1,7 +1,8 @@
-"""The tiny recipe shared by the harness tests on the Fashion-MNIST files Debian installs."""
+"""The tiny recipes shared by the tests: Fashion-MNIST (the files Debian installs) and generated speech folders."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -30,6 +31,27 @@ def tiny_recipe(tmp: Path, **overrides) -> Path:
     path = tmp / "tiny.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+def tiny_kws_recipe(path: Path, dataset: dict, name: str = "kws_tiny") -> Path:
+    """Write a speech_commands recipe for a 4-channel `kws_dilated` net, 2 epochs of batch 8, on `dataset`'s keys."""
+    recipe = {
+        "name": name, "seed": 0,
+        "dataset": {"name": "speech_commands", **dataset},
+        "encoder": {"name": "sequence"},
+        "model": {"name": "kws_dilated", "channels": [4, 4, 4]},
+        "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.0},
+        "optimizer": {"name": "radam", "lr": 1.0e-2, "weight_decay": 0.0},
+        "schedule": {"name": "warmup_exp", "warmup_epochs": 0.5, "gamma": 0.9},
+        "epochs": 2, "batch_size": 8, "grad_clip": 5.0, "sampler": "weighted",
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def percent(text: str, label: str) -> float:
+    """The number printed as `LABEL  12.34%` in a command's output."""
+    return float(re.search(rf"{label}\s+([0-9.]+)%", text).group(1))
 
 
 def test_tiny_recipe_validates_with_defaults_filled(tmp_path):

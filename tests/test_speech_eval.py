@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
 
 from spikeforge.cli import main
 from spikeforge.data.audio_features import LogMelConfig
 from spikeforge.data.speech_commands import CLASSES, SILENCE, UNKNOWN, SpeechCommands, speaker_groups, tf_protocol
 from spikeforge.metrics.classification import balanced_accuracy, confusion_matrix, grouped_accuracy, keyword_recall, per_class_accuracy
 from spikeforge.train.loading import load_run
+from test_harness_tiny import percent, tiny_kws_recipe
 
 SR = 16000
 
@@ -72,26 +72,13 @@ def run_and_heldout(tmp_path_factory):
     _tone_tree(own, [f"{i:08x}" for i in range(6)], ["a"] * 6)
     (own / "validation_list.txt").write_text("yes/00000005_nohash_0.wav\nno/00000005_nohash_0.wav\n")
     (own / "testing_list.txt").write_text("yes/00000004_nohash_0.wav\nno/00000004_nohash_0.wav\n")
-    recipe = {
-        "name": "eval_tiny", "seed": 0,
-        "dataset": {"name": "speech_commands", "root": str(own), "cache": False,  # augmentation on: trains through it
-                    "background_prob": 0.5, "time_shift_steps": 3, "time_masks": 1, "freq_masks": 1},
-        "encoder": {"name": "sequence"},
-        "model": {"name": "kws_dilated", "channels": [4, 4, 4]},
-        "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.0},
-        "optimizer": {"name": "radam", "lr": 1.0e-2, "weight_decay": 0.0},
-        "schedule": {"name": "warmup_exp", "warmup_epochs": 0.5, "gamma": 0.9},
-        "epochs": 2, "batch_size": 8, "grad_clip": 5.0, "sampler": "weighted",
-    }  # fmt: skip
-    (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    dataset = {"root": str(own), "cache": False,  # augmentation on: trains through it
+               "background_prob": 0.5, "time_shift_steps": 3, "time_masks": 1, "freq_masks": 1}
+    tiny_kws_recipe(base / "tiny.yaml", dataset, name="eval_tiny")
     assert main(["train", str(base / "tiny.yaml"), "--out", str(base / "runs"), "--no-progress"]) == 0
     heldout = base / "heldout"
     _tone_tree(heldout, [f"{i:08x}" for i in range(100, 104)], ["flite", "flite", "pico", "pico"])
     return next((base / "runs").iterdir()), heldout
-
-
-def _pct(out: str, label: str) -> float:
-    return float(re.search(rf"{label}\s+([0-9.]+)%", out).group(1))
 
 
 def test_eval_on_another_folder_reports_every_class_and_each_engine(run_and_heldout, capsys):
@@ -106,9 +93,9 @@ def test_eval_on_another_folder_reports_every_class_and_each_engine(run_and_held
         predicted = model(data.features.transpose(0, 1)).mean(0).argmax(-1)
     cm = confusion_matrix(data.targets, predicted, len(CLASSES))
     assert f"on the test split of {heldout}, {len(data)} samples" in out
-    assert _pct(out, "accuracy") == pytest.approx(100 * float((predicted == data.targets).double().mean()), abs=0.01)
-    assert _pct(out, "balanced accuracy") == pytest.approx(100 * balanced_accuracy(cm), abs=0.01)
-    assert _pct(out, "keyword recall") == pytest.approx(100 * keyword_recall(cm, CLASSES), abs=0.01)
+    assert percent(out, "accuracy") == pytest.approx(100 * float((predicted == data.targets).double().mean()), abs=0.01)
+    assert percent(out, "balanced accuracy") == pytest.approx(100 * balanced_accuracy(cm), abs=0.01)
+    assert percent(out, "keyword recall") == pytest.approx(100 * keyword_recall(cm, CLASSES), abs=0.01)
     for name in ("yes", "no", UNKNOWN, SILENCE):
         assert re.search(rf"^  {name}\s+[0-9.]+% \({int(cm[CLASSES.index(name)].sum())} clips\)", out, re.M)
     _, groups = speaker_groups(heldout, data.sources)

@@ -12,6 +12,7 @@ from spikeforge.cli import main
 from spikeforge.data.speech_commands import CLASSES, SILENCE, speaker_of
 from spikeforge.registry import DATASETS
 from spikeforge.train.loeo import loeo_table
+from test_harness_tiny import percent, tiny_kws_recipe
 
 SR = 16000
 ENGINES = {"alpha": 250.0, "beta": 600.0, "gamma": 1400.0}  # each engine's "voice": a base pitch of its chirps
@@ -79,29 +80,10 @@ def test_engine_filters_need_a_speaker_table(corpus, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def _recipe(path, root):
-    recipe = {
-        "name": "loeo_tiny", "seed": 0,
-        "dataset": {"name": "speech_commands", "root": str(root), "time_shift_steps": 2},
-        "encoder": {"name": "sequence"},
-        "model": {"name": "kws_dilated", "channels": [4, 4, 4]},
-        "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.0},
-        "optimizer": {"name": "radam", "lr": 1.0e-2, "weight_decay": 0.0},
-        "schedule": {"name": "warmup_exp", "warmup_epochs": 0.5, "gamma": 0.9},
-        "epochs": 2, "batch_size": 8, "grad_clip": 5.0, "sampler": "weighted",
-    }  # fmt: skip
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
-def _pct(text: str, label: str) -> float:
-    return float(re.search(rf"{label}\s+([0-9.]+)%", text).group(1))
-
-
 def test_loeo_trains_without_each_engine_and_its_table_equals_eval(corpus, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SPIKEFORGE_CACHE", str(tmp_path / "user-cache"))  # the default cache must stay unused
     out = tmp_path / "out"
-    recipe = _recipe(tmp_path / "tiny.yaml", tmp_path / "elsewhere")  # the recipe's own root is replaced by --data
+    recipe = tiny_kws_recipe(tmp_path / "tiny.yaml", {"root": str(tmp_path / "elsewhere"), "time_shift_steps": 2}, name="loeo_tiny")  # the recipe's own root is replaced by --data
     assert main(["loeo", str(recipe), "--data", str(corpus), "--out", str(out), "--engines", "gamma,alpha"]) == 0
     printed = capsys.readouterr().out
     table = (out / "loeo.md").read_text()
@@ -123,9 +105,9 @@ def test_loeo_trains_without_each_engine_and_its_table_equals_eval(corpus, tmp_p
         # TF mix of the left-out engine: its 8 keyword clips, ceil(0.8) = 1 unknown, 1 silence
         assert f"on the all split of {corpus}, engine {left_out}, 10 samples" in shown
         own, _, tf_acc, balanced, keyword, clips, _ = rows[left_out]
-        assert float(tf_acc.rstrip(" %")) == pytest.approx(_pct(shown, "accuracy"), abs=0.01)
-        assert float(balanced.rstrip(" %")) == pytest.approx(_pct(shown, "balanced accuracy"), abs=0.01)
-        assert float(keyword.rstrip(" %")) == pytest.approx(_pct(shown, "keyword recall"), abs=0.01)
+        assert float(tf_acc.rstrip(" %")) == pytest.approx(percent(shown, "accuracy"), abs=0.01)
+        assert float(balanced.rstrip(" %")) == pytest.approx(percent(shown, "balanced accuracy"), abs=0.01)
+        assert float(keyword.rstrip(" %")) == pytest.approx(percent(shown, "keyword recall"), abs=0.01)
         assert clips == "10" and re.search(rf"^  {left_out}\s+[0-9.]+% \(9 clips\)", shown, re.M)
         assert re.search(rf"^  {SILENCE}\s+[0-9.]+% \(1 clips\)", shown, re.M) and len(CLASSES) == 12
     mean = rows["mean"]
