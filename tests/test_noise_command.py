@@ -2,11 +2,16 @@
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import nir
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from spikeforge.cli import main
 from test_harness_nir import graph_spikes, spikes_in_order
@@ -109,3 +114,48 @@ def test_noise_recipes_validate(name):
     assert config["method"]["name"] in ("noise_single_step", "noise_direct_bptt")
     assert config["optimizer"] == {**config["optimizer"], "name": "adam", "lr": 1e-4}  # §3: Adam, lr 1e-4
     assert config["schedule"]["name"] == "cosine_restarts" and config["schedule"]["t0"] == 100.0  # T_max = 100
+
+
+KILL_PLUGIN = """
+import os, signal
+from spikeforge.models.noise_nets import NoiseNet
+
+_forward, _calls = NoiseNet.forward, [0]
+
+
+def forward(self, x):
+    if self.training:
+        _calls[0] += 1
+        if _calls[0] == int(os.environ.get("KILL_AT_FORWARD", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _forward(self, x)
+
+
+NoiseNet.forward = forward
+"""
+
+
+@needs_fmnist
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_bit_for_bit(tmp_path):
+    (tmp_path / "kill_plugin.py").write_text(KILL_PLUGIN)
+    code = "import sys, kill_plugin; from spikeforge.cli import main; sys.exit(main(sys.argv[1:]))"
+
+    def train(out: str, *extra: str, kill_at: int = 0) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               "KILL_AT_FORWARD": str(kill_at), "OMP_NUM_THREADS": "1"}
+        args = ["train", "noise_fmnist", *TINY, "--set", "epochs=2", "--set", "dataset.limit=256", "--set", "dataset.val_fraction=0.25",
+                "--set", "batch_size=32", "--set", "method.eval_steps=2", "--set", "checkpoint_every=2", "--out", str(tmp_path / out),
+                "--no-progress", *extra]
+        return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+
+    assert train("a").returncode == 0
+    killed = train("b", kill_at=9)  # 6 steps per epoch: killed in epoch 2, after the checkpoint of step 8
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    (run_b,) = (tmp_path / "b").iterdir()
+    assert os.readlink(run_b / "checkpoints" / "last") == "step-00000008"
+    resumed = train("b", "--resume", str(run_b))
+    assert resumed.returncode == 0 and "resuming from step 8 (epoch 2, batch 2)" in resumed.stdout, resumed.stderr[-2000:]
+    (run_a,) = (tmp_path / "a").iterdir()
+    a, b = (load_file(run / "checkpoints" / "last" / "weights.safetensors") for run in (run_a, run_b))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((run_a / "metrics.json").read_text())["accuracy"] == json.loads((run_b / "metrics.json").read_text())["accuracy"]
