@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -52,6 +55,16 @@ def tiny_kws_recipe(path: Path, dataset: dict, name: str = "kws_tiny") -> Path:
 def percent(text: str, label: str) -> float:
     """The number printed as `LABEL  12.34%` in a command's output."""
     return float(re.search(rf"{label}\s+([0-9.]+)%", text).group(1))
+
+
+def cli_in_subprocess(args: list[str], plugin: Path | None = None, threads: int = 1, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """`spikeforge ARGS` in a fresh process on `threads` threads that first imports the module file `plugin` (e.g. one that kills it)."""
+    path = os.environ.get("PYTHONPATH", "")
+    if plugin is not None:
+        path = f"{plugin.parent}{os.pathsep}{path}"
+    code = f"import sys{', ' + plugin.stem if plugin is not None else ''}; from spikeforge.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads), **env},
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_tiny_recipe_validates_with_defaults_filled(tmp_path):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -18,7 +16,7 @@ from spikeforge.models.demo import DemoLIF
 from spikeforge.registry import MODELS
 from spikeforge.train.config import load_recipe
 from spikeforge.train.trainer import Trainer, TrainingDiverged
-from test_harness_tiny import FMNIST, tiny_recipe
+from test_harness_tiny import FMNIST, cli_in_subprocess, tiny_recipe
 
 pytestmark = pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 PLOTS = ["learning_curves.png", "spike_rates.png", "spike_raster.png", "output_traces.png", "accuracy_vs_time.png"]
@@ -148,12 +146,6 @@ PLUGIN = textwrap.dedent(
 )
 
 
-def _train_subprocess(tmp_path, args, kill_at=0):
-    code = "import sys, harness_plugin; from spikeforge.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "KILL_AT_FORWARD": str(kill_at), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, monkeypatch):
     (tmp_path / "harness_plugin.py").write_text(PLUGIN)
@@ -162,7 +154,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, monkeypa
     recipe = str(tiny_recipe(tmp_path, model={"name": "test_killed"}, encoder={"name": "rate", "steps": 4}, sampler="weighted"))
     common = ["--no-progress", "--set", "checkpoint_every=2"]
     assert main(["train", recipe, "--out", str(tmp_path / "a"), *common]) == 0
-    killed = _train_subprocess(tmp_path, ["train", recipe, "--out", str(tmp_path / "b"), *common], kill_at=9)
+    killed = cli_in_subprocess(["train", recipe, "--out", str(tmp_path / "b"), *common], tmp_path / "harness_plugin.py", timeout=120, KILL_AT_FORWARD="9")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run_b = _run_dir(tmp_path / "b")
     assert os.readlink(run_b / "checkpoints" / "last") == "step-00000008"  # epoch 2, batch 2 of 6: mid-epoch

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import nir
@@ -15,6 +14,7 @@ from safetensors.torch import load_file
 
 from spikeforge.cli import main
 from test_harness_nir import graph_spikes, spikes_in_order
+from test_harness_tiny import cli_in_subprocess
 from spikeforge.data.idx import FASHION_MNIST_DEBIAN
 from spikeforge.export.nir_simulate import simulate
 from spikeforge.neurons.noisy import convert
@@ -138,15 +138,12 @@ NoiseNet.forward = forward
 @needs_fmnist
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights_bit_for_bit(tmp_path):
     (tmp_path / "kill_plugin.py").write_text(KILL_PLUGIN)
-    code = "import sys, kill_plugin; from spikeforge.cli import main; sys.exit(main(sys.argv[1:]))"
 
     def train(out: str, *extra: str, kill_at: int = 0) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               "KILL_AT_FORWARD": str(kill_at), "OMP_NUM_THREADS": "1"}
         args = ["train", "noise_fmnist", *TINY, "--set", "epochs=2", "--set", "dataset.limit=256", "--set", "dataset.val_fraction=0.25",
                 "--set", "batch_size=32", "--set", "method.eval_steps=2", "--set", "checkpoint_every=2", "--out", str(tmp_path / out),
                 "--no-progress", *extra]
-        return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+        return cli_in_subprocess(args, tmp_path / "kill_plugin.py", KILL_AT_FORWARD=str(kill_at))
 
     assert train("a").returncode == 0
     killed = train("b", kill_at=9)  # 6 steps per epoch: killed in epoch 2, after the checkpoint of step 8

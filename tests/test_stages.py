@@ -20,7 +20,7 @@ from spikeforge.methods.hybrid_temporal import calibrate_output_threshold, conve
 from spikeforge.metrics.conversion import converged_epoch
 from spikeforge.registry import TRANSITIONS
 from spikeforge.train.config import RecipeError, load_recipe, stage_configs
-from test_harness_tiny import FMNIST
+from test_harness_tiny import FMNIST, cli_in_subprocess
 from test_hybrid_conversion import _fc2_with_large_logits
 
 TINY = ["--set", "dataset.limit=384", "--set", "dataset.val_fraction=0.25", "--set", "model.hidden=32", "--set", "batch_size=32",
@@ -189,10 +189,7 @@ PLUGIN = textwrap.dedent(
 
 
 def _train(tmp_path, args, stage="", at=0):
-    code = "import sys, stage_plugin; from spikeforge.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "KILL_STAGE": stage,
-           "KILL_AT_STEP": str(at), "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the in-process runs' count: same bits
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+    return cli_in_subprocess(args, tmp_path / "stage_plugin.py", torch.get_num_threads(), KILL_STAGE=stage, KILL_AT_STEP=str(at))  # the in-process runs' thread count: same bits
 
 
 @pytest.mark.slow
