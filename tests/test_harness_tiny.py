@@ -36,17 +36,17 @@ def tiny_recipe(tmp: Path, **overrides) -> Path:
     return path
 
 
-def tiny_kws_recipe(path: Path, dataset: dict, name: str = "kws_tiny") -> Path:
-    """Write a speech_commands recipe for a 4-channel `kws_dilated` net, 2 epochs of batch 8, on `dataset`'s keys."""
+def tiny_kws_recipe(path: Path, dataset: dict, name: str = "kws_tiny", channels: int = 4, epochs: int = 2, warmup_epochs: float = 0.5) -> Path:
+    """Write a speech_commands recipe for a `kws_dilated` net of `channels` per layer, `epochs` of batch 8, on `dataset`'s keys."""
     recipe = {
         "name": name, "seed": 0,
         "dataset": {"name": "speech_commands", **dataset},
         "encoder": {"name": "sequence"},
-        "model": {"name": "kws_dilated", "channels": [4, 4, 4]},
+        "model": {"name": "kws_dilated", "channels": [channels] * 3},
         "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.0},
         "optimizer": {"name": "radam", "lr": 1.0e-2, "weight_decay": 0.0},
-        "schedule": {"name": "warmup_exp", "warmup_epochs": 0.5, "gamma": 0.9},
-        "epochs": 2, "batch_size": 8, "grad_clip": 5.0, "sampler": "weighted",
+        "schedule": {"name": "warmup_exp", "warmup_epochs": warmup_epochs, "gamma": 0.9},
+        "epochs": epochs, "batch_size": 8, "grad_clip": 5.0, "sampler": "weighted",
     }  # fmt: skip
     path.write_text(yaml.safe_dump(recipe))
     return path

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
 
 from spikeforge.cli import main
 from spikeforge.data.audio_features import LogMelConfig, log_mel, mel_power, running_normalize
@@ -14,6 +13,7 @@ from spikeforge.models.kws import kws_dilated
 from spikeforge.streaming.detector import DetectionRule, Detector
 from spikeforge.streaming.features import StreamingLogMel
 from spikeforge.streaming.run import stream
+from test_harness_tiny import tiny_kws_recipe
 
 SR = 16000
 RUNNING = LogMelConfig(normalization="running")
@@ -57,17 +57,8 @@ def run_dir(tmp_path_factory):
     (root / "testing_list.txt").write_text("".join(f"{w}/00000009_nohash_{k}.wav\n" for w in ("yes", "no", "bed") for k in range(4)))
     (root / "_background_noise_").mkdir()
     sf.write(root / "_background_noise_" / "white_noise.wav", (0.01 * rng.standard_normal(20 * SR)).astype(np.float32), SR)
-    recipe = {
-        "name": "detect_tiny", "seed": 0,
-        "dataset": {"name": "speech_commands", "root": str(root), "cache": False, "normalization": "running"},
-        "encoder": {"name": "sequence"},
-        "model": {"name": "kws_dilated", "channels": [8, 8, 8]},
-        "method": {"name": "surrogate_bptt", "loss": "cross_entropy", "reg_weight": 0.0},
-        "optimizer": {"name": "radam", "lr": 1.0e-2, "weight_decay": 0.0},
-        "schedule": {"name": "warmup_exp", "warmup_epochs": 0.2, "gamma": 0.9},
-        "epochs": 12, "batch_size": 8, "grad_clip": 5.0, "sampler": "weighted",
-    }  # fmt: skip
-    (base / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    dataset = {"root": str(root), "cache": False, "normalization": "running"}
+    tiny_kws_recipe(base / "tiny.yaml", dataset, name="detect_tiny", channels=8, epochs=12, warmup_epochs=0.2)
     assert main(["train", str(base / "tiny.yaml"), "--out", str(base / "runs"), "--no-progress"]) == 0
     return next((base / "runs").iterdir())
 
