@@ -8,8 +8,8 @@ dilation (4, 3) and (16, 9), input [T=100, B=32, 64, 40]) and model B's hidden l
 input [T=300, B=64, 256]), on random binary inputs of each density. For each: forward alone and
 forward + weight gradient (the input gradient is dense on both paths, so it is left out), dense
 (events off) and event-driven (events forced on), process CPU time on one thread, medians of
-interleaved rounds. `functional.events.MAX_DENSITY` (training) and `MAX_DENSITY_INFERENCE` are set
-from where the event path stops being cheaper.
+interleaved rounds. `functional.events.BREAK_EVEN` (per kind, training and inference) is set from
+where the event path stops being cheaper.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from spikeforge.functional import events
 from spikeforge.layers import SpikingConv
 
-DENSITIES = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
+DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def _layers():
@@ -48,7 +48,8 @@ def _cpu_ms(fn) -> float:
 def measure(rounds: int, densities=DENSITIES) -> list[dict]:
     """One row per (layer, density): median CPU ms of dense and event forward and forward + weight gradient."""
     rows = []
-    saved = events.MAX_DENSITY, events.MAX_DENSITY_INFERENCE
+    saved = events.MAX_DENSITY, dict(events.BREAK_EVEN)
+    events.BREAK_EVEN.update({kind: (1.0, 1.0) for kind in events.BREAK_EVEN})  # events wherever MAX_DENSITY allows
     try:
         for name, shape, current, weight in _layers():
             for density in densities:
@@ -57,8 +58,7 @@ def measure(rounds: int, densities=DENSITIES) -> list[dict]:
                 times = {k: [] for k in ("dense_fwd", "event_fwd", "dense_train", "event_train")}
                 for r in range(rounds + 1):  # round 0 warms up (compilation, allocator)
                     for path in (("dense", "event") if r % 2 else ("event", "dense")):
-                        limit = 1.0 if path == "event" else 0.0
-                        events.MAX_DENSITY = events.MAX_DENSITY_INFERENCE = limit
+                        events.MAX_DENSITY = 1.0 if path == "event" else 0.0
 
                         def forward():
                             with torch.no_grad():
@@ -75,7 +75,8 @@ def measure(rounds: int, densities=DENSITIES) -> list[dict]:
                 rows.append({"layer": name, "density": density, **med})
                 print(f"{name}, {density:.0%}: {med}", file=sys.stderr, flush=True)
     finally:
-        events.MAX_DENSITY, events.MAX_DENSITY_INFERENCE = saved
+        events.MAX_DENSITY = saved[0]
+        events.BREAK_EVEN.update(saved[1])
     return rows
 
 
@@ -93,8 +94,8 @@ def _peer_layout_current(conv: SpikingConv):
 def measure_layouts(rounds: int, density: float = 0.3) -> list[dict]:
     """Dense causal conv of model A's layers 2 and 3 (events off): `[B, C, T, F]` (peers) against spikeforge's channels-last."""
     rows = []
-    saved = events.MAX_DENSITY, events.MAX_DENSITY_INFERENCE
-    events.MAX_DENSITY = events.MAX_DENSITY_INFERENCE = 0.0
+    saved = events.MAX_DENSITY
+    events.MAX_DENSITY = 0.0
     try:
         for name, shape, current, weight in _layers()[:2]:
             conv = current.__self__
@@ -112,7 +113,7 @@ def measure_layouts(rounds: int, density: float = 0.3) -> list[dict]:
             rows.append({"layer": name, **{k: statistics.median(v) for k, v in times.items()}})
             print(f"{name} layouts: {rows[-1]}", file=sys.stderr, flush=True)
     finally:
-        events.MAX_DENSITY, events.MAX_DENSITY_INFERENCE = saved
+        events.MAX_DENSITY = saved
     return rows
 
 

@@ -68,13 +68,13 @@ KERNELS = textwrap.dedent(
         return y, *torch.autograd.grad(y, [x, layer.weight], g_conv)
 
     def rows():
-        r = events.sparse_rows(spikes, 1280)
+        r = events.sparse_rows(spikes, 1280, 0.3)
         return r.indptr, r.indices, r.values
 
     cases = {"lif_subtract": lambda: lif("subtract", False), "lif_zero_norm": lambda: lif("zero", True),
              "lif_none": lambda: lif("none", False), "compress_rows": rows, "event_linear": linear, "event_conv": conv,
              "dense_conv": dense_conv}
-    assert events.sparse_rows(spikes, 1280) is not None  # the event kernels, not the dense fallback
+    assert events.sparse_rows(spikes, 1280, 0.3) is not None  # the event kernels, not the dense fallback
     print(json.dumps({name: [digest(*fn()) for _ in range(3)] for name, fn in cases.items()}))
     """
 )

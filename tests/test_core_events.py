@@ -42,7 +42,7 @@ def test_event_linear_matches_dense_forward_and_gradients(dtype):
 def test_dense_input_takes_the_dense_path_and_silent_input_gives_the_bias():
     w, b = torch.randn(3, 8), torch.randn(3)
     dense = torch.rand(5, 2, 8)
-    assert events.sparse_rows(dense, 10) is None
+    assert events.sparse_rows(dense, 10, 0.5) is None
     torch.testing.assert_close(events.linear(dense, w, b), F.linear(dense, w, b))
     silent = torch.zeros(5, 2, 8)
     wg = w.clone().requires_grad_()
@@ -55,10 +55,21 @@ def test_dense_input_takes_the_dense_path_and_silent_input_gives_the_bias():
 
 def test_compressed_rows_hold_exactly_the_nonzero_entries():
     x = torch.tensor([[0.0, 2.0, 0.0, 0.0], [0.0] * 4, [1.0, 0.0, 0.0, -3.0]] + [[0.0] * 4] * 7)
-    rows = events.sparse_rows(x, 10)
+    rows = events.sparse_rows(x, 10, 0.3)
     assert rows.indptr.tolist() == [0, 1, 1, 3] + [3] * 7
     assert rows.indices.tolist() == [1, 0, 3]
     assert rows.values.tolist() == [2.0, 1.0, -3.0]
+
+
+def test_compressed_positions_list_the_active_channels_of_each_position():
+    x = torch.zeros(2, 1, 3, 4)  # [T, B, C, F]
+    x[0, 0, 2, 1] = 1.0
+    x[0, 0, 0, 1] = 0.5
+    x[1, 0, 1, 3] = 2.0
+    rows = events.sparse_positions(x, 0.3)
+    assert rows.indptr.tolist() == [0, 0, 2, 2, 2, 2, 2, 2, 3]  # positions (t·B + b)·F + f
+    assert rows.indices.tolist() == [0, 2, 1]  # the channels, in order
+    assert rows.values.tolist() == [0.5, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("kt,dt,k,d,pad", [(4, 1, 3, 1, 1), (4, 4, 3, 3, 3), (4, 16, 3, 9, 9), (1, 1, 5, 2, 4), (2, 3, 3, 1, 0)])
@@ -142,30 +153,33 @@ def test_rows_are_compressed_in_parts_and_a_dense_part_falls_back_to_dense():
     x = torch.zeros(80, 10)
     x[3] = torch.arange(1.0, 11.0)  # one full row fits: each part has two rows of headroom
     x[50, 7] = -2.0
-    rows = events.sparse_rows(x, 80)
+    rows = events.sparse_rows(x, 80, 0.3)
     assert rows.indptr[4] - rows.indptr[3] == 10 and rows.indices[:10].tolist() == list(range(10))
     assert rows.values.tolist() == list(range(1, 11)) + [-2.0] and rows.indices[10] == 7 and rows.indptr[-1] == 11
     x[:8] = 1.0  # 10 % overall, but the first of the 8 parts is dense
-    assert events.sparse_rows(x, 80) is None
+    assert events.sparse_rows(x, 80, 0.3) is None
     w = torch.randn(3, 10)
     torch.testing.assert_close(events.linear(x, w), x @ w.t())
 
 
-def test_event_path_is_chosen_by_the_break_even_density_of_the_call():
-    # between MAX_DENSITY_INFERENCE and MAX_DENSITY the events pay only with the weight gradient
-    density = (events.MAX_DENSITY + events.MAX_DENSITY_INFERENCE) / 2
-    x = _spikes(30, 4, 16, 10, density=density, dtype=torch.float32)
+def test_event_path_is_chosen_by_the_break_even_density_of_the_call(monkeypatch):
+    # between the inference and the training break-even the events pay only with the weight gradient
+    monkeypatch.setitem(events.BREAK_EVEN, "conv", (0.6, 0.3))
+    monkeypatch.setitem(events.BREAK_EVEN, "linear", (0.6, 0.3))
+    x = _spikes(30, 4, 16, 10, density=0.45, dtype=torch.float32)
     w = torch.randn(8, 16, 3, 3, requires_grad=True)
     conv = dict(time_dilation=2, padding=1, dilation=1)
-    assert events.break_even_density(w) == events.MAX_DENSITY
+    assert events.break_even_density(w, "conv") == 0.6
     y = events.conv_time1d(x, w, None, **conv)
     assert type(y.grad_fn).__name__ == "_EventConvTime1dBackward"
     torch.testing.assert_close(y, _dense_causal_conv(x, w, None, 2, 1, 1), rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        assert events.break_even_density(w) == events.MAX_DENSITY_INFERENCE
+        assert events.break_even_density(w, "conv") == 0.3
         assert events.conv_time1d(x, w, None, **conv) is None  # the caller's dense convolution
     wl = torch.randn(5, 10, requires_grad=True)
     assert type(events.linear(x, wl).grad_fn).__name__ == "_EventLinearBackward"
     with torch.no_grad():
         torch.testing.assert_close(events.linear(x, wl), F.linear(x, wl))
-    assert events.conv_time1d(_spikes(30, 4, 16, 10, density=0.5, dtype=torch.float32), w, None, **conv) is None
+    assert events.conv_time1d(_spikes(30, 4, 16, 10, density=0.8, dtype=torch.float32), w, None, **conv) is None
+    monkeypatch.setattr(events, "MAX_DENSITY", 0.4)  # the cap over every kind
+    assert events.break_even_density(w, "conv") == 0.4 and events.conv_time1d(x, w, None, **conv) is None

@@ -1,7 +1,7 @@
 """Event-driven synaptic currents: I = W·S from the nonzero inputs only, exact against the dense result.
 
 `sparse_rows(x)` turns a sparse input (spikes) into compressed rows, or says that the dense
-kernels are the better choice (not on the CPU, not float, or denser than `MAX_DENSITY`).
+kernels are the better choice (not on the CPU, not float, or denser than where the events pay).
 `linear` and `conv_time1d` then compute the forward pass and the weight gradient from the
 events (`functional.events_cpu`); the gradient to the input, gI·W, is dense whatever the
 input, so it stays with BLAS / oneDNN. Backward keeps the compressed rows, not the dense
@@ -20,14 +20,14 @@ import torch.nn.functional as F
 from spikeforge.functional import events_cpu
 from spikeforge.functional.lif_cpu import torch_thread_budget
 
-#: Largest fraction of nonzero inputs for which the event path is used where the weight gradient
-#: will be computed (training); 0 turns events off. The event kernels' cost grows with the density,
-#: the dense kernels' does not: in two runs on a shared machine, forward + weight gradient broke even
-#: at 27–32 % nonzero (model A's conv layer 2) and 29–30 % (model B's linear layer 2), the forward
-#: alone at 22–27 % and 25–30 % (benchmarks/EVENT-COSTS.md, `benchmarks/event_costs.py`).
-MAX_DENSITY = 0.3
-#: The same where only the forward pass runs (no gradient for the weight: inference).
-MAX_DENSITY_INFERENCE = 0.22
+#: Largest fraction of nonzero inputs for which the event path is used, per synapse kind: (where the
+#: weight gradient will be computed: training, where it will not: inference). The event kernels' cost
+#: grows with the density, the dense kernels' does not. Measured on one thread (benchmarks/EVENT-COSTS.md,
+#: `benchmarks/event_costs.py`): model A's conv layers broke even at 50–60 % nonzero in the forward pass
+#: and at about 80 % with the weight gradient; model B's linear layer at 45–55 % and 35–40 %.
+BREAK_EVEN = {"conv": (0.7, 0.5), "linear": (0.35, 0.45)}
+#: A cap on every break-even density: 0 turns the event path off everywhere.
+MAX_DENSITY = 1.0
 #: Inputs are compressed in this many parts of their rows (in parallel).
 ROW_PARTS = 8
 #: The weight gradient is summed in up to this many independent row chunks (parallel work),
@@ -48,34 +48,47 @@ class Rows:
     values: torch.Tensor
 
 
-def break_even_density(weight: torch.Tensor) -> float:
-    """The largest input density for which the event path pays in this call: with or without the weight gradient."""
-    if MAX_DENSITY <= 0:
-        return 0.0
-    return MAX_DENSITY if torch.is_grad_enabled() and weight.requires_grad else min(MAX_DENSITY, MAX_DENSITY_INFERENCE)
+def break_even_density(weight: torch.Tensor, kind: str) -> float:
+    """The largest input density for which the event path pays in this call of a `kind` synapse: with or without the weight gradient."""
+    training, inference = BREAK_EVEN[kind]
+    return min(MAX_DENSITY, training if torch.is_grad_enabled() and weight.requires_grad else inference)
 
 
-def sparse_rows(x: torch.Tensor, rows: int, max_density: float | None = None) -> Rows | None:
+def sparse_rows(x: torch.Tensor, rows: int, max_density: float) -> Rows | None:
     """Compressed rows of `x` viewed `[rows, -1]` when the event path applies and pays, else None.
 
-    One pass over x, in `ROW_PARTS` parts of the rows, each with room for `max_density` (default
-    MAX_DENSITY) of its entries and two rows more; an input denser than that (or a part denser than
+    One pass over x, in `ROW_PARTS` parts of the rows, each with room for `max_density` of its
+    entries and two rows more; an input denser than that (or a part denser than
     its room) goes to the dense kernels.
     """
-    max_density = MAX_DENSITY if max_density is None else max_density
+    return _compress(x, lambda flat: flat.reshape(rows, 1, -1), max_density)
+
+
+def sparse_positions(x: torch.Tensor, max_density: float) -> Rows | None:
+    """Compressed rows of the channels at every position of x `[T, B, C, F]`: row (t·B + b)·F + f lists the active c.
+
+    The layout the convolution's forward pass sums over (`events_cpu.conv_forward`); read from x as it
+    is (no transposed copy). Otherwise as `sparse_rows`.
+    """
+    return _compress(x, lambda flat: flat.reshape(-1, *flat.shape[2:]).transpose(0, 2, 1), max_density)
+
+
+def _compress(x: torch.Tensor, view, max_density: float) -> Rows | None:
+    """`events_cpu.compress_rows` on `view(x as NumPy)` `[M, A, K]` (rows m·A + a of K entries) if the event path applies."""
     if not (events_cpu.available and max_density > 0 and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64) and x.numel() > 0):
         return None
-    flat = x.detach().contiguous().view(rows, -1).numpy()
+    grid = view(x.detach().contiguous().numpy())
+    rows, width = grid.shape[0] * grid.shape[1], grid.shape[2]
     parts = min(ROW_PARTS, rows)
-    capacity = int(max_density * flat.size / parts) + 2 * flat.shape[1] + 1  # + a row: parts differ by one; + a row: headroom
+    capacity = int(max_density * x.numel() / parts) + 2 * width + 1  # + a row: parts differ by one; + a row: headroom
     counts = np.empty(rows, np.int64)
     indices = np.empty(parts * capacity, np.int32)
-    values = np.empty(parts * capacity, flat.dtype)
+    values = np.empty(parts * capacity, grid.dtype)
     filled = np.empty(parts, np.int64)
     with torch_thread_budget():
-        events_cpu.compress_rows(flat, parts, capacity, counts, indices, values, filled)
-    if (filled < 0).any() or filled.sum() > max_density * flat.size:
+        events_cpu.compress_rows(grid, parts, capacity, counts, indices, values, filled)
+    if (filled < 0).any() or filled.sum() > max_density * x.numel():
         return None
     indptr = np.zeros(rows + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -110,7 +123,7 @@ class _EventLinear(torch.autograd.Function):
         out = torch.empty(*x.shape[:-1], weight.shape[0], dtype=x.dtype)  # not a view: a LIF scan may overwrite it
         with torch_thread_budget():
             events_cpu.linear_forward(indptr.numpy(), indices.numpy(), values.numpy(),
-                                      weight.detach().t().contiguous().numpy(), out.view(rows, -1).numpy())
+                                      weight.detach().t().contiguous().view(-1).numpy(), out.view(-1).numpy())
         if bias is not None:
             out += bias.detach()
         ctx.in_shape = x.shape
@@ -136,7 +149,7 @@ class _EventLinear(torch.autograd.Function):
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.linear(x, weight, bias)` for x `[..., in]`, event-driven where x is sparse enough (`sparse_rows`)."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    csr = sparse_rows(x, rows, break_even_density(weight)) if weight.dtype == x.dtype and rows else None
+    csr = sparse_rows(x, rows, break_even_density(weight, "linear")) if weight.dtype == x.dtype and rows else None
     if csr is None:
         return F.linear(x, weight, bias)
     return _EventLinear.apply(x, weight, bias, csr.indptr, csr.indices, csr.values)
@@ -153,8 +166,9 @@ class _EventConvTime1d(torch.autograd.Function):
         out = torch.empty(steps, batch, weight.shape[0], f_out, dtype=x.dtype)  # not a view: a LIF scan may overwrite it
         weight_t = weight.detach().permute(2, 3, 1, 0).contiguous()  # [KT, KF, C_in, C_out]
         with torch_thread_budget():
-            events_cpu.conv_forward(indptr.numpy(), indices.numpy(), values.numpy(), weight_t.numpy(), batch, width,
-                                    reach, time_dilation, pad, dilation, out.view(steps * batch, *out.shape[2:]).numpy())
+            events_cpu.conv_forward(indptr.numpy(), indices.numpy(), values.numpy(), weight_t.view(-1).numpy(),
+                                    tuple(weight.shape[2:]), weight.shape[1], batch, width, reach, time_dilation, pad,
+                                    dilation, out.view(steps * batch, *out.shape[2:]).numpy())
         if bias is not None:
             out += bias.detach().view(-1, 1)
         ctx.in_shape, ctx.geometry = x.shape, geometry
@@ -180,13 +194,15 @@ class _EventConvTime1d(torch.autograd.Function):
                                                    padding=(0, pad), dilation=(time_dilation, dilation))
                 g_x[:, b0:b1] = g_pad[:, :, reach:].movedim(2, 0)
         if ctx.needs_input_grad[1]:
-            kt, kf = weight.shape[2:]
-            parts = _weight_grad_parts((kt, kf, c_in, weight.shape[0]), g_out.dtype)
-            scratch = torch.empty(parts.shape[0], g_out.shape[3], weight.shape[0], dtype=g_out.dtype)
+            channel_ptr = np.empty(steps * batch * c_in + 1, np.int64)
+            positions, channel_values = np.empty_like(indices.numpy()), np.empty_like(values.numpy())
+            parts = _weight_grad_parts((*weight.shape[2:], c_in, weight.shape[0]), g_out.dtype)
             with torch_thread_budget():
-                events_cpu.conv_weight_grad(indptr.numpy(), indices.numpy(), values.numpy(),
-                                            g_out.view(steps * batch, *g_out.shape[2:]).numpy(), batch, width,
-                                            reach, time_dilation, pad, dilation, scratch.numpy(), parts.numpy())
+                events_cpu.positions_to_channels(indptr.numpy(), indices.numpy(), values.numpy(), width, c_in,
+                                                 channel_ptr, positions, channel_values)
+                events_cpu.conv_weight_grad(channel_ptr, positions, channel_values,
+                                            g_out.view(steps * batch, *g_out.shape[2:]).numpy(), batch,
+                                            reach, time_dilation, pad, dilation, parts.numpy())
                 g_w = _sum_parts(parts).permute(3, 2, 0, 1)
         if ctx.needs_input_grad[2]:
             g_b = g_out.sum((0, 1, 3))
@@ -201,8 +217,7 @@ def conv_time1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     low-activity paper). Event-driven where x is sparse enough (`break_even_density`); None where it
     is not (the caller then runs its dense convolution).
     """
-    steps, batch = x.shape[:2]
-    csr = sparse_rows(x, steps * batch, break_even_density(weight)) if weight.dtype == x.dtype else None
+    csr = sparse_positions(x, break_even_density(weight, "conv")) if weight.dtype == x.dtype else None
     if csr is None:
         return None
     reach = (weight.shape[2] - 1) * time_dilation
