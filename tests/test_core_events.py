@@ -8,6 +8,13 @@ from spikeforge.functional import events
 from spikeforge.layers import Readout, SpikingConv, SpikingLinear
 
 
+
+@pytest.fixture(autouse=True)
+def _events_on_narrow_linear_layers(monkeypatch):
+    """The small weights of these tests take the event path too (in use, layers under 32 outputs stay dense)."""
+    monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 1)
+
+
 def _spikes(*shape, density=0.05, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(*shape, generator=g) < density).to(dtype)
@@ -181,5 +188,8 @@ def test_event_path_is_chosen_by_the_break_even_density_of_the_call(monkeypatch)
     with torch.no_grad():
         torch.testing.assert_close(events.linear(x, wl), F.linear(x, wl))
     assert events.conv_time1d(_spikes(30, 4, 16, 10, density=0.8, dtype=torch.float32), w, None, **conv) is None
+    monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 6)  # a linear layer this narrow stays dense at any density
+    assert events.break_even_density(wl, "linear") == 0.0
+    assert type(events.linear(x, wl).grad_fn).__name__ != "_EventLinearBackward"
     monkeypatch.setattr(events, "MAX_DENSITY", 0.4)  # the cap over every kind
     assert events.break_even_density(w, "conv") == 0.4 and events.conv_time1d(x, w, None, **conv) is None

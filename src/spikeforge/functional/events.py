@@ -28,6 +28,10 @@ from spikeforge.functional.lif_cpu import torch_thread_budget
 BREAK_EVEN = {"conv": (0.7, 0.5), "linear": (0.35, 0.45)}
 #: A cap on every break-even density: 0 turns the event path off everywhere.
 MAX_DENSITY = 1.0
+#: A linear layer with fewer outputs than this stays dense at any density: compressing its input costs more
+#: than the whole dense product (a 2560 → 12 readout: events 19–32 ms, dense 12 ms at 5–25 % nonzero; at 32
+#: outputs they break even at 5 %, at 64 and more the events win; one thread, [3200, 2560] input).
+LINEAR_MIN_OUTPUTS = 32
 #: Inputs are compressed in this many parts of their rows (in parallel).
 ROW_PARTS = 8
 #: The weight gradient is summed in up to this many independent row chunks (parallel work),
@@ -50,6 +54,8 @@ class Rows:
 
 def break_even_density(weight: torch.Tensor, kind: str) -> float:
     """The largest input density for which the event path pays in this call of a `kind` synapse: with or without the weight gradient."""
+    if kind == "linear" and weight.shape[0] < LINEAR_MIN_OUTPUTS:
+        return 0.0
     training, inference = BREAK_EVEN[kind]
     return min(MAX_DENSITY, training if torch.is_grad_enabled() and weight.requires_grad else inference)
 
