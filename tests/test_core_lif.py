@@ -220,6 +220,20 @@ def test_consumed_current_becomes_the_membrane_with_the_same_gradients():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_consumed_current_becomes_the_spikes_in_inference(reset):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(40, 3, 8, 5, generator=g) + 0.3
+    threshold = torch.full((8,), 0.5)
+    expected, _ = lif_scan(x, 0.8, threshold, reset=reset, impl="reference")
+    current = x.clone()  # a fresh tensor that only the scan uses
+    with torch.no_grad():
+        spikes, membrane = lif_scan(current, 0.8, threshold, reset=reset, keep_membrane=False, consume_current=True)
+    assert membrane is None and spikes.data_ptr() == current.data_ptr()  # the spikes were written over the current
+    assert 0 < float(expected.mean()) < 1
+    torch.testing.assert_close(spikes, expected, rtol=0, atol=0)
+
+
 def test_a_loss_on_the_membrane_alone_matches_the_reference():
     # the spikes then get no gradient at all (None): the compiled backward reads one zero row for them
     g = torch.Generator().manual_seed(0)

@@ -157,7 +157,7 @@ def _channel_arrays(b, nrm, q, like: torch.Tensor):
 
 
 def _compiled_forward(backend, drive, beta, b, nrm, q, cfg, u0, s0, membrane, spikes) -> None:
-    """Run the compiled scan; `membrane is drive` writes U over the drive (one buffer fewer)."""
+    """Run the compiled scan; `membrane is drive` writes U over the drive, `spikes is drive` S (one buffer fewer)."""
     steps, channels = drive.shape[0], drive.shape[2]
     inner = drive[0, 0, 0].numel()
     if backend == "triton":
@@ -171,7 +171,7 @@ def _compiled_forward(backend, drive, beta, b, nrm, q, cfg, u0, s0, membrane, sp
     with lif_cpu.torch_thread_budget():
         lif_cpu.lif_forward(_flat(drive, steps), dtype(beta.item()), th, qq, gain, nrm is not None, lif_cpu.RESET_CODES[cfg.reset],
                             channels, inner, _flat(u0), _flat(s0), membrane.view(membrane.shape[0], -1).numpy(),
-                            spikes.view(steps, -1).numpy(), membrane is drive)
+                            spikes.view(steps, -1).numpy(), 1 if membrane is drive else 2 if spikes is drive else 0)
 
 
 def _compiled_backward(ctx, g_spikes, g_membrane):
@@ -234,7 +234,8 @@ class _FusedLIF(torch.autograd.Function):
     Saves only the membrane U, with (1 − β) input scaling the input current, and (PyTorch
     path only) the spikes S; the compiled backward recomputes S from U and the surrogate derivative.
     Compiled path: with `consume` U is written over the current's buffer (marked dirty); without
-    `keep_membrane` (no gradient needed) U lives in one scratch row.
+    `keep_membrane` (no gradient needed) U lives in one scratch row, and with `consume` the CPU
+    kernels write S over the current instead.
     """
 
     @staticmethod
@@ -245,14 +246,18 @@ class _FusedLIF(torch.autograd.Function):
         scaled = cfg.input_scale == "one_minus_beta"
         c = (1 - beta) if scaled else None
         drive_all = current * c if scaled else current
-        spikes = torch.empty_like(current, memory_format=torch.contiguous_format)
         ctx.cfg = cfg
         ctx.set_materialize_grads(False)  # an unused membrane output gets no [T, …] tensor of zeros
         ctx.compiled = cfg.compiled and _kernel_backend(current, gram, recurrent)  # "numba", "triton" or falsy
         scratch = ctx.compiled and not keep_membrane  # lif_scan passes False only where no gradient is needed
-        in_place = (ctx.compiled and consume and not scaled and not scratch and current.is_contiguous()
+        in_place = (ctx.compiled and consume and not scaled and current.is_contiguous()
                     and current._base is None)  # autograd cannot rebase a view modified by a two-output Function
-        if in_place:  # U overwrites the current the caller handed over
+        if in_place and scratch and ctx.compiled == "numba":  # inference: S overwrites the current handed over
+            spikes = current
+            ctx.mark_dirty(current)
+        else:
+            spikes = torch.empty_like(current, memory_format=torch.contiguous_format)
+        if in_place and not scratch:  # U overwrites the current the caller handed over
             membrane = current
             ctx.mark_dirty(current)
         else:
@@ -388,8 +393,9 @@ def lif_scan(
     the compiled CPU kernels where they apply; `"fused_torch"` the same pass as PyTorch ops only.
     `keep_membrane=False` returns (spikes, None); where no gradient is needed the compiled scan
     then does not store the membrane sequence (inference memory and time). `consume_current=True`
-    hands `current` over to the scan, which may overwrite it with the membrane (one `[T, …]` buffer
-    fewer); only for a current nothing else keeps (a layer's own synaptic current).
+    hands `current` over to the scan, which may overwrite it with the membrane, or with the spikes where
+    the membrane is not kept (one `[T, …]` buffer fewer); only for a current nothing else keeps (a
+    layer's own synaptic current).
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")

@@ -78,12 +78,12 @@ if available:
                 r[i] = un * s
 
     @njit(parallel=True, cache=True)
-    def lif_forward(drive, beta, threshold, q, gain, has_norm, reset, channels, inner, u0, s0, membrane, spikes, in_place):
+    def lif_forward(drive, beta, threshold, q, gain, has_norm, reset, channels, inner, u0, s0, membrane, spikes, overwrite):
         """U[n] = β·(U[n−1] − R[n−1]) + drive[n]; S[n] = Θ(U[n]/q − b); R per `reset` (eqs. (4)–(5)).
 
-        `in_place`: U overwrites `drive` (`membrane` is ignored); the step is then compiled with both
-        rows the same array, so it still vectorises. Otherwise a `membrane` of one row `[1, N]` is a
-        scratch row: U is not kept (inference).
+        `overwrite` = 1: U overwrites `drive` (`membrane` is ignored); 2: S overwrites `drive` (`spikes` is
+        ignored; inference). The step is then compiled with both rows the same array, so it still
+        vectorises. Otherwise a `membrane` of one row `[1, N]` is a scratch row: U is not kept (inference).
         """
         steps, n_neurons = drive.shape
         blocks = (n_neurons + BLOCK - 1) // BLOCK
@@ -114,8 +114,10 @@ if available:
             for n in range(steps):
                 d = drive[n, lo:hi]  # row slices: contiguous, so the loop vectorises
                 sp = spikes[n, lo:hi]
-                if in_place:
+                if overwrite == 1:
                     _forward_row(d, d, sp, u, r, b, qq, gg, beta, has_norm, reset, one, zero)
+                elif overwrite == 2:
+                    _forward_row(d, membrane[n if keep else 0, lo:hi], d, u, r, b, qq, gg, beta, has_norm, reset, one, zero)
                 else:
                     _forward_row(d, membrane[n if keep else 0, lo:hi], sp, u, r, b, qq, gg, beta, has_norm, reset, one, zero)
 
