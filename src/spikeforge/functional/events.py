@@ -22,10 +22,11 @@ from spikeforge.functional.lif_cpu import torch_thread_budget
 
 #: Largest fraction of nonzero inputs for which the event path is used, per synapse kind: (where the
 #: weight gradient will be computed: training, where it will not: inference). The event kernels' cost
-#: grows with the density, the dense kernels' does not. Measured on one thread (benchmarks/EVENT-COSTS.md,
-#: `benchmarks/event_costs.py`): model A's conv layers broke even at 50–60 % nonzero in the forward pass
-#: and at about 80 % with the weight gradient; model B's linear layer at 45–55 % and 35–40 %.
-BREAK_EVEN = {"conv": (0.7, 0.5), "linear": (0.35, 0.45)}
+#: grows with the density, the dense kernels' does not. Measured on one thread in two runs on a shared
+#: machine (benchmarks/EVENT-COSTS.md, `benchmarks/event_costs.py`): model A's conv layers broke even at
+#: 40–60 % nonzero in the forward pass and above 70 % with the weight gradient; model B's linear layer at
+#: 35–50 % and 30–40 %.
+BREAK_EVEN = {"conv": (0.7, 0.45), "linear": (0.35, 0.4)}
 #: A cap on every break-even density: 0 turns the event path off everywhere.
 MAX_DENSITY = 1.0
 #: A linear layer with fewer outputs than this stays dense at any density: compressing its input costs more
