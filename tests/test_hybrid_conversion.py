@@ -213,3 +213,21 @@ def test_lambda_a_per_layer():
     assert out.loss.item() == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="one per weighted layer"):
         METHODS.get("hybrid_ann")(lambda_a=[0.1, 0.1, 0.1]).step(ann, x, y)
+
+
+def test_projected_weight_sums_are_one_after_every_step_and_analog_layers_are_left_alone():
+    torch.manual_seed(0)
+    ann = MODELS.get("hybrid_kws")()
+    method = METHODS.get("hybrid_ann")(lambda_w=0.0, lambda_a=0.0, analog_layers=1, project_weight_sums=True)
+    layers = [m for m in ann.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    analog_before = layers[0].weight.detach().clone()
+    assert not torch.allclose(layers[1].weight.flatten(1).sum(1), torch.ones(1))
+    method.after_step(ann)
+    for layer in layers[1:]:  # every spiking layer: Σ_i w_ij = 1 for each unit j (eq. 10's constraint, exactly)
+        torch.testing.assert_close(layer.weight.flatten(1).sum(1), torch.ones(layer.weight.shape[0]), rtol=0, atol=1e-5)
+    assert torch.equal(layers[0].weight, analog_before)
+    ann2 = MODELS.get("hybrid_kws")()
+    last = [m for m in ann2.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+    before = last.weight.detach().clone()
+    METHODS.get("hybrid_ann")(lambda_w=0.0, lambda_a=0.0, analog_layers=1).after_step(ann2)
+    assert torch.equal(last.weight, before)  # off by default

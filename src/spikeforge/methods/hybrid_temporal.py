@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from spikeforge.checks import check_time_major
 from spikeforge.functional.relpsp import Impl
-from spikeforge.losses.conversion import activation_constraint_loss, weight_sum_loss
+from spikeforge.losses.conversion import activation_constraint_loss, weight_sum_loss, weight_sums
 from spikeforge.methods.base import Method, StepOutput
 from spikeforge.neurons.relpsp import MinPool2d, ReLPSPConv2d, ReLPSPLinear, ReLPSPNetwork
 from spikeforge.registry import METHODS
@@ -168,10 +168,16 @@ def calibrate_output_threshold(ann: nn.Sequential, snn: ReLPSPNetwork, x: Tensor
 
 
 class HybridANN(Method):
-    """Stage 1: the ANN with L = CE + λ_w·L_wsum + λ_a·L_acti (eq. 9); λ_w = λ_a = 0 gives the CE-only baseline."""
+    """Stage 1: the ANN with L = CE + λ_w·L_wsum + λ_a·L_acti (eq. 9); λ_w = λ_a = 0 gives the CE-only baseline.
 
-    def __init__(self, lambda_w: float, lambda_a: float | list[float], analog_layers: int) -> None:
+    `project_weight_sums`: after every optimiser step each spiking unit's weights are also moved onto
+    Σ_i w_ij = 1 (the Euclidean projection: w_ij += (1 − Σ_i w_ij)/n), so the weight-sum constraint holds
+    exactly instead of only as far as the penalty enforces it (not in the paper; off by default).
+    """
+
+    def __init__(self, lambda_w: float, lambda_a: float | list[float], analog_layers: int, project_weight_sums: bool = False) -> None:
         self.lambda_w, self.lambda_a, self.analog_layers = lambda_w, lambda_a, analog_layers
+        self.project_weight_sums = project_weight_sums
 
     def _lambda_a(self, layers: int) -> list[float]:
         if isinstance(self.lambda_a, (int, float)):
@@ -196,6 +202,14 @@ class HybridANN(Method):
     def predict(self, model: nn.Module, x: Tensor) -> Tensor:
         return model(static_frame(x)).unsqueeze(0)
 
+    def after_step(self, model: nn.Module) -> None:
+        super().after_step(model)
+        if self.project_weight_sums:
+            with torch.no_grad():
+                for _, m in weighted_layers(unwrap(model))[self.analog_layers :]:
+                    excess = (weight_sums(m.weight) - 1.0) / m.weight[0].numel()  # Σ_i w_ij = 1 after the step
+                    m.weight.sub_(excess.view(-1, *([1] * (m.weight.dim() - 1))))
+
 
 class STDBP(Method):
     """Stage 2: CE on −t_out of the one-spike SNN, gradients by STDBP [14]; silent-neuron fractions in extras."""
@@ -210,11 +224,12 @@ class STDBP(Method):
 
 
 @METHODS.register("hybrid_ann")
-def hybrid_ann(lambda_w: float = 1e-2, lambda_a: float | list[float] = 1e-4, analog_layers: int = 0) -> HybridANN:
+def hybrid_ann(lambda_w: float = 1e-2, lambda_a: float | list[float] = 1e-4, analog_layers: int = 0,
+               project_weight_sums: bool = False) -> HybridANN:
     """Stage-1 method: constrained ANN training (eqs. 9–11); `lambda_a` is one weight or one per weighted layer."""
     if lambda_w < 0 or min(lambda_a if isinstance(lambda_a, (list, tuple)) else [lambda_a]) < 0 or analog_layers < 0:
         raise ValueError(f"hybrid_ann: lambda_w, lambda_a and analog_layers must be >= 0, got {lambda_w}, {lambda_a}, {analog_layers}")
-    return HybridANN(lambda_w, lambda_a, analog_layers)
+    return HybridANN(lambda_w, lambda_a, analog_layers, bool(project_weight_sums))
 
 
 @METHODS.register("stdbp")
