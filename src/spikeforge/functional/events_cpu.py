@@ -157,7 +157,8 @@ if available:
         chunks, kt_n, kf_n, c_in, c_out = parts.shape
         rows, _, f_out = g_out.shape
         low = (kf_n - 1) * dilation  # scratch row of f is f + low
-        extent = low + f_out + dilation * kf_n + pad + 1
+        width = f_out - 2 * pad + low  # of the input: the taps read f = f_in + pad − kf·df in [pad − low, width − 1 + pad]
+        extent = low + width + pad
         for c in prange(chunks):
             acc = np.zeros(kt_n * kf_n * c_in * c_out, parts.dtype)
             scratch = np.zeros(extent * c_out, parts.dtype)
