@@ -79,7 +79,8 @@ def test_compressed_positions_list_the_active_channels_of_each_position():
     assert rows.values.tolist() == [0.5, 1.0, 2.0]
 
 
-@pytest.mark.parametrize("kt,dt,k,d,pad", [(4, 1, 3, 1, 1), (4, 4, 3, 3, 3), (4, 16, 3, 9, 9), (1, 1, 5, 2, 4), (2, 3, 3, 1, 0)])
+@pytest.mark.parametrize("kt,dt,k,d,pad", [(4, 1, 3, 1, 1), (4, 4, 3, 3, 3), (4, 16, 3, 9, 9), (1, 1, 5, 2, 4), (2, 3, 3, 1, 0),
+                                             (2, 1, 1, 1, 1), (3, 2, 3, 1, 3)])  # the last two pad wider than the kernel reaches
 def test_event_conv_matches_dense_causal_conv(kt, dt, k, d, pad):
     x = _spikes(25, 3, 5, 11, density=0.08).requires_grad_()
     w = torch.randn(6, 5, kt, k, dtype=torch.float64, requires_grad=True)

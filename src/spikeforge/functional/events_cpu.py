@@ -158,7 +158,7 @@ if available:
         rows, _, f_out = g_out.shape
         low = (kf_n - 1) * dilation  # scratch row of f is f + low
         width = f_out - 2 * pad + low  # of the input: the taps read f = f_in + pad − kf·df in [pad − low, width − 1 + pad]
-        extent = low + width + pad
+        extent = low + max(f_out, width + pad)  # room for gI's rows and for every row a tap reads
         for c in prange(chunks):
             acc = np.zeros(kt_n * kf_n * c_in * c_out, parts.dtype)
             scratch = np.zeros(extent * c_out, parts.dtype)
