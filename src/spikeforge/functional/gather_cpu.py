@@ -38,8 +38,8 @@ def _block_kernel(vectors: int):
 
         def codegen(context, builder, signature, args):
             intp = context.get_value_type(types.intp)
-            data = [context.make_array(signature.args[i])(context, builder, args[i]).data if i in (0, 2, 5, 6, 7, 9, 10) else None
-                    for i in range(len(args))]
+            data = [context.make_array(t)(context, builder, a).data if isinstance(t, types.Array) else None
+                    for t, a in zip(signature.args, args)]
             acc_off, w_col, ldw, segments = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (1, 3, 4, 8))
             dtype = signature.args[0].dtype
             lanes = _lanes(dtype)
