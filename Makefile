@@ -9,7 +9,7 @@ VPY = $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 # CPU-only torch wheels (the default PyPI torch for Linux pulls several GB of CUDA libraries).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-APT_PACKAGES = espeak-ng flite festival festvox-kallpc16k dataset-fashion-mnist
+APT_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts dataset-fashion-mnist
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test bench

@@ -150,3 +150,20 @@ def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, caps
         spk = next(r["speaker"] for r in rows if r["engine"] == engine)
         wave, rate = sf.read(out / "yes" / f"{spk}_nohash_0.wav")
         assert rate == 16000 and len(wave) == 16000 and np.abs(wave).max() > 0.05
+
+
+def test_festival_speaks_with_every_installed_english_voice_and_follows_speed():
+    """Diphone and HTS voices alike: each is listed, and a faster speaker says the word in less time."""
+    from spikeforge.data.speech_engines import ENGINES
+
+    festival = ENGINES["festival"]
+    if not festival.available():
+        pytest.skip("festival not installed")
+    voices = festival.voices()
+    for voice in voices:
+        slow, fast = festival.synthesize(voice, [("seven", 50, 120), ("seven", 50, 240)])
+        assert np.abs(slow).max() > 0.05 and len(fast) < 0.8 * len(slow), voice
+    if any(v.endswith("_hts") for v in voices):  # Debian's festvox-us-slt-hts: F0 from the HTS model, so pitch is left alone
+        hts = next(v for v in voices if v.endswith("_hts"))
+        low, high = festival.synthesize(hts, [("seven", 5, 175), ("seven", 95, 175)])
+        assert np.array_equal(low, high)

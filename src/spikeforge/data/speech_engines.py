@@ -31,7 +31,7 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
-    "festival": "sudo apt-get install festival festvox-kallpc16k",
+    "festival": "sudo apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
 }
 
 
@@ -87,8 +87,10 @@ class Flite:
 
 
 class Festival:
-    """festival with its installed English voices (kal_diphone, ...): one festival process renders all requests of a voice;
-    pitch → target mean F0 of 70–250 Hz, speed → Duration_Stretch."""
+    """festival with its installed English voices (diphone kal, ked; HTS slt, ...): one festival process renders all
+    requests of a voice. Diphone voices: pitch → target mean F0 of 70–250 Hz, speed → Duration_Stretch. HTS voices
+    generate their own F0 and ignore both, so speed goes to the HTS engine's rate (`-r`) and pitch is left to the
+    speaker's warp."""
 
     name = "festival"
 
@@ -96,19 +98,23 @@ class Festival:
         return shutil.which("festival") is not None and bool(self.voices())
 
     def voices(self) -> list[str]:
-        roots = [Path("/usr/share/festival/voices/english"), Path("/usr/local/share/festival/voices/english")]
+        roots = [Path(prefix, "share/festival/voices", lang) for prefix in ("/usr", "/usr/local") for lang in ("english", "us")]
         return sorted(f"festival:{d.name}" for r in roots if r.is_dir() for d in r.iterdir() if d.is_dir())
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
         with tempfile.TemporaryDirectory() as tmp:
-            lines = [f"(voice_{voice.split(':', 1)[1]})"]
+            name = voice.split(":", 1)[1]
+            lines = [f"(voice_{name})"] + (["(set! base_hts_params hts_engine_params)"] if name.endswith("_hts") else [])
             for i, (word, pitch, speed) in enumerate(requests):
                 f0 = 70 + 1.8 * pitch
-                lines += [
-                    f"(Parameter.set 'Duration_Stretch {175 / speed:.3f})",
-                    f"(set! int_lr_params '((target_f0_mean {f0:.0f}) (target_f0_std {0.15 * f0:.0f}) (model_f0_mean 170) (model_f0_std 34)))",
-                    f'(utt.save.wave (utt.synth (Utterance Text "{word}")) "{tmp}/{i}.wav" \'riff)',
-                ]
+                if name.endswith("_hts"):
+                    lines.append(f"(set! hts_engine_params (append base_hts_params '((\"-r\" {speed / 175:.3f}))))")
+                else:
+                    lines += [
+                        f"(Parameter.set 'Duration_Stretch {175 / speed:.3f})",
+                        f"(set! int_lr_params '((target_f0_mean {f0:.0f}) (target_f0_std {0.15 * f0:.0f}) (model_f0_mean 170) (model_f0_std 34)))",
+                    ]
+                lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{word}")) "{tmp}/{i}.wav" \'riff)')
             script = Path(tmp) / "say.scm"
             script.write_text("\n".join(lines) + "\n")
             subprocess.run(["festival", "-b", str(script)], capture_output=True, check=True)
