@@ -10,6 +10,7 @@ from torch import nn
 
 from spikeforge.checks import check_time_major
 from spikeforge.functional import events
+from spikeforge.functional.layout import to_channels_last, to_time_major
 from spikeforge.layers.base import SpikingLayer
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -30,10 +31,10 @@ def _channels_last_time_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     forward + both gradients in 0.86× the time on model A's layer 2, 0.72× on its layer 3
     (benchmarks/EVENT-COSTS.md). The input is laid out once, the time padding included.
     """
-    xt = F.pad(x.permute(1, 0, 3, 2), (0, 0, 0, 0, reach, 0)).permute(0, 3, 1, 2)  # [B, C, T + reach, F], C innermost
+    xt = to_channels_last(x, reach)  # [B, C, T + reach, F], C innermost
     y = F.conv2d(xt, weight.contiguous(memory_format=torch.channels_last), bias, (1, stride), (0, padding),
                  (time_dilation, dilation))
-    return y.movedim(2, 0).contiguous()
+    return to_time_major(y)
 
 
 class SpikingConv(SpikingLayer):
