@@ -42,3 +42,10 @@ def test_swap_inner_axes_reads_any_strides():
     dst = torch.empty(2, 3, 5, 4)
     layout.swap_inner_axes(src, dst)
     assert torch.equal(dst, src.transpose(2, 3))
+
+
+def test_swap_inner_axes_copies_other_dtypes_too():
+    src = torch.randn(2, 3, 4, 5).to(torch.bfloat16)
+    dst = torch.empty(2, 3, 5, 4, dtype=torch.bfloat16)
+    layout.swap_inner_axes(src, dst)
+    assert torch.equal(dst, src.transpose(2, 3))

@@ -36,7 +36,7 @@ if njit is not None:
 
 def swap_inner_axes(src: torch.Tensor, dst: torch.Tensor) -> None:
     """dst[i, j, m, k] = src[i, j, k, m] for 4-D tensors of any strides (dst must not overlap src)."""
-    if njit is not None and src.device.type == "cpu" and dst.device.type == "cpu" and src.dtype == dst.dtype:
+    if njit is not None and src.device.type == dst.device.type == "cpu" and src.dtype == dst.dtype in (torch.float32, torch.float64):
         with torch_thread_budget():
             _swap_inner_axes(src.detach().numpy(), dst.detach().numpy())
     else:
