@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from spikeforge.functional import events_cpu
-from spikeforge.functional.layout import swap_inner_axes, to_channels_last
+from spikeforge.functional.layout import channels_last_copy, time_major_copy
 from spikeforge.functional.lif_cpu import torch_thread_budget
 
 #: Largest fraction of nonzero inputs for which the event path is used, per synapse kind: (where the
@@ -197,10 +197,10 @@ class _EventConvTime1d(torch.autograd.Function):
             weight_cl = weight.contiguous(memory_format=torch.channels_last)
             for b0 in range(0, batch, chunk):  # in batch chunks: oneDNN's layout copies stay small
                 b1 = min(batch, b0 + chunk)
-                g_chunk = to_channels_last(g_out[:, b0:b1])  # as the dense path
+                g_chunk = channels_last_copy(g_out[:, b0:b1])  # as the dense path
                 g_pad = torch.nn.grad.conv2d_input((b1 - b0, c_in, reach + steps, width), weight_cl, g_chunk,
                                                    padding=(0, pad), dilation=(time_dilation, dilation))
-                swap_inner_axes(g_pad.permute(0, 2, 3, 1)[:, reach:], g_x[:, b0:b1].transpose(0, 1))
+                time_major_copy(g_pad, reach, out=g_x[:, b0:b1])
         if ctx.needs_input_grad[1]:
             channel_ptr = np.empty(steps * batch * c_in + 1, np.int64)
             positions, channel_values = np.empty_like(indices.numpy()), np.empty_like(values.numpy())

@@ -43,38 +43,44 @@ def swap_inner_axes(src: torch.Tensor, dst: torch.Tensor) -> None:
         dst.copy_(src.transpose(2, 3))
 
 
+def channels_last_copy(x: torch.Tensor, reach: int = 0) -> torch.Tensor:
+    """x `[T, B, C, F]` → `[B, C, reach + T, F]` in channels-last memory, `reach` zero steps in front (no autograd)."""
+    steps, batch, channels, width = x.shape
+    out = x.new_empty(batch, reach + steps, width, channels)  # memory of a channels-last [B, C, reach + T, F]
+    out[:, :reach] = 0
+    swap_inner_axes(x.transpose(0, 1), out[:, reach:])
+    return out.permute(0, 3, 1, 2)
+
+
+def time_major_copy(y: torch.Tensor, reach: int = 0, out: torch.Tensor | None = None) -> torch.Tensor:
+    """y `[B, C, reach + T, F]` (any memory format) without its first `reach` steps → `[T, B, C, F]`, written into
+    `out` when given (no autograd)."""
+    batch, channels, padded, width = y.shape
+    if out is None:
+        out = y.new_empty(padded - reach, batch, channels, width)
+    swap_inner_axes(y.permute(0, 2, 3, 1)[:, reach:], out.transpose(0, 1))
+    return out
+
+
 class _ToChannelsLast(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, reach):
-        steps, batch, channels, width = x.shape
-        out = x.new_empty(batch, reach + steps, width, channels)  # memory of a channels-last [B, C, reach + T, F]
-        out[:, :reach] = 0
-        swap_inner_axes(x.transpose(0, 1), out[:, reach:])
         ctx.reach = reach
-        return out.permute(0, 3, 1, 2)
+        return channels_last_copy(x, reach)
 
     @staticmethod
     def backward(ctx, g):
-        batch, channels, padded, width = g.shape
-        g_x = g.new_empty(padded - ctx.reach, batch, channels, width)
-        swap_inner_axes(g.permute(0, 2, 3, 1)[:, ctx.reach :], g_x.transpose(0, 1))
-        return g_x, None
+        return time_major_copy(g, ctx.reach), None
 
 
 class _ToTimeMajor(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y):
-        batch, channels, steps, width = y.shape
-        out = y.new_empty(steps, batch, channels, width)
-        swap_inner_axes(y.permute(0, 2, 3, 1), out.transpose(0, 1))
-        return out
+        return time_major_copy(y)
 
     @staticmethod
     def backward(ctx, g):
-        steps, batch, channels, width = g.shape
-        g_y = g.new_empty(batch, steps, width, channels)
-        swap_inner_axes(g.transpose(0, 1), g_y)
-        return g_y.permute(0, 3, 1, 2)
+        return channels_last_copy(g)
 
 
 def to_channels_last(x: torch.Tensor, reach: int = 0) -> torch.Tensor:
