@@ -10,6 +10,8 @@ TORCH ?= torch==2.13.0
 # CPU-only torch wheels (the default PyPI torch for Linux pulls several GB of CUDA libraries).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 APT_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts dataset-fashion-mnist
+# two more speech synthesisers from the npm registry, run by Node.js (spikeforge.data.speech_engines): GnuSpeech, SAM
+NPM_PACKAGES = @echogarden/gnuspeech-wasm@0.3.0 sam-js@0.3.1
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test bench
@@ -33,6 +35,9 @@ setup: system-packages
 	@$(VPY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH)'.split('==')[1])" 2>/dev/null || \
 	  $(VPY) -m pip install -q "$(TORCH)" --extra-index-url $(TORCH_INDEX)
 	$(VPY) -m pip install -q -e . "$(TORCH)"
+	@if ! command -v npm >/dev/null 2>&1; then echo "make: no npm on this machine; the gnuspeech and sam speech engines are skipped"; \
+	elif [ ! -d $(VENV)/node_modules/sam-js ] || [ ! -d $(VENV)/node_modules/@echogarden/gnuspeech-wasm ]; then \
+	  npm install --silent --no-save --no-audit --no-fund --prefix $(VENV) $(NPM_PACKAGES); fi
 	@echo "make: spikeforge is installed in $(VENV); use it with: . $(VENV)/bin/activate  (or $(VPY) -m spikeforge)"
 
 demo: setup

@@ -65,7 +65,8 @@ def test_missing_engines_are_skipped_with_one_line_each_and_none_is_an_error(mon
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "no speech synthesiser is installed" in captured.err
     skipped = [l for l in captured.out.splitlines() if "not installed, skipped" in l]
-    assert len(skipped) == 3 and "apt-get install espeak-ng" in skipped[0] and "apt-get install flite" in skipped[1]
+    assert len(skipped) == 5 and "apt-get install espeak-ng" in skipped[0] and "apt-get install flite" in skipped[1]
+    assert "npm install" in skipped[3] and "@echogarden/gnuspeech-wasm" in skipped[3] and "sam-js" in skipped[4]
     assert not (tmp_path / "out").exists(), "a failed generation leaves no folder"
 
 
@@ -167,3 +168,20 @@ def test_festival_speaks_with_every_installed_english_voice_and_follows_speed():
         hts = next(v for v in voices if v.endswith("_hts"))
         low, high = festival.synthesize(hts, [("seven", 5, 175), ("seven", 95, 175)])
         assert np.array_equal(low, high)
+
+
+@pytest.mark.parametrize("name", ["gnuspeech", "sam"])
+def test_node_engines_speak_with_every_voice_and_follow_speed_and_pitch(name):
+    """GnuSpeech and SAM (npm, run by Node.js): every voice speaks, a faster speaker is shorter, a higher pitch has a higher F0."""
+    import librosa
+
+    from spikeforge.data.speech_engines import ENGINES
+
+    engine = ENGINES[name]
+    if not engine.available():
+        pytest.skip(f"{name} not installed (make setup installs it with npm)")
+    for voice in engine.voices():
+        slow, fast, low, high = engine.synthesize(voice, [("seven", 50, 120), ("seven", 50, 240), ("seven", 10, 175), ("seven", 90, 175)])
+        assert np.abs(slow).max() > 0.05 and len(fast) < 0.8 * len(slow), voice
+        f0 = [np.median(librosa.yin(x, fmin=40, fmax=800, sr=16000)) for x in (low, high)]
+        assert f0[1] > 1.5 * f0[0], (voice, f0)

@@ -1,4 +1,5 @@
-"""Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite and festival.
+"""Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite, festival (Debian) and
+GnuSpeech and SAM (npm packages run by Node.js).
 
 Each engine is optional (`available()` says whether its program is installed) and turns a list of
 (word, pitch, speed) requests of one voice into 16 kHz waveforms with leading and trailing silence
@@ -10,8 +11,11 @@ which keep their plain `accent+variant` names.
 from __future__ import annotations
 
 import io
+import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,10 +32,17 @@ ESPEAK_VARIANTS = (
     "robert", "shelby", "steph", "travis", "victor", "zac",
 )  # fmt: skip
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+GNUSPEECH_VOICES = ("male", "female", "large_child", "small_child")
+#: SAM's (throat, mouth) formant settings: its manual's voices (SAM, elf, little robot, stuffy guy, little old lady,
+#: extra-terrestrial) and the corners between them.
+SAM_VOICES = ((128, 128), (110, 160), (190, 190), (110, 105), (145, 145), (150, 200), (110, 190), (190, 110), (160, 128), (128, 170))
+NPM_PACKAGES = {"gnuspeech": "@echogarden/gnuspeech-wasm@0.3.0", "sam": "sam-js@0.3.1"}
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
     "festival": "sudo apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
+    **{n: f"Node.js and `npm install --prefix {sys.prefix} {p}` (or set SPIKEFORGE_NODE_PREFIX to the folder holding node_modules)"
+       for n, p in NPM_PACKAGES.items()},
 }
 
 
@@ -121,7 +132,49 @@ class Festival:
             return [_wav_bytes((Path(tmp) / f"{i}.wav").read_bytes()) for i in range(len(requests))]
 
 
-ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival())}
+def node_prefix() -> Path:
+    """The folder whose node_modules holds the npm speech engines: $SPIKEFORGE_NODE_PREFIX, else the Python environment's prefix."""
+    return Path(os.environ.get("SPIKEFORGE_NODE_PREFIX", sys.prefix))
+
+
+class NodeEngine:
+    """An npm speech engine, rendered by speech_node.mjs in one Node.js process per voice."""
+
+    name: str
+    module: str  # the package's folder under node_modules
+
+    def available(self) -> bool:
+        return shutil.which("node") is not None and (node_prefix() / "node_modules" / self.module).is_dir()
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
+        with tempfile.TemporaryDirectory() as tmp:
+            job = {"modules": str(node_prefix()), "engine": self.name, "voice": voice.split(":", 1)[1], "requests": requests, "out": tmp}
+            (Path(tmp) / "job.json").write_text(json.dumps(job))
+            subprocess.run(["node", str(Path(__file__).with_name("speech_node.mjs")), str(Path(tmp) / "job.json")], capture_output=True, check=True)
+            return [_wav_bytes((Path(tmp) / f"{i}.wav").read_bytes()) for i in range(len(requests))]
+
+
+class GnuSpeech(NodeEngine):
+    """GnuSpeech: articulatory synthesis (a tube model of the vocal tract); male, female and child voices, pitch → pitch
+    offset of ±8 semitones, speed → tempo."""
+
+    name, module = "gnuspeech", "@echogarden/gnuspeech-wasm"
+
+    def voices(self) -> list[str]:
+        return [f"gnuspeech:{v}" for v in GNUSPEECH_VOICES]
+
+
+class Sam(NodeEngine):
+    """SAM (Software Automatic Mouth, 1982): a three-formant synthesiser at 22 kHz, 8 bit; voices are throat/mouth formant
+    settings, pitch → SAM pitch 90–30 (F0 ≈ 90–270 Hz), speed → SAM speed (72 at 175 words/min)."""
+
+    name, module = "sam", "sam-js"
+
+    def voices(self) -> list[str]:
+        return [f"sam:{t}-{m}" for t, m in SAM_VOICES]
+
+
+ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam())}
 
 
 def available_engines(wanted: list[str] | None = None) -> tuple[list, list[str]]:

@@ -39,7 +39,7 @@ WORDS_V1 = (
 CLIP_SAMPLES = SAMPLE_RATE  # every clip is 1 s, like most real ones
 NOISE_KINDS = ("white_noise", "pink_noise", "brown_noise", "hum_noise", "tap_noise")
 EFFECTS = ("light", "full")
-#: Per-speaker ranges of flite and festival speakers (espeak-ng keeps the corpus's original 20–80 and 140–200).
+#: Per-speaker ranges of the speakers of every engine but espeak-ng (espeak-ng keeps the corpus's original 20–80 and 140–200).
 WIDE_PITCH, WIDE_SPEED, WARP = (5, 95), (120, 220), (0.88, 1.12)
 
 
@@ -66,7 +66,7 @@ class Speaker:
 
 def make_speakers(count: int, seed: int = 0, engines: tuple[str, ...] = ("espeak-ng",)) -> list[Speaker]:
     """`count` distinct speakers shared out evenly over `engines` (espeak-ng: distinct voices, pitches in [20, 80],
-    speeds in [140, 200]; flite, festival: their voices in turn, wider pitch and speed, a warp in [0.88, 1.12])."""
+    speeds in [140, 200]; every other engine: its voices in turn, wider pitch and speed, a warp in [0.88, 1.12])."""
     shares = [count // len(engines) + (i < count % len(engines)) for i in range(len(engines))]
     if count < 3:
         raise ValueError(f"--speakers must be between 3 (one per split) and the number of voices, got {count}")
