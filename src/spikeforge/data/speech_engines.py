@@ -36,12 +36,12 @@ GNUSPEECH_VOICES = ("male", "female", "large_child", "small_child")
 #: SAM's (throat, mouth) formant settings: its manual's voices (SAM, elf, little robot, stuffy guy, little old lady,
 #: extra-terrestrial) and the corners between them.
 SAM_VOICES = ((128, 128), (110, 160), (190, 190), (110, 105), (145, 145), (150, 200), (110, 190), (190, 110), (160, 128), (128, 170))
-NPM_PACKAGES = {"gnuspeech": "@echogarden/gnuspeech-wasm@0.3.0", "sam": "sam-js@0.3.1"}
+NPM_PACKAGES = {"gnuspeech": "@echogarden/gnuspeech-wasm", "sam": "sam-js"}  # the versions tested: Makefile
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
     "festival": "sudo apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
-    **{n: f"Node.js and `npm install --prefix {sys.prefix} {p}` (or set SPIKEFORGE_NODE_PREFIX to the folder holding node_modules)"
+    **{n: f"install Node.js and run `npm install --prefix {sys.prefix} {p}`, or point SPIKEFORGE_NODE_PREFIX at a folder holding it in node_modules"
        for n, p in NPM_PACKAGES.items()},
 }
 
@@ -141,10 +141,9 @@ class NodeEngine:
     """An npm speech engine, rendered by speech_node.mjs in one Node.js process per voice."""
 
     name: str
-    module: str  # the package's folder under node_modules
 
     def available(self) -> bool:
-        return shutil.which("node") is not None and (node_prefix() / "node_modules" / self.module).is_dir()
+        return shutil.which("node") is not None and (node_prefix() / "node_modules" / NPM_PACKAGES[self.name]).is_dir()
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -158,7 +157,7 @@ class GnuSpeech(NodeEngine):
     """GnuSpeech: articulatory synthesis (a tube model of the vocal tract); male, female and child voices, pitch → pitch
     offset of ±8 semitones, speed → tempo."""
 
-    name, module = "gnuspeech", "@echogarden/gnuspeech-wasm"
+    name = "gnuspeech"
 
     def voices(self) -> list[str]:
         return [f"gnuspeech:{v}" for v in GNUSPEECH_VOICES]
@@ -168,7 +167,7 @@ class Sam(NodeEngine):
     """SAM (Software Automatic Mouth, 1982): a three-formant synthesiser at 22 kHz, 8 bit; voices are throat/mouth formant
     settings, pitch → SAM pitch 90–30 (F0 ≈ 90–270 Hz), speed → SAM speed (72 at 175 words/min)."""
 
-    name, module = "sam", "sam-js"
+    name = "sam"
 
     def voices(self) -> list[str]:
         return [f"sam:{t}-{m}" for t, m in SAM_VOICES]
