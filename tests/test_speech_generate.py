@@ -185,3 +185,18 @@ def test_node_engines_speak_with_every_voice_and_follow_speed_and_pitch(name):
         assert np.abs(slow).max() > 0.05 and len(fast) < 0.8 * len(slow), voice
         f0 = [np.median(librosa.yin(x, fmin=40, fmax=800, sr=16000)) for x in (low, high)]
         assert f0[1] > 1.5 * f0[0], (voice, f0)
+
+
+def test_a_broken_node_engine_names_itself_and_the_fix(monkeypatch, tmp_path):
+    """A node_modules folder that holds the package's name but not its code: a clear error, not a bare exit status."""
+    import shutil as sh
+
+    from spikeforge.data.speech_engines import ENGINES
+
+    if sh.which("node") is None:
+        pytest.skip("Node.js not installed")
+    (tmp_path / "node_modules" / "sam-js").mkdir(parents=True)
+    monkeypatch.setenv("SPIKEFORGE_NODE_PREFIX", str(tmp_path))
+    assert ENGINES["sam"].available()
+    with pytest.raises(RuntimeError, match=r"speech engine sam failed on voice sam:128-128: .*npm install"):
+        ENGINES["sam"].synthesize("sam:128-128", [("yes", 50, 175)])

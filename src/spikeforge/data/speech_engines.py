@@ -149,7 +149,10 @@ class NodeEngine:
         with tempfile.TemporaryDirectory() as tmp:
             job = {"modules": str(node_prefix()), "engine": self.name, "voice": voice.split(":", 1)[1], "requests": requests, "out": tmp}
             (Path(tmp) / "job.json").write_text(json.dumps(job))
-            subprocess.run(["node", str(Path(__file__).with_name("speech_node.mjs")), str(Path(tmp) / "job.json")], capture_output=True, check=True)
+            done = subprocess.run(["node", str(Path(__file__).with_name("speech_node.mjs")), str(Path(tmp) / "job.json")], capture_output=True, text=True)
+            if done.returncode:
+                why = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                raise RuntimeError(f"speech engine {self.name} failed on voice {voice}: {why}; reinstall it: {INSTALL[self.name]}")
             return [_wav_bytes((Path(tmp) / f"{i}.wav").read_bytes()) for i in range(len(requests))]
 
 
