@@ -151,7 +151,8 @@ class NodeEngine:
             (Path(tmp) / "job.json").write_text(json.dumps(job))
             done = subprocess.run(["node", str(Path(__file__).with_name("speech_node.mjs")), str(Path(tmp) / "job.json")], capture_output=True, text=True)
             if done.returncode:
-                why = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                lines = done.stderr.strip().splitlines() or ["no message"]
+                why = next((l.strip() for l in lines if "Error" in l), lines[-1])  # node ends with its version line
                 raise RuntimeError(f"speech engine {self.name} failed on voice {voice}: {why}; reinstall it: {INSTALL[self.name]}")
             return [_wav_bytes((Path(tmp) / f"{i}.wav").read_bytes()) for i in range(len(requests))]
 
