@@ -36,7 +36,7 @@ setup: system-packages
 	  $(VPY) -m pip install -q "$(TORCH)" --extra-index-url $(TORCH_INDEX)
 	$(VPY) -m pip install -q -e . "$(TORCH)"
 	@if ! command -v npm >/dev/null 2>&1; then echo "make: no npm on this machine; the gnuspeech and sam speech engines are skipped"; \
-	elif [ ! -d $(VENV)/node_modules/sam-js ] || [ ! -d $(VENV)/node_modules/@echogarden/gnuspeech-wasm ]; then \
+	elif ! npm ls --prefix $(VENV) $(NPM_PACKAGES) >/dev/null 2>&1; then \
 	  npm install --silent --no-save --no-audit --no-fund --prefix $(VENV) $(NPM_PACKAGES); fi
 	@echo "make: spikeforge is installed in $(VENV); use it with: . $(VENV)/bin/activate  (or $(VPY) -m spikeforge)"
 
