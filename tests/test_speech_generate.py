@@ -189,11 +189,9 @@ def test_node_engines_speak_with_every_voice_and_follow_speed_and_pitch(name):
 
 def test_a_broken_node_engine_names_itself_and_the_fix(monkeypatch, tmp_path):
     """A node_modules folder that holds the package's name but not its code: a clear error, not a bare exit status."""
-    import shutil as sh
-
     from spikeforge.data.speech_engines import ENGINES
 
-    if sh.which("node") is None:
+    if shutil.which("node") is None:
         pytest.skip("Node.js not installed")
     (tmp_path / "node_modules" / "sam-js").mkdir(parents=True)
     monkeypatch.setenv("SPIKEFORGE_NODE_PREFIX", str(tmp_path))

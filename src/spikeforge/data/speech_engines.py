@@ -58,6 +58,11 @@ def _wav_bytes(data: bytes) -> np.ndarray:
     return trim(wave if wave.ndim == 1 else wave.mean(1), rate)
 
 
+def _numbered_waves(folder: Path, count: int) -> list[np.ndarray]:
+    """The trimmed 16 kHz waveforms of folder/0.wav … folder/{count-1}.wav, written by a batch engine (festival, Node.js)."""
+    return [_wav_bytes((folder / f"{i}.wav").read_bytes()) for i in range(count)]
+
+
 class Espeak:
     """espeak-ng: formant synthesis; 8 English accents × 39 voice variants, pitch 0–99 and speed in words/min native."""
 
@@ -129,7 +134,7 @@ class Festival:
             script = Path(tmp) / "say.scm"
             script.write_text("\n".join(lines) + "\n")
             subprocess.run(["festival", "-b", str(script)], capture_output=True, check=True)
-            return [_wav_bytes((Path(tmp) / f"{i}.wav").read_bytes()) for i in range(len(requests))]
+            return _numbered_waves(Path(tmp), len(requests))
 
 
 def node_prefix() -> Path:
@@ -154,7 +159,7 @@ class NodeEngine:
                 lines = done.stderr.strip().splitlines() or ["no message"]
                 why = next((l.strip() for l in lines if "Error" in l), lines[-1])  # node ends with its version line
                 raise RuntimeError(f"speech engine {self.name} failed on voice {voice}: {why}; reinstall it: {INSTALL[self.name]}")
-            return [_wav_bytes((Path(tmp) / f"{i}.wav").read_bytes()) for i in range(len(requests))]
+            return _numbered_waves(Path(tmp), len(requests))
 
 
 class GnuSpeech(NodeEngine):
