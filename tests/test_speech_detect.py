@@ -10,6 +10,7 @@ from spikeforge.cli import main
 from spikeforge.data.audio_features import LogMelConfig, log_mel, mel_power, running_normalize
 from spikeforge.data.speech_commands import CLASSES, KEYWORDS
 from spikeforge.models.kws import kws_dilated
+from spikeforge.streaming.accuracy import read_labels, score
 from spikeforge.streaming.detector import DetectionRule, Detector
 from spikeforge.streaming.features import StreamingLogMel
 from spikeforge.streaming.run import stream
@@ -152,3 +153,20 @@ def test_detect_finds_the_keywords_of_a_long_recording(run_dir, tmp_path, capsys
     rtf = float(out.split("real-time factor ")[1].split(";")[0])
     assert 0 < rtf < 5 and "in CPU time" in out
     assert (tmp_path / "plots" / "detect-long.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_detect_scores_a_streaming_test_recording_as_tf(run_dir, tmp_path, capsys):
+    root = run_dir.parent.parent / "sc"
+    out = tmp_path / "stream"
+    assert main(["data", "streaming-test", str(root), str(out), "--split", "test", "--seconds", "60", "--background-volume", "1"]) == 0
+    truth = read_labels(out / "streaming_test_labels.txt")
+    capsys.readouterr()
+    assert main(["detect", str(run_dir), str(out / "streaming_test.wav"), "--threshold", "0.5",
+                 "--labels", str(out / "streaming_test_labels.txt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    found = [(line.split()[2], 1000 * float(line.split()[0])) for line in lines if " s  " in line and line.split()[2] in KEYWORDS]
+    stats = score(found, truth)
+    summary = next(line for line in lines if line.startswith("streaming accuracy: "))
+    assert summary == f"streaming accuracy: {stats.line(750.0)}"
+    print(summary)
+    assert stats.words == len(truth) >= 10 and stats.correct >= 0.8 * stats.words and stats.false_positives <= 1, summary

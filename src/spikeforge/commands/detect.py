@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from spikeforge.data.speech_commands import CLASSES, KEYWORDS, features_of, read_wav
+from spikeforge.streaming.accuracy import read_labels, score
 from spikeforge.streaming.detector import DetectionRule
 from spikeforge.streaming.plot import plot_stream
 from spikeforge.streaming.run import stream
@@ -21,11 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.7, help="smoothed posterior a keyword must exceed (default 0.7)")
     p.add_argument("--average-ms", type=float, default=500.0, help="posterior smoothing window (default 500 ms)")
     p.add_argument("--suppression-ms", type=float, default=1500.0, help="no repeat of the same keyword within this time (default 1500 ms)")
+    p.add_argument("--labels", type=Path, default=None, metavar="FILE",
+                   help="ground truth, one 'keyword,time_ms' line per word (TF's format; `spikeforge data streaming-test` writes one): print TF's streaming accuracy")
+    p.add_argument("--tolerance-ms", type=float, default=750.0, help="how far a detection may be from its word's time (default 750 ms, as TF's)")
     p.add_argument("--plot", type=Path, default=None, metavar="DIR", help="write DIR/detect-<LONG>.png: posteriors over time")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    truth = read_labels(args.labels) if args.labels is not None else None  # a bad file fails before the model runs
     config, model, _ = load_run(args.run_dir, args.checkpoint, "speech_commands")
     features = features_of(config["dataset"])
     if features.normalization != "running":
@@ -39,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{d.step * hop / 1000:8.2f} s  {CLASSES[d.label]:<6} {d.score:.3f}")
     print(f"{len(result.detections)} keywords in {result.audio_seconds:.1f} s of audio; {result.seconds:.2f} s to process "
           f"(real-time factor {result.real_time_factor:.3f}; in CPU time {result.cpu_real_time_factor:.3f})")
+    if truth is not None:
+        found = [(CLASSES[d.label], d.step * hop) for d in result.detections]
+        print(f"streaming accuracy: {score(found, truth, args.tolerance_ms).line(args.tolerance_ms)}")
     if args.plot is not None:
         png = args.plot / f"detect-{args.wav.stem}.png"
         plot_stream(png, result, CLASSES, hop, args.threshold, f"{args.wav.name}: {len(result.detections)} keywords")
