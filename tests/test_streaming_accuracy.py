@@ -29,7 +29,7 @@ def test_score_counts_as_tf_does():
 
 def test_labels_file_round_trip_and_bad_line(tmp_path):
     good = tmp_path / "labels.txt"
-    good.write_text("no,4000\nyes,1000.5\n\n")
+    good.write_text("no, 4000.000000\nyes,1000.5\n\n")  # TF writes "label, %f"
     assert read_labels(good) == [("yes", 1000.5), ("no", 4000.0)]
     bad = tmp_path / "bad.txt"
     bad.write_text("yes,1000\nyes 2000\n")

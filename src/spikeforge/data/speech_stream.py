@@ -1,11 +1,11 @@
 """A long labelled recording for streaming keyword spotting, made from the clips of a Speech Commands folder.
 
-The counterpart of TensorFlow's `generate_streaming_test_wav.py`: one clip per slot, slots a word gap
-apart (drawn in [½, 1½] × gap), a background recording of the folder looped under the whole signal
-at a fixed volume; 80 % of the slots a keyword, 10 % another word, 10 % nothing (TF's 10 % unknown,
-10 % silence). The labels file has one line `keyword,time_ms` per keyword clip, in TF's format, at the
-end of the clip: the earliest time a causal detector has heard all of it. Other words are not labelled:
-a detection there is a false positive.
+After TensorFlow's `generate_streaming_test_wav.py`: one clip per slot, slots a word gap apart (drawn in
+[½, 1½] × gap), a background recording of the folder looped under the whole signal at a fixed volume;
+80 % of the slots a keyword, 10 % another word, 10 % nothing. The labels file is in TF's format, one line
+`keyword,time_ms` per keyword clip, with two differences: the time is the end of the clip (TF writes its
+start), the earliest a causal detector has heard the whole word, and other words are played but not
+labelled (TF labels them `_unknown_`), so a detection there is a false positive.
 """
 
 from __future__ import annotations
