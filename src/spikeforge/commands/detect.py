@@ -34,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     config, model, _ = load_run(args.run_dir, args.checkpoint, "speech_commands")
     features = features_of(config["dataset"])
     if features.normalization != "running":
-        print(f"note: {args.run_dir} was trained on whole-clip normalised features; the stream uses their causal twin "
-              "(train with dataset.normalization=running for identical features)")
+        print(f"warning: {args.run_dir} was trained on whole-clip normalised features; the stream uses their causal twin, "
+              "on which such a model can lose most of its accuracy (docs/results/speech.md); train with "
+              "dataset.normalization=running for a model that sees the same features in training and on the stream")
         features = replace(features, normalization="running")
     hop = features.hop_ms
     rule = DetectionRule(features.steps, max(1, round(args.average_ms / hop)), args.threshold, round(args.suppression_ms / hop))
