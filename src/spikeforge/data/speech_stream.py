@@ -20,8 +20,8 @@ from spikeforge.data.output import add_arguments, dataset_folder
 from spikeforge.data.speech_commands import (
     CLASSES, UNKNOWN, background_files, read_wav, select_engines, split_files,
 )
+from spikeforge.data.speech_engines import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 WAV, LABELS = "streaming_test.wav", "streaming_test_labels.txt"
 #: Shares of the slots (TF's defaults): keyword, other word, silence.
 SLOT_SHARES = (0.8, 0.1, 0.1)
