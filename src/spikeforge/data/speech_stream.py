@@ -18,7 +18,7 @@ import soundfile as sf
 
 from spikeforge.data.output import add_arguments, dataset_folder
 from spikeforge.data.speech_commands import (
-    CLASSES, UNKNOWN, background_files, read_wav, select_engines, split_files,
+    CLASSES, SPLITS, UNKNOWN, background_files, read_wav, select_engines, split_files,
 )
 from spikeforge.data.speech_engines import SAMPLE_RATE
 
@@ -80,7 +80,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("streaming-test", help="a long labelled recording from a Speech Commands folder's clips, for `spikeforge detect --labels`")
     p.add_argument("root", metavar="ROOT", help="a Speech Commands folder (real or generated)")
     add_arguments(p, "folder to write streaming_test.wav and streaming_test_labels.txt into")
-    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test", help="the clips to draw from (default test)")
+    p.add_argument("--split", choices=SPLITS, default="test", help="the clips to draw from (default test)")
     p.add_argument("--engine", action="append", default=None, metavar="NAME",
                    help="only the speakers of this engine (speakers.csv; repeatable), e.g. the one a run left out")
     p.add_argument("--seconds", type=float, default=600.0, help="length of the recording (default 600, as TF's)")
