@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 from dataclasses import dataclass
@@ -51,9 +50,6 @@ def teardown(ctx: Context, finished: bool = True) -> None:
         if finished:
             dist.barrier()  # a rank that leaves while another still talks to it aborts gloo's worker threads at exit
         dist.destroy_process_group()
-        # free the group now, not while the interpreter shuts down: gloo's worker threads then hold tensors whose release
-        # needs the GIL, and the process aborts ("terminate called without an active exception")
-        gc.collect()
 
 
 class DDP(DistributedDataParallel):

@@ -175,7 +175,6 @@ class Trainer:
         finally:
             if self.tb is not None:
                 self.tb.close()
-            self.net = self.model  # the DDP wrapper holds the process group: it goes before the group does
             distributed.teardown(self.ctx, finished)
 
     def _loader(self) -> DataLoader:
