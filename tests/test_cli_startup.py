@@ -96,3 +96,20 @@ def test_an_unknown_command_is_a_one_line_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["trian"])
     assert exit_.value.code == 2 and "invalid choice: 'trian'" in capsys.readouterr().err
+
+
+EXIT_PROBE = """
+import atexit, sys
+atexit.register(print, "shutdown ran")
+sys.argv = ["spikeforge", "train", "missing.yaml"]
+from spikeforge.cli import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_a_torchrun_rank_leaves_without_pythons_shutdown_and_keeps_its_exit_code_and_output(tmp_path, world_size):
+    env = {**os.environ, "WORLD_SIZE": world_size}
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "missing.yaml" in done.stderr  # the error line is flushed before os._exit
+    assert ("shutdown ran" in done.stdout) == (world_size == "1")

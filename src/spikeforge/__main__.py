@@ -1,7 +1,5 @@
 """`python -m spikeforge` is the `spikeforge` command."""
 
-import sys
+from spikeforge.cli import entry
 
-from spikeforge.cli import main
-
-sys.exit(main())
+entry()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import NoReturn
 
 from spikeforge import __version__
 from spikeforge.malloc import keep_freed_memory
@@ -44,6 +46,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if module is not None:
         importlib.import_module(f"spikeforge.commands.{module}").register(sub)
     return parser
+
+
+def entry() -> NoReturn:
+    """The `spikeforge` program: `main` on the command line; a rank of a `torchrun` job skips Python's shutdown.
+
+    DDP leaves references to the process group in C++ that outlive `destroy_process_group`, so a rank
+    frees the group while the interpreter shuts down, when gloo's worker threads can no longer take
+    the GIL, and aborts ("terminate called without an active exception", pytorch/pytorch#179291)
+    after its work is done and written. Every file of a run is closed by then, so a rank (WORLD_SIZE > 1)
+    flushes its output and leaves with `os._exit`.
+    """
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
