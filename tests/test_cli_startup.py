@@ -101,15 +101,16 @@ def test_an_unknown_command_is_a_one_line_usage_error(capsys):
 EXIT_PROBE = """
 import atexit, sys
 atexit.register(print, "shutdown ran")
-sys.argv = ["spikeforge", "train", "missing.yaml"]
+sys.argv = ["spikeforge", *sys.argv[1:]]
 from spikeforge.cli import entry
 entry()
 """
 
 
 @pytest.mark.parametrize("world_size", ["1", "2"])
-def test_a_torchrun_rank_leaves_without_pythons_shutdown_and_keeps_its_exit_code_and_output(tmp_path, world_size):
-    env = {**os.environ, "WORLD_SIZE": world_size}
-    done = subprocess.run([sys.executable, "-c", EXIT_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "missing.yaml" in done.stderr  # the error line is flushed before os._exit
+@pytest.mark.parametrize(("argv", "code", "stream", "text"), [(["list"], 0, "stdout", "recipes:"), (["train", "missing.yaml"], 2, "stderr", "missing.yaml")])
+def test_a_torchrun_rank_leaves_without_pythons_shutdown_and_keeps_its_exit_code_and_output(tmp_path, world_size, argv, code, stream, text):
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "WORLD_SIZE": world_size}  # stdout buffered, as by default
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == code and text in getattr(done, stream)  # stdout to a pipe is block-buffered: flushed before os._exit
     assert ("shutdown ran" in done.stdout) == (world_size == "1")
