@@ -132,8 +132,15 @@ def test_full_effects_keep_the_clip_format_and_babble_is_unit_peak():
     assert gen.warp(speech, 1.1).shape[0] == pytest.approx(len(speech) / 1.1, abs=2)
 
 
-def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, capsys):
+def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, capsys, monkeypatch):
+    """... and writes nothing outside the output folder: with the system's temporary folder missing, every engine still runs."""
+    import tempfile
+
     from spikeforge.data.speech_engines import ENGINES
+
+    nowhere = tmp_path / "no-system-tmp"
+    monkeypatch.setattr(tempfile, "tempdir", str(nowhere))
+    monkeypatch.setenv("TMPDIR", str(nowhere))
 
     installed = [n for n, e in ENGINES.items() if e.available()]
     if not installed:
@@ -147,6 +154,7 @@ def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, caps
     rows = list(csv.DictReader(open(out / "speakers.csv")))
     assert sorted({r["engine"] for r in rows}) == sorted(installed)
     assert (out / "_background_noise_" / "babble_noise.wav").exists()
+    assert not nowhere.exists() and not list(out.glob(".synth-*"))  # the engines' scratch folders are gone
     for engine in installed:
         spk = next(r["speaker"] for r in rows if r["engine"] == engine)
         wave, rate = sf.read(out / "yes" / f"{spk}_nohash_0.wav")

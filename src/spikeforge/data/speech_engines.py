@@ -58,6 +58,11 @@ def _wav_bytes(data: bytes) -> np.ndarray:
     return trim(wave if wave.ndim == 1 else wave.mean(1), rate)
 
 
+def _scratch_folder(parent: Path | None) -> tempfile.TemporaryDirectory:
+    """A temporary folder for an engine's files, removed afterwards: under `parent` (the data command's output) or the system's."""
+    return tempfile.TemporaryDirectory(prefix=".synth-", dir=parent)
+
+
 def _numbered_waves(folder: Path, count: int) -> list[np.ndarray]:
     """The trimmed 16 kHz waveforms of folder/0.wav … folder/{count-1}.wav, written by a batch engine (festival, Node.js)."""
     return [_wav_bytes((folder / f"{i}.wav").read_bytes()) for i in range(count)]
@@ -74,7 +79,7 @@ class Espeak:
     def voices(self) -> list[str]:
         return [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
 
-    def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
         return [_wav_bytes(subprocess.run(["espeak-ng", "-v", voice, "-p", str(p), "-s", str(s), "--stdout", w],
                                           capture_output=True, check=True).stdout) for w, p, s in requests]
 
@@ -90,9 +95,9 @@ class Flite:
     def voices(self) -> list[str]:
         return [f"flite:{v}" for v in FLITE_VOICES]
 
-    def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
         out = []
-        with tempfile.TemporaryDirectory() as tmp:
+        with _scratch_folder(scratch) as tmp:
             path = Path(tmp) / "w.wav"
             for word, pitch, speed in requests:
                 cmd = ["flite", "-voice", voice.split(":", 1)[1], "--setf", f"int_f0_target_mean={70 + 1.8 * pitch:.0f}",
@@ -117,8 +122,8 @@ class Festival:
         roots = [Path(prefix, "share/festival/voices", lang) for prefix in ("/usr", "/usr/local") for lang in ("english", "us")]
         return sorted(f"festival:{d.name}" for r in roots if r.is_dir() for d in r.iterdir() if d.is_dir())
 
-    def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
-        with tempfile.TemporaryDirectory() as tmp:
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
+        with _scratch_folder(scratch) as tmp:
             name = voice.split(":", 1)[1]
             lines = [f"(voice_{name})"] + (["(set! base_hts_params hts_engine_params)"] if name.endswith("_hts") else [])
             for i, (word, pitch, speed) in enumerate(requests):
@@ -150,8 +155,8 @@ class NodeEngine:
     def available(self) -> bool:
         return shutil.which("node") is not None and (node_prefix() / "node_modules" / NPM_PACKAGES[self.name]).is_dir()
 
-    def synthesize(self, voice: str, requests: list[tuple[str, int, int]]) -> list[np.ndarray]:
-        with tempfile.TemporaryDirectory() as tmp:
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
+        with _scratch_folder(scratch) as tmp:
             job = {"modules": str(node_prefix()), "engine": self.name, "voice": voice.split(":", 1)[1], "requests": requests, "out": tmp}
             (Path(tmp) / "job.json").write_text(json.dumps(job))
             done = subprocess.run(["node", str(Path(__file__).with_name("speech_node.mjs")), str(Path(tmp) / "job.json")], capture_output=True, text=True)

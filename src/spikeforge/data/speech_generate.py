@@ -210,7 +210,7 @@ def _backgrounds(out: Path, engines: list, noise_seconds: float, effects: str, r
         talkers = [engine.voices()[int(i)] for i in rng.choice(len(engine.voices()), size=min(6, len(engine.voices())), replace=False)]
         others = [w for w in WORDS_V1 if w not in KEYWORDS]  # no keyword hides in the silence class's background
         picks = [others[int(i)] for i in rng.choice(len(others), size=8, replace=False)]
-        words = [w for v in talkers for w in engine.synthesize(v, [(word, 50, 175) for word in picks])]
+        words = [w for v in talkers for w in engine.synthesize(v, [(word, 50, 175) for word in picks], scratch=out)]
         noises["babble_noise"] = babble(words, noise_seconds, 6, rng)
     (out / BACKGROUND).mkdir(parents=True, exist_ok=True)
     for kind, wave in noises.items():
@@ -259,7 +259,7 @@ def generate(
         clips = [(word, k) for word in words for k in range(per_word if word in KEYWORDS else unknown_per_word)]
         rngs = [_clip_rng(seed, s, word, k) for word, k in clips]
         requests = [(word, int(np.clip(s.pitch + r.integers(-6, 7), 0, 99)), int(s.speed * r.uniform(0.9, 1.1))) for (word, _), r in zip(clips, rngs)]
-        waves = ENGINES[s.engine].synthesize(s.voice, requests)
+        waves = ENGINES[s.engine].synthesize(s.voice, requests, scratch=out)  # engines' files stay in the output folder
         written = []
         for (word, k), r, wave in zip(clips, rngs, waves):
             rel = f"{word}/{s.id}_nohash_{k}.wav"
