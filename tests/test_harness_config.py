@@ -51,6 +51,17 @@ def test_yaml_exponent_without_dot_is_read_as_float(tmp_path):
     assert validate(recipe)["optimizer"]["lr"] == pytest.approx(1e-3)
 
 
+def test_list_elements_are_read_as_their_annotated_type(tmp_path):
+    """`--set method.reg_weight=[1e-4,2]`: YAML 1.1 reads 1e-4 as a string; a list[float] key gets floats, a bad element is named."""
+    config = validate(apply_overrides(_raw(tmp_path), ["method.reg_weight=[1e-4, 2]", "model.hidden=[8, 4]"]))
+    assert config["method"]["reg_weight"] == [pytest.approx(1e-4), 2.0] and all(type(v) is float for v in config["method"]["reg_weight"])
+    assert config["model"]["hidden"] == [8, 4]
+    with pytest.raises(RecipeError, match=r"^method\.reg_weight\[1\]: expected float, got str 'high'$"):
+        validate(apply_overrides(_raw(tmp_path), ["method.reg_weight=[1e-4, high]"]))
+    with pytest.raises(RecipeError, match=r"^model\.hidden\[0\]: expected int, got float 8\.5$"):
+        validate(apply_overrides(_raw(tmp_path), ["model.hidden=[8.5]"]))
+
+
 def test_set_overrides_nested_keys_with_yaml_values(tmp_path):
     recipe = apply_overrides(_raw(tmp_path), ["optimizer.lr=0.5", "model.hidden=[8, 4]", "grad_clip=5", "schedule.gamma=0.5"])
     config = validate(recipe)

@@ -40,6 +40,7 @@ class Field:
     default: Any = _REQUIRED
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    items: "Field | None" = None  # a list's elements (from list[float] and the like)
 
 
 _NONE = type(None)
@@ -98,7 +99,7 @@ def _coerce(path: str, value: Any, field: Field) -> Any:
     elif str in field.types and isinstance(value, str):
         out = value
     elif list in field.types and isinstance(value, (list, tuple)):
-        out = list(value)
+        out = [_coerce(f"{path}[{i}]", v, field.items) for i, v in enumerate(value)] if field.items is not None else list(value)
     else:
         out = _wrong_type(path, value, field)
     if field.choices is not None and out not in field.choices:
@@ -138,13 +139,16 @@ def _hint_to_field(hint: Any, default: Any) -> Field | None:
     if origin is typing.Literal:
         return Field(tuple({type(a) for a in typing.get_args(hint)}), default, choices=typing.get_args(hint))
     members = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
-    out = []
+    out, items = [], None
     for member in members:
         base = typing.get_origin(member) or member
         if base not in simple:
             return None
         out.append(simple[base])
-    return Field(tuple(dict.fromkeys(out)), default)
+        kinds = {a for a in typing.get_args(member) if a is not Ellipsis}
+        if simple[base] is list and len(kinds) == 1 and next(iter(kinds)) in simple:  # list[float], tuple[int, int], ...
+            items = Field((simple[next(iter(kinds))],))
+    return Field(tuple(dict.fromkeys(out)), default, items=items)
 
 
 def check_factory_kwargs(prefix: str, fn: Callable, kwargs: dict, supplied: set[str] = frozenset()) -> dict:
