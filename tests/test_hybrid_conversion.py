@@ -7,7 +7,7 @@ from torch import nn
 from forked_ranks import run_two_ranks
 from spikeforge.data.idx import FASHION_MNIST_DEBIAN, load_idx_split
 from spikeforge.losses.conversion import activation_constraint_loss, constraint_report, normalised_preactivation, weight_sum_loss
-from spikeforge.methods.hybrid_temporal import ann_forward, calibrate_output_threshold, convert_to_snn
+from spikeforge.methods.hybrid_temporal import ann_forward, calibrate_output_threshold, calibrate_windows, convert_to_snn
 from spikeforge.registry import METHODS, MODELS
 from spikeforge.train.distributed import sum_over_group
 
@@ -179,6 +179,54 @@ def test_output_threshold_keeps_the_ann_ranking_exactly():
     assert torch.allclose(t_out, theta + 2.0 - logits, atol=1e-3)
     with pytest.raises(ValueError, match="output_threshold"):
         convert_to_snn(ann, output_threshold=0.0)
+
+
+def _two_layer_hand_example() -> tuple[nn.Sequential, torch.Tensor]:
+    ann = nn.Sequential(nn.Linear(3, 2, bias=False), nn.ReLU(), nn.Linear(2, 2, bias=False))
+    with torch.no_grad():  # every unit's weights sum to 1
+        ann[0].weight.copy_(torch.tensor([[1.5, -0.5, 0.0], [-1.0, 1.0, 1.0]]))
+        ann[2].weight.copy_(torch.tensor([[0.6, 0.4], [-0.2, 1.2]]))
+    return ann, torch.tensor([[1.0, 0.0, 0.5]])  # u1 = (1.5, −0.5), h1 = (1.5, 0), u2 = (0.9, −0.3)
+
+
+def test_hidden_threshold_widens_the_window_and_keeps_activations_above_one_exact():
+    # Hand-worked (module note of neurons/relpsp.py). Input times t0 = 1 − x = (0, 1, 0.5), c0 = 1. Layer 1 with
+    # ϑ1 = 2: unit a sees V = 1.5·t until t = 1 (peak 1.5 < 2), then slope Σw = 1, so it fires at t = 1.5 = c0 + ϑ1 − 1.5;
+    # unit b (u = −0.5) would fire at 3.5 and is forced to c1 = c0 + ϑ1 = 3 (activation 0). Output layer, ϑ = 1:
+    # t = c1 + 1 − u2 = (3.1, 4.3).
+    ann, x = _two_layer_hand_example()
+    snn = convert_to_snn(ann, force_firing=True, hidden_thresholds=[2.0])
+    hidden, output = snn.spiking_layers()
+    assert (hidden.zero_time, hidden.threshold, output.zero_time, output.threshold) == (1.0, 2.0, 3.0, 1.0)
+    t_hidden, _ = hidden(torch.tensor([[0.0, 1.0, 0.5]]))
+    assert torch.allclose(t_hidden, torch.tensor([[1.5, 3.5]]))
+    assert torch.allclose(snn(x), torch.tensor([[3.1, 4.3]]))
+    # the paper's ϑ = 1: unit a crosses 1 at t = 2/3, before its last input, and codes 2 − 2/3 = 4/3 instead of 1.5
+    t_paper = convert_to_snn(ann, force_firing=True)(x)
+    assert torch.allclose(t_paper, torch.tensor([[2.0 + 1.0 - (0.6 * 4 / 3), 2.0 + 1.0 - (-0.2 * 4 / 3)]]))
+    with pytest.raises(ValueError, match="hidden_thresholds needs 1 values"):
+        convert_to_snn(ann, hidden_thresholds=[2.0, 2.0])
+    with pytest.raises(ValueError, match="thresholds > 0"):
+        convert_to_snn(ann, hidden_thresholds=[0.0])
+
+
+def test_calibrated_windows_are_the_largest_activations_and_at_least_one():
+    ann, x = _two_layer_hand_example()
+    x = torch.cat([x, torch.tensor([[0.2, 0.2, 0.2]])])  # u1 = (0.2, 0.2): below 1
+    assert calibrate_windows(ann, x, analog_layers=0) == (1.0, [1.5])
+    assert calibrate_windows(ann, x[1:], analog_layers=0) == (1.0, [1.0])
+    stem = nn.Sequential(nn.Linear(3, 3, bias=False), nn.ReLU(), *ann)  # the first layer stays analog
+    with torch.no_grad():
+        stem[0].weight.copy_(3.0 * torch.eye(3))  # analog outputs a = 3·x = (3, 0, 1.5): the paper's c_0 = 1 clips them
+    window, hidden = calibrate_windows(stem, x, analog_layers=1)
+    assert (window, hidden) == (3.0, [4.5])  # u1 = W1·a = (4.5, −1.5)
+    # c_0 = 3, t0 = 3 − a = (0, 3, 1.5); c_1 = 3 + 4.5; u2 = (2.7, −0.9) ≤ ϑ_out = 3: t = c_1 + 3 − u2
+    snn = convert_to_snn(stem, force_firing=True, analog_layers=1, hidden_thresholds=hidden, input_window=window, output_threshold=3.0)
+    assert torch.allclose(snn(x[:1]), torch.tensor([[7.8, 11.4]]))
+    clipped = convert_to_snn(stem, force_firing=True, analog_layers=1, hidden_thresholds=hidden, output_threshold=3.0)(x[:1])
+    assert not torch.allclose(clipped, torch.tensor([[7.8, 11.4]]), atol=0.1)
+    with pytest.raises(ValueError, match="needs an analog stem"):
+        convert_to_snn(ann, input_window=2.0)
 
 
 def test_calibrated_output_threshold_agrees_with_the_ann_where_one_does_not():

@@ -151,11 +151,11 @@ def test_force_firing_is_two_minus_relu_u():
     t = ttfs(intensity).requires_grad_()
     t_out, _ = relpsp_spike_times(t, w)
     assert torch.isclose(t_out[0, 0], 2.0 - u[0, 0])
-    forced = force_firing(t_out, layer=1)
+    forced = force_firing(t_out, latest=2.0)
     assert torch.isclose(forced[0, 0], 2.0 - torch.relu(u[0, 0]))
     forced.sum().backward()
     assert torch.equal(t.grad, torch.zeros_like(t)), "a force-fired time is constant"
-    assert torch.equal(force_firing(torch.tensor([2.5, 2.9, 3.4]), layer=2), torch.tensor([2.5, 2.9, 3.0]))
+    assert torch.equal(force_firing(torch.tensor([2.5, 2.9, 3.4]), latest=3.0), torch.tensor([2.5, 2.9, 3.0]))
 
 
 def test_min_pool_takes_first_spike_and_mirrors_max_pool():

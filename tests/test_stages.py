@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from spikeforge.cli import main
 from spikeforge.methods.base import StageData
-from spikeforge.methods.hybrid_temporal import calibrate_output_threshold, convert_to_snn, static_frame
+from spikeforge.methods.hybrid_temporal import ann_forward, calibrate_output_threshold, convert_to_snn, static_frame
 from spikeforge.metrics.conversion import converged_epoch
 from spikeforge.registry import TRANSITIONS
 from spikeforge.train.config import RecipeError, load_recipe, stage_configs
@@ -90,6 +90,28 @@ def test_one_spike_conversion_decides_once_and_rebuilds_the_same_snn_from_the_re
     assert torch.equal(snn(probe), reference(probe))
     fixed = TRANSITIONS.get("one_spike_conversion")(output_threshold=2.5)
     assert fixed.decide(ann, data) == {"output_threshold": 2.5}  # a number needs no data
+
+
+def test_calibrated_windows_are_decided_once_recorded_and_make_a_large_activation_network_exact():
+    ann, x = _fc2_with_large_logits(2)
+    with torch.no_grad():  # each hidden unit: +1 on its (up to 4) pixels, the rest share −(count − 1) (Σw = 1): u up to about 3
+        w = ann[1].weight
+        on = w > 0
+        w.copy_(torch.where(on, 1.0, -(on.sum(1, keepdim=True) - 1.0) / (~on).sum(1, keepdim=True)))
+        logits, pre = ann_forward(ann, x)
+    data = _data(x)
+    assert pre[0][1].max() > 1.5, "the test needs hidden activations that break ϑ = 1"
+    transition = TRANSITIONS.get("one_spike_conversion")(calibration_samples=150, windows="calibrated", output_threshold=500.0)
+    decided = transition.decide(ann, data)
+    assert decided == {"input_window": 1.0, "hidden_thresholds": [pytest.approx(float(pre[0][1][:150].max()))], "output_threshold": 500.0}
+    snn = transition.apply(ann, json.loads(json.dumps(decided)))
+    hidden = decided["hidden_thresholds"][0]
+    # every hidden u ≤ ϑ_1 on the calibration inputs: t_out = c_1 + ϑ_out − u_out with c_1 = 1 + ϑ_1 (module note, neurons/relpsp.py)
+    assert torch.allclose(snn(x[:150]), 1.0 + hidden + 500.0 - logits[:150], atol=1e-2)
+    paper = TRANSITIONS.get("one_spike_conversion")(output_threshold=500.0)
+    assert not torch.allclose(paper.apply(ann, paper.decide(ann, data))(x[:150]), 2.0 + 500.0 - logits[:150], atol=1e-2)
+    with pytest.raises(ValueError, match="windows must be 'paper' or 'calibrated'"):
+        TRANSITIONS.get("one_spike_conversion")(windows="wide")
 
 
 def test_one_spike_conversion_report_is_what_the_tables_show():

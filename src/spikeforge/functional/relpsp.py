@@ -234,6 +234,6 @@ def min_pool2d(t: Tensor, kernel_size: int) -> Tensor:
     return -F.max_pool2d(-t, kernel_size)
 
 
-def force_firing(t: Tensor, layer: int) -> Tensor:
-    """FF(t) = min(t, l + 1) for spiking layer l (eq. 8, hybrid paper): fire at the latest at l + 1."""
-    return torch.clamp(t, max=float(layer + 1))
+def force_firing(t: Tensor, latest: float) -> Tensor:
+    """FF(t) = min(t, c_l): fire at the latest at the time c_l that codes activation 0 (eq. 8, hybrid paper: c_l = l + 1)."""
+    return torch.clamp(t, max=float(latest))

@@ -111,9 +111,13 @@ def convert_to_snn(
     min_denominator: float = 0.1,
     impl: Impl = "fast",
     output_threshold: float | None = None,
+    hidden_thresholds: list[float] | None = None,
+    input_window: float = 1.0,
 ) -> ReLPSPNetwork:
     """ANN → one-spike SNN with θ_s = θ_a and ϑ = `threshold` (§2.2, hybrid paper), ϑ_out = `output_threshold`
-    (default `threshold`) for the last layer; the ANN is left unchanged."""
+    (default `threshold`) for the last layer, ϑ_l = `hidden_thresholds` (one per hidden spiking layer; default
+    `threshold`) with the layers' windows widened to match, and the analog stem's outputs coded over [0, `input_window`]
+    (`ReLPSPNetwork.set_thresholds`); the ANN is left unchanged."""
     if not isinstance(ann, nn.Sequential):
         raise ValueError(f"convert_to_snn: expected an nn.Sequential ANN, got {type(ann).__name__}")
     modules = list(ann.named_children())
@@ -143,11 +147,24 @@ def convert_to_snn(
         layers.append(snn_layer)
     if layer == 0:
         raise ValueError("convert_to_snn: the ANN has no Linear or Conv2d layer to make spiking")
-    if output_threshold is not None:
-        if output_threshold <= 0:
-            raise ValueError(f"convert_to_snn: output_threshold must be > 0, got {output_threshold}")
-        snn_layer.threshold = float(output_threshold)
-    return ReLPSPNetwork(layers, force_firing=force_firing, analog=analog)
+    if output_threshold is not None and output_threshold <= 0:
+        raise ValueError(f"convert_to_snn: output_threshold must be > 0, got {output_threshold}")
+    if hidden_thresholds is not None and len(hidden_thresholds) != layer - 1:
+        raise ValueError(f"convert_to_snn: hidden_thresholds needs {layer - 1} values (one per hidden spiking layer), got {len(hidden_thresholds)}")
+    snn = ReLPSPNetwork(layers, force_firing=force_firing, analog=analog)
+    hidden = list(hidden_thresholds) if hidden_thresholds is not None else [threshold] * (layer - 1)
+    snn.set_thresholds(hidden + [output_threshold if output_threshold is not None else threshold], input_window)
+    return snn
+
+
+@torch.no_grad()
+def calibrate_windows(ann: nn.Sequential, x: Tensor, analog_layers: int) -> tuple[float, list[float]]:
+    """(c_0, [ϑ_l]): the analog stem's largest output and each hidden spiking layer's largest pre-activation u on x,
+    at least 1. With them no analog output is clipped and u_j ≤ ϑ_l holds on x (the full contribution property's
+    condition), where the paper's c_0 = ϑ = 1 needs the activation constraint (eq. 11) to hold."""
+    _, pre = ann_forward(ann, x)
+    peaks = [max(1.0, u.max().item()) for _, u in pre]
+    return (peaks[analog_layers - 1] if analog_layers else 1.0), peaks[analog_layers:-1]
 
 
 @torch.no_grad()
