@@ -185,3 +185,20 @@ def test_the_trainer_tells_the_method_the_epochs_done_before_every_step(tmp_path
     trainer.fit()
     per_epoch = trainer.steps_per_epoch
     assert seen == [k / per_epoch for k in range(trainer.state.step)] and trainer.method.reg_ramp() == 1.0
+
+
+def test_validate_start_records_epoch_zero_and_keeps_the_start_when_training_does_not_beat_it(tmp_path, capsys):
+    """lr = 0: training changes nothing, so no epoch beats the start and the best checkpoint is epoch 0."""
+    recipe = tiny_recipe(tmp_path, optimizer={"name": "adam", "lr": 0.0}, validate_start=True)
+    assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert "epoch 0/2: start (before training) | val loss" in capsys.readouterr().out
+    run = _run_dir(tmp_path / "runs")
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = dict(zip(header, rows[1].split(",")))
+    assert first["epoch"] == "0" and first["step"] == "0" and first["train_loss"] == "" and len(rows) == 1 + 3
+    assert metrics["checkpoint"] == "best (epoch 0)" and metrics["epochs"] == 2
+    trained = tiny_recipe(tmp_path, optimizer={"name": "adam", "lr": 0.005}, validate_start=True)
+    assert main(["train", str(trained), "--out", str(tmp_path / "runs2"), "--no-progress"]) == 0
+    assert json.loads((_run_dir(tmp_path / "runs2") / "metrics.json").read_text())["checkpoint"] != "best (epoch 0)"

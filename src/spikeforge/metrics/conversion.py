@@ -9,6 +9,7 @@ whose fine-tuning stage is still running shows its conversion and the epochs so 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from spikeforge.train import runfolder
@@ -61,7 +62,8 @@ def conversion_table(runs: list[Path], tolerance: float = 0.5) -> str:
     for arm in arms:
         r, ann = arm["record"], _pct(arm["record"]["ann_acc"])
         done = arm["final_acc"] is not None
-        converged = converged_epoch([h["val_acc"] for h in arm["history"]], tolerance) if done and arm["history"] else "-"
+        history = arm["history"]  # with validate_start its first row is epoch 0, the converted SNN: 0 epochs if it is as good
+        converged = int(history[converged_epoch([h["val_acc"] for h in history], tolerance) - 1]["epoch"]) if done and history else "-"
         final, snn_s = (_pct(arm["final_acc"]), f"{arm['snn_seconds']:.0f}") if done else (f"— (not finished: {len(arm['history'])} epochs so far)", "—")
         lines.append(f"| {arm['label']} | {_pct(r['init_acc_ff1_theta1'])} [{ann}] | {r['output_threshold']:.3g} | "
                      f"{_pct(r['init_acc_ff1'])} [{ann}] | {_pct(r['init_acc_ff0'])} [{ann}] | {final} | "
@@ -76,5 +78,6 @@ def conversion_table(runs: list[Path], tolerance: float = 0.5) -> str:
         ff = "FF" if arm["force_firing"] else "w/o FF"
         lines += ["", f"Right after conversion (FF, one test batch): {stats or 'no statistics'}.", "",
                   f"| fine-tuning epoch ({ff}) | validation acc. (%) | train loss | time in stage (s) |", "| --- | --- | --- | --- |"]
-        lines += [f"| {int(h['epoch'])} | {_pct(h['val_acc'])} | {h['train_loss']:.4f} | {h['time_s']:.0f} |" for h in arm["history"]]
+        lines += [f"| {int(h['epoch'])} | {_pct(h['val_acc'])} | {'–' if math.isnan(h.get('train_loss', math.nan)) else format(h['train_loss'], '.4f')} | "
+                  f"{h['time_s']:.0f} |" for h in arm["history"]]
     return "\n".join(lines) + "\n"

@@ -52,12 +52,13 @@ TOP: dict[str, Field] = {
     "eval_batch_size": Field((int,), 256, minimum=1),
     "grad_clip": Field((float, _NONE), None, minimum=0.0),
     "checkpoint_every": Field((int,), 0, minimum=0),
+    "validate_start": Field((bool,), False),  # validate the starting model (epoch 0): the best checkpoint may be the start
     "sampler": Field((str,), "random", choices=("random", "weighted")),
     "device": Field((str,), "auto", choices=("auto", "cpu", "cuda")),
 }
 SECTIONS = ("dataset", "encoder", "model", "method", "optimizer", "schedule", "stages")
 #: What one stage of a staged recipe may set; the rest of the recipe (data, model, seed) is shared by all stages.
-STAGE_KEYS = ("epochs", "batch_size", "grad_clip", "checkpoint_every")
+STAGE_KEYS = ("epochs", "batch_size", "grad_clip", "checkpoint_every", "validate_start")
 STAGE_SECTIONS = ("transition", "method", "optimizer", "schedule")
 OPTIMIZERS: dict[str, dict[str, Field]] = {
     "adam": {"lr": Field((float,), 1e-3, minimum=0.0), "weight_decay": Field((float,), 0.0, minimum=0.0),

@@ -167,6 +167,8 @@ class Trainer:
         finished = False
         try:
             with _StopSignal() as stop:
+                if self.config["validate_start"] and not self.state.history:
+                    self._validate({})  # epoch 0: the starting model, so that training can only keep or improve on it
                 while self.state.epoch < self.config["epochs"]:
                     self._epoch(stop)
             metrics = self.finish()
@@ -240,23 +242,29 @@ class Trainer:
         return float(distributed.sum_across(flag, self.ctx)[0]) > 0  # every rank stops at the same step
 
     def _end_epoch(self) -> None:
-        s, t = self.state, self.state.totals
+        t = self.state.totals
+        self._validate({"train_loss": t["loss"] / t["n"], "train_acc": t["correct"] / t["n"], **({"train_rate": t["rate"] / t["n"]} if "rate" in t else {})})
+
+    def _validate(self, train: dict) -> None:
+        """Close an epoch (epoch 0: the start, `train` empty): validate, record the row, keep the best weights, checkpoint."""
+        s, start = self.state, not train
         distributed.broadcast_buffers(self.model, self.ctx)  # every rank validates, saves and tests rank 0's model
         val = evaluate(self.model, self.method, self.val_set, self.config["encoder"], self.config["eval_batch_size"], self.ctx)
-        row = {"epoch": s.epoch + 1, "step": s.step, "lr": self.optimizer.param_groups[0]["lr"],
-               "train_loss": t["loss"] / t["n"], "train_acc": t["correct"] / t["n"], **({"train_rate": t["rate"] / t["n"]} if "rate" in t else {}),
+        epoch = s.epoch if start else s.epoch + 1
+        row = {"epoch": epoch, "step": s.step, "lr": self.optimizer.param_groups[0]["lr"], **train,
                "val_loss": val.loss, "val_acc": val.accuracy, **{f"rate/{k}": v for k, v in val.spike_rates.items()},
                "time_s": round(s.wall_time + self._elapsed(), 3)}
         s.history.append(row)
         distributed.check_in_sync(self.model, self.ctx)
         improved = val.accuracy > s.best_accuracy
         if improved:
-            s.best_accuracy, s.best_epoch = val.accuracy, s.epoch + 1
+            s.best_accuracy, s.best_epoch = val.accuracy, epoch
             self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        s.epoch, s.batch, s.totals = s.epoch + 1, 0, {}
+        if not start:
+            s.epoch, s.batch, s.totals = s.epoch + 1, 0, {}
         rate = f" | mean spike rate {100 * _mean(val.spike_rates):.2f}%" if val.spike_rates else ""  # none without spikes
-        self.log(f"epoch {row['epoch']}/{self.config['epochs']}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-                 f"val loss {val.loss:.4f} acc {100 * val.accuracy:.2f}%{rate}")
+        fit = "start (before training)" if start else f"train loss {train['train_loss']:.4f} acc {100 * train['train_acc']:.2f}%"
+        self.log(f"epoch {epoch}/{self.config['epochs']}: {fit} | val loss {val.loss:.4f} acc {100 * val.accuracy:.2f}%{rate}")
         if self.run is not None:
             runfolder.write_history(self.run, s.history)
             self.tb.scalars({k.replace("_", "/", 1) if k.startswith(("train_", "val_")) else k: v for k, v in row.items() if k not in ("epoch", "step")}, s.step)
