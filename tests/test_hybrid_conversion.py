@@ -279,3 +279,23 @@ def test_projected_weight_sums_are_one_after_every_step_and_analog_layers_are_le
     before = last.weight.detach().clone()
     METHODS.get("hybrid_ann")(lambda_w=0.0, lambda_a=0.0, analog_layers=1).after_step(ann2)
     assert torch.equal(last.weight, before)  # off by default
+
+
+def test_stdbp_projection_keeps_unit_weight_sums_through_a_step():
+    ann, x = _two_layer_hand_example()
+    snn = convert_to_snn(ann, force_firing=True, hidden_thresholds=[2.0])
+    y = torch.tensor([1])
+    method = METHODS.get("stdbp")(project_weight_sums=True)
+    opt = torch.optim.SGD(snn.parameters(), lr=0.1)
+    out = method.step(snn, x.unsqueeze(0), y)
+    out.loss.backward()
+    grad = snn.spiking_layers()[0].weight.grad[0].clone()
+    opt.step()
+    method.after_step(snn)
+    for layer in snn.spiking_layers():
+        torch.testing.assert_close(layer.weight.sum(1), torch.ones(layer.weight.shape[0]), rtol=0, atol=1e-6)
+    assert abs(grad.sum()) > 1e-3, "the raw STDBP step moves the weight sum"
+    plain = convert_to_snn(ann, force_firing=True, hidden_thresholds=[2.0])
+    METHODS.get("stdbp")().step(plain, x.unsqueeze(0), y).loss.backward()
+    torch.optim.SGD(plain.parameters(), lr=0.1).step()
+    assert not torch.allclose(plain.spiking_layers()[0].weight.sum(1), torch.ones(2))  # off by default

@@ -222,14 +222,20 @@ class HybridANN(Method):
     def after_step(self, model: nn.Module) -> None:
         super().after_step(model)
         if self.project_weight_sums:
-            with torch.no_grad():
-                for _, m in weighted_layers(unwrap(model))[self.analog_layers :]:
-                    excess = (weight_sums(m.weight) - 1.0) / m.weight[0].numel()  # Σ_i w_ij = 1 after the step
-                    m.weight.sub_(excess.view(-1, *([1] * (m.weight.dim() - 1))))
+            project_unit_weight_sums([m.weight for _, m in weighted_layers(unwrap(model))[self.analog_layers :]])
 
 
 class STDBP(Method):
-    """Stage 2: CE on −t_out of the one-spike SNN, gradients by STDBP [14]; silent-neuron fractions in extras."""
+    """Stage 2: CE on −t_out of the one-spike SNN, gradients by STDBP [14]; silent-neuron fractions in extras.
+
+    `project_weight_sums`: keep Σ_i w_ij = 1 after every step, as the conversion assumed (not in the paper). The STDBP
+    gradient ∂t_j/∂w_ij = (t_i − t_j)/Σw has a part common to all of a neuron's inputs, (u_j − ϑ_l) for a neuron
+    that fires after its last input; with calibrated windows (ϑ_l ≫ 1) it dominates and moves Σw away from 1, which
+    shifts every later window; the projection removes exactly that part.
+    """
+
+    def __init__(self, project_weight_sums: bool = False) -> None:
+        self.project_weight_sums = project_weight_sums
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor) -> StepOutput:
         t_out, stats = model(static_frame(x), stats=True)  # through forward: a DDP wrapper averages the gradients
@@ -238,6 +244,19 @@ class STDBP(Method):
 
     def predict(self, model: nn.Module, x: Tensor) -> Tensor:
         return (-model(static_frame(x))).unsqueeze(0)
+
+    def after_step(self, model: nn.Module) -> None:
+        super().after_step(model)
+        if self.project_weight_sums:
+            project_unit_weight_sums([m.weight for m in unwrap(model).spiking_layers()])
+
+
+def project_unit_weight_sums(weights: list[Tensor]) -> None:
+    """Move each unit's weights onto Σ_i w_ij = 1 in place: the Euclidean projection w_ij += (1 − Σ_i w_ij)/n."""
+    with torch.no_grad():
+        for w in weights:
+            excess = (weight_sums(w) - 1.0) / w[0].numel()
+            w.sub_(excess.view(-1, *([1] * (w.dim() - 1))))
 
 
 @METHODS.register("hybrid_ann")
@@ -250,6 +269,6 @@ def hybrid_ann(lambda_w: float = 1e-2, lambda_a: float | list[float] = 1e-4, ana
 
 
 @METHODS.register("stdbp")
-def stdbp() -> STDBP:
-    """Stage-2 method: timing-based backprop of the one-spike SNN."""
-    return STDBP()
+def stdbp(project_weight_sums: bool = False) -> STDBP:
+    """Stage-2 method: timing-based backprop of the one-spike SNN; optionally with Σ_i w_ij = 1 kept exact."""
+    return STDBP(bool(project_weight_sums))

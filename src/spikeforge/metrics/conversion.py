@@ -55,7 +55,7 @@ def conversion_table(runs: list[Path], tolerance: float = 0.5) -> str:
     arms = [conversion_arm(run) for run in runs]
     lines = ["Init acc. is the SNN right after conversion, in brackets the ANN it came from (the paper's f_s(·; θ_a) "
              "[f_a(·; θ_a)]), with the output threshold ϑ_out of the run and, in the first column, with the paper's "
-             "ϑ_out = 1; final is the test accuracy of the best STDBP fine-tuning epoch (by validation accuracy).", "",
+             "ϑ_out = 1 (and the paper's windows c_0 = ϑ_l = 1 where the run calibrated them); final is the test accuracy of the best STDBP fine-tuning epoch (by validation accuracy).", "",
              "| run | init acc. FF, ϑ_out = 1 (%) | ϑ_out | init acc. FF (%) | init acc. w/o FF (%) | final (%) | "
              "epochs to converge | ANN s | SNN s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
