@@ -72,7 +72,8 @@ class MinPool2d(nn.Module):
 class ReLPSPNetwork(nn.Module):
     """One-spike SNN: intensities [B, ...] in [0, 1] → output spike times [B, classes]; the earliest spike wins.
 
-    `analog` (optional) maps the raw input to intensities, clipped to [0, 1] before the TTFS encoding.
+    `analog` (optional) maps the raw input to intensities, clipped to [0, c_0] before the TTFS encoding (c_0 = 1 unless
+    `set_thresholds` widened it).
     `force_firing` applies FF(t) = min(t, c_l) after every hidden spiking layer l (eq. 8; c_l = l + 1 with ϑ = 1).
     """
 
