@@ -174,7 +174,7 @@ def calibrate_output_threshold(ann: nn.Sequential, snn: ReLPSPNetwork, x: Tensor
     logits, pre = ann_forward(ann, x)
     u_out = pre[-1][1].flatten()
     candidates = sorted({1.0, *(max(1.0, u_out.quantile(q).item()) for q in quantiles)})
-    output_layer = [m for m in snn.layers if isinstance(m, (ReLPSPLinear, ReLPSPConv2d))][-1]
+    output_layer = snn.spiking_layers()[-1]
     original, agreement = output_layer.threshold, []
     target = logits.argmax(dim=1)
     for theta in candidates:
