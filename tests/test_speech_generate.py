@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import importlib.util
 import shutil
 
 import numpy as np
@@ -229,7 +230,24 @@ def test_piper_speaks_reproducibly_follows_speed_and_reads_a_voice_folder(monkey
         (tmp_path / f"{name}.onnx").symlink_to(model)
         config = json.loads(model.with_suffix(".onnx.json").read_text()) | {"num_speakers": speakers}
         (tmp_path / f"{name}.onnx.json").write_text(json.dumps(config))
-    (tmp_path / "no-config.onnx").symlink_to(model)
     monkeypatch.setenv("SPIKEFORGE_PIPER_VOICES", str(tmp_path))
     assert piper.voices() == bundled + ["piper:many#0", "piper:many#1", "piper:many#2", "piper:solo"]
     assert np.array_equal(piper.synthesize("piper:solo", [("seven", 50, 120)])[0], slow)
+
+
+def test_bad_piper_voices_are_named_with_the_fix(monkeypatch, tmp_path):
+    """A voice folder that is missing, a model without its config, a corrupt model: errors that say which and what to do."""
+    from spikeforge.data.speech_engines import ENGINES
+
+    if importlib.util.find_spec("piper") is None:
+        pytest.skip("piper not installed (pip install 'spikeforge[speech]')")
+    monkeypatch.setenv("SPIKEFORGE_PIPER_VOICES", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match=r"SPIKEFORGE_PIPER_VOICES=.*missing is not a folder"):
+        ENGINES["piper"].voices()
+    monkeypatch.setenv("SPIKEFORGE_PIPER_VOICES", str(tmp_path))
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"broken.onnx has no config broken.onnx.json beside it; download both files"):
+        ENGINES["piper"].voices()
+    (tmp_path / "broken.onnx.json").write_text('{"audio": {"sample_rate": 22050}, "num_speakers": 1}')
+    with pytest.raises(RuntimeError, match=r"Piper voice .*broken.onnx cannot be loaded .*download the voice again"):
+        ENGINES["piper"].synthesize("piper:broken", [("yes", 50, 175)])

@@ -202,9 +202,12 @@ def piper_models() -> dict[str, Path]:
             path = Path(importlib.import_module(package).model_path())
             found[path.stem] = path
     folder = os.environ.get("SPIKEFORGE_PIPER_VOICES")
+    if folder and not Path(folder).is_dir():
+        raise ValueError(f"SPIKEFORGE_PIPER_VOICES={folder} is not a folder; point it at the folder of your Piper voices or unset it")
     for path in sorted(Path(folder).glob("*.onnx")) if folder else []:
-        if path.with_suffix(".onnx.json").is_file():
-            found[path.stem] = path
+        if not path.with_suffix(".onnx.json").is_file():
+            raise ValueError(f"Piper voice {path} has no config {path.name}.json beside it; download both files of the voice")
+        found[path.stem] = path
     return found
 
 
@@ -213,7 +216,10 @@ def _piper_voice(path: Path):
     """A loaded Piper voice (loading takes longer than saying a word, so each is loaded once per process)."""
     from piper import PiperVoice
 
-    return PiperVoice.load(path)
+    try:
+        return PiperVoice.load(path)
+    except Exception as e:  # onnxruntime's errors name neither the file's role nor the fix
+        raise RuntimeError(f"Piper voice {path} cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}); download the voice again") from e
 
 
 class Piper:
