@@ -175,14 +175,6 @@ if available:
                 z = c * x[i]
                 out[i] = half / (one + z * z)
 
-    @njit(cache=True, inline="always")
-    def _spikes_row(u, qq, b, out):
-        """out[i] = Θ(U[i]/q − b): the spikes of one step, recomputed with the forward's arithmetic (eq. (5))."""
-        one = out.dtype.type(1)
-        zero = out.dtype.type(0)
-        for i in range(out.shape[0]):
-            out[i] = one if u[i] / qq[i] - b[i] > zero else zero
-
     @njit(parallel=True, cache=True, fastmath=_EXACT_FASTMATH)
     def lif_backward(g_spikes, g_membrane, membrane, current, beta, threshold, q, norm, reset, surrogate, scale,
                      channels, inner, u0, s0, g_u, part_beta, part_threshold, part_norm):
@@ -222,8 +214,7 @@ if available:
             acc_beta = np.zeros(width, dt)
             acc_b = np.zeros(width, dt)
             acc_n = np.zeros(width, dt)
-            s_now = np.empty(width, dt)  # S[n]
-            s_before = np.empty(width, dt)  # S[n−1]
+            no_spikes = np.zeros(width, dt)
             for i in range(width):
                 ch = ((lo + i) // inner) % channels
                 b[i] = threshold[ch]
@@ -231,7 +222,6 @@ if available:
                 inv_q[i] = 1 / q[ch]
                 nrm[i] = norm[ch]
                 gain[i] = b[i] * nrm[i]
-            _spikes_row(membrane[steps - 1, lo:hi], qq, b, s_now)
             for n in range(steps - 1, -1, -1):
                 mem = membrane[n, lo:hi]  # row slices: contiguous, so the loops vectorise
                 gsp = g_spikes[n if g_spk_rows else 0, lo:hi]
@@ -239,18 +229,18 @@ if available:
                 cur = current[n if cur_rows else 0, lo:hi]
                 gout = g_u[n, lo:hi]
                 u_before = membrane[n - 1, lo:hi] if n > 0 else u0[lo:hi]  # U[n−1]
-                if n > 0:  # S[n−1] as the forward computed it; a branch inside the loop below kept it scalar (6× slower)
-                    _spikes_row(u_before, qq, b, s_before)
-                else:
-                    s_before[:] = s0[lo:hi]
+                # S[n−1] is recomputed from U[n−1] (eq. (5)) except at n = 0, where it is the given S[−1]: a 0/1 blend
+                # rather than a branch, and inside the main loop rather than in a loop of its own, keeps it vectorised
+                s_given = no_spikes if n > 0 else s0[lo:hi]
+                k_given = zero if n > 0 else one
                 for i in range(width):
                     x[i] = mem[i] * inv_q[i] - b[i]
                 _surrogate_row(x, sg, surrogate, scale, bits)
                 for i in range(width):
                     un = mem[i]
-                    spk = s_now[i]
+                    spk = one if un / qq[i] - b[i] > zero else zero  # S[n], the forward's arithmetic (eq. (5))
                     up = u_before[i]
-                    sp = s_before[i]
+                    sp = k_given * s_given[i] + (one - k_given) * (one if up / qq[i] - b[i] > zero else zero)
                     g = g_next[i]
                     gs = gsp[i] - beta * (k_sub * gain[i] + k_zero * un) * g
                     gu = gs * sg[i] * inv_q[i] + beta * g + gmem[i] - k_zero * beta * spk * g
@@ -260,7 +250,6 @@ if available:
                     acc_b[i] -= gx + k_sub * beta * nrm[i] * sp * gu
                     acc_n[i] -= gx * un * inv_q[i] * inv_q[i] + k_sub * beta * b[i] * sp * gu
                     g_next[i] = gu
-                s_now, s_before = s_before, s_now
             for i in range(width):
                 part_beta[lo + i] = acc_beta[i]
                 part_threshold[lo + i] = acc_b[i]
