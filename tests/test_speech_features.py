@@ -109,3 +109,33 @@ def test_cmvn_is_zero_mean_unit_variance_log_mel_that_a_fixed_gain_per_band_does
     floor = centred_db(np.array([[1.0, 1e-12, 1e-12, 1e-12]]))
     assert floor[0].tolist() == pytest.approx([60.0, -20.0, -20.0, -20.0])  # −120 dB floored to −80 dB, then centred
     assert band_centres(cmvn).shape == (40,)
+
+
+def test_spectral_envelope_keeps_the_first_cepstra_and_removes_the_pitch_ripple():
+    from spikeforge.data.audio_features import spectral_envelope
+
+    bands = np.arange(40)
+    basis = lambda k: np.cos(np.pi * k * (2 * bands + 1) / 80)  # DCT-II basis vector k over 40 bands
+    envelope = 20 * basis(1) - 8 * basis(3) + 5  # a formant-like smooth shape (dB)
+    ripple = 6 * basis(30)  # harmonics of a voice's pitch: fast alternation across the bands
+    feat = np.stack([envelope + ripple, 2 * envelope - ripple], axis=1)  # [F, T] with two frames
+    out = spectral_envelope(feat, 12)
+    np.testing.assert_allclose(out, np.stack([envelope, 2 * envelope], axis=1), atol=1e-9)
+    np.testing.assert_allclose(spectral_envelope(feat, 40), feat, atol=1e-9)  # every coefficient kept: unchanged
+    np.testing.assert_allclose(spectral_envelope(feat, 1), np.full_like(feat, feat.mean(0)), atol=1e-9)  # c0: the mean level
+
+
+def test_cepstra_feature_option_smooths_cmvn_features_and_is_checked():
+    from spikeforge.data.audio_features import clip_mel, features_from_mel
+
+    wave = tone(220) + tone(440) + tone(660)  # harmonics 220 Hz apart: peaks and valleys across the Mel bands
+    mel = clip_mel(wave)
+    plain = features_from_mel(mel, LogMelConfig(normalization="cmvn"))[:, 0].numpy()
+    smooth = features_from_mel(mel, LogMelConfig(normalization="cmvn", cepstra=8))[:, 0].numpy()
+    assert smooth.shape == plain.shape == (100, 40)
+    roughness = lambda x: np.abs(np.diff(x, n=2, axis=1)).mean()  # second difference across the bands
+    assert roughness(smooth) < 0.5 * roughness(plain)
+    with pytest.raises(ValueError, match="normalization='cmvn'"):
+        LogMelConfig(cepstra=8)
+    with pytest.raises(ValueError, match="0 \\(off\\) to n_mels=40"):
+        LogMelConfig(normalization="cmvn", cepstra=41)

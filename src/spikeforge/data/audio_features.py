@@ -8,6 +8,9 @@ optionally the Δ and ΔΔ spectrograms as two more channels. Output is time-maj
 clip's band deviations; `"running"` is its causal twin for streaming: frame n is compressed by
 the largest Mel power of the last `steps` frames and rescaled by the band deviations of those
 frames (frames before the signal count as zeros), so a clip's features equal a stream's.
+`cepstra=k` (with "cmvn") keeps only the spectral envelope: each frame's dB spectrum is cut to its
+first k cepstral coefficients (DCT-II over the bands, as MFCCs) and transformed back to the bands,
+which removes the harmonics of the voice's pitch and the fine detail a synthesiser's source leaves.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Callable
 
 import librosa
 import numpy as np
+import scipy.fft
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -43,10 +47,16 @@ class LogMelConfig:
     steps: int = 100
     deltas: bool = False
     normalization: str = "clip"
+    cepstra: int = 0
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if not 0 <= self.cepstra <= self.n_mels:
+            raise ValueError(f"cepstra is the number of cepstral coefficients kept, 0 (off) to n_mels={self.n_mels}, got {self.cepstra}")
+        if self.cepstra and self.normalization != "cmvn":
+            raise ValueError("cepstra smooths dB spectra; use it with normalization='cmvn' "
+                             f"(got normalization={self.normalization!r})")
         if self.normalization == "running" and self.deltas:
             raise ValueError("Δ/ΔΔ features look ahead in time; use deltas=false with normalization='running'")
 
@@ -125,6 +135,13 @@ def centred_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
     return db - db.mean(axis=1, keepdims=True)
 
 
+def spectral_envelope(feat: np.ndarray, cepstra: int) -> np.ndarray:
+    """dB features `[F, T]` with only the first `cepstra` coefficients of each frame's DCT-II over the bands kept (cepstral liftering)."""
+    coeffs = scipy.fft.dct(feat, type=2, norm="ortho", axis=0)
+    coeffs[cepstra:] = 0
+    return scipy.fft.idct(coeffs, type=2, norm="ortho", axis=0)
+
+
 def band_centres(config: LogMelConfig = LogMelConfig()) -> torch.Tensor:
     """Centre frequency (Hz) of each Mel band of `config` (float64 `[F]`), the peaks of librosa's triangular filters."""
     return torch.from_numpy(librosa.mel_frequencies(config.n_mels + 2, fmin=config.fmin, fmax=config.fmax)[1:-1])
@@ -154,6 +171,8 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     if config.normalization == "running":
         return torch.from_numpy(np.ascontiguousarray(running_normalize(mel, config.steps).T[:, None]))
     feat = centred_db(mel) if config.normalization == "cmvn" else compress(mel)
+    if config.cepstra:
+        feat = spectral_envelope(feat, config.cepstra)
     channels = [feat]
     if config.deltas:
         channels += [librosa.feature.delta(feat, order=1), librosa.feature.delta(feat, order=2)]
