@@ -58,9 +58,10 @@ def test_step_equals_sequence(name):
     torch.testing.assert_close(stepped, whole)
 
 
-def test_kws_net_step_equals_forward():
+@pytest.mark.parametrize("readout_pool", [1, 5])
+def test_kws_net_step_equals_forward(readout_pool):
     torch.manual_seed(0)
-    model = kws_dilated(channels=[6, 6, 6], bands=10).double().eval()
+    model = kws_dilated(channels=[6, 6, 6], bands=10, readout_pool=readout_pool).double().eval()
     with torch.no_grad():
         for conv in model.convs:
             conv.neuron.threshold.fill_(0.05)

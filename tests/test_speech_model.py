@@ -136,3 +136,21 @@ def test_wrong_input_layout_is_a_clear_error():
         model(torch.randn(2, 100, 40))
     with pytest.raises(ValueError, match=r"expected \[T, B, 1, 40\]"):
         model(torch.randn(100, 2, 1, 41))
+
+
+@pytest.mark.parametrize("name", ["kws_dilated", "kws_cnn"])
+def test_readout_pool_averages_the_last_layer_over_groups_of_bands(name):
+    torch.manual_seed(0)
+    pooled_model = MODELS.get(name)(channels=[4, 4, 4], bands=40, readout_pool=8)
+    assert pooled_model.readout.in_features == 4 * 5  # 40 bands in 5 groups of 8
+    x = torch.randn(30, 2, 1, 40)
+    last = {}
+    pooled_model.readout.register_forward_pre_hook(lambda m, args: last.update(h=args[0]))
+    full = MODELS.get(name)(channels=[4, 4, 4], bands=40)  # readout_pool=1: the readout sees every band
+    full.convs.load_state_dict(pooled_model.convs.state_dict())
+    full.readout.register_forward_pre_hook(lambda m, args: last.update(full=args[0]))
+    pooled_model(x), full(x)
+    assert last["full"].shape == (30, 2, 4, 40) and last["h"].shape == (30, 2, 4, 5)
+    torch.testing.assert_close(last["h"], last["full"].view(30, 2, 4, 5, 8).mean(-1))  # the mean of 8 adjacent bands
+    with pytest.raises(ValueError, match="divide the 40 bands"):
+        MODELS.get(name)(bands=40, readout_pool=3)

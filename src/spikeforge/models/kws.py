@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.checks import check_time_major
-from spikeforge.layers import Readout, SpikingConv
+from spikeforge.layers import Pool, Readout, SpikingConv
 from spikeforge.registry import MODELS
 
 Pair = Sequence[int]
@@ -46,12 +46,21 @@ class _KWSStack(nn.Module):
     output_reduction = "mean"
 
     def __init__(self, in_channels: int, bands: int, classes: int, channels: Sequence[int],
-                 kernels: Sequence[Pair], dilations: Sequence[Pair]) -> None:
+                 kernels: Sequence[Pair], dilations: Sequence[Pair], readout_pool: int = 1) -> None:
         super().__init__()
         _check_layers(kernels, dilations, channels)
+        if readout_pool < 1 or bands % readout_pool:
+            raise ValueError(f"readout_pool must divide the {bands} bands into equal groups, got {readout_pool}")
         self.in_channels, self.bands = in_channels, bands
         self.layer_sizes = list(zip([in_channels, *channels][:-1], channels, kernels, dilations))
-        self.readout = Readout(channels[-1] * bands, classes)
+        # the last layer's output averaged over groups of `readout_pool` bands: the readout sees where in frequency a
+        # feature is only to that resolution (1: every band, as Table 1)
+        self.pool = Pool("avg", readout_pool, spatial_dims=1) if readout_pool > 1 else None
+        self.readout = Readout(channels[-1] * (bands // readout_pool), classes)
+
+    def _read(self, h: torch.Tensor) -> torch.Tensor:
+        """Readout scores `[T, B, classes]` of the last layer's output `[T, B, C, F]` (pooled over bands first)."""
+        return self.readout(h if self.pool is None else self.pool(h))
 
     def _check_input(self, x: torch.Tensor) -> None:
         name = type(self).__name__
@@ -76,9 +85,10 @@ class KWSNet(_KWSStack):
         channels: Sequence[int] = (64, 64, 64),
         kernels: Sequence[Pair] = TABLE1_KERNELS,
         dilations: Sequence[Pair] = TABLE1_DILATIONS,
+        readout_pool: int = 1,
         **lif_kwargs,
     ) -> None:
-        super().__init__(in_channels, bands, classes, channels, kernels, dilations)
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool)
         self.convs = nn.ModuleList(
             SpikingConv(a, b, k[1], spatial_dims=1, time_kernel=k[0], dilation=d[1], time_dilation=d[0], padding="same", **lif_kwargs)
             for a, b, k, d in self.layer_sizes
@@ -89,17 +99,20 @@ class KWSNet(_KWSStack):
         self._check_input(x)
         for conv in self.convs:
             x = conv(x)
-        return self.readout(x)
+        return self._read(x)
+
+    def _step_layers(self) -> tuple[nn.Module, ...]:
+        return (*self.convs, *([self.pool] if self.pool is not None else []), self.readout)
 
     def init_state(self, batch: int) -> list[dict]:
-        """The zero state of `batch` streams: one per conv layer, then the readout's."""
-        return [layer.init_state(batch) for layer in (*self.convs, self.readout)]
+        """The zero state of `batch` streams: one per conv layer (and the pool), then the readout's."""
+        return [layer.init_state(batch) for layer in self._step_layers()]
 
     def step(self, x_t: torch.Tensor, state: list[dict]) -> tuple[torch.Tensor, list[dict]]:
         """One step of features `[B, C_in, F]` → (scores `[B, classes]`, next state), equal to `forward` at that step."""
         self._check_input(x_t.unsqueeze(0))
         new = []
-        for layer, s in zip((*self.convs, self.readout), state):
+        for layer, s in zip(self._step_layers(), state):
             x_t, s = layer.step(x_t, s)
             new.append(s)
         return x_t, new
@@ -116,8 +129,9 @@ class KWSCNN(_KWSStack):
         channels: Sequence[int] = (64, 64, 64),
         kernels: Sequence[Pair] = TABLE1_KERNELS,
         dilations: Sequence[Pair] = TABLE1_DILATIONS,
+        readout_pool: int = 1,
     ) -> None:
-        super().__init__(in_channels, bands, classes, channels, kernels, dilations)
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool)
         self.convs = nn.ModuleList(
             nn.Conv2d(a, b, tuple(k), dilation=tuple(d), padding=(0, d[1] * (k[1] - 1) // 2))
             for a, b, k, d in self.layer_sizes
@@ -129,7 +143,7 @@ class KWSCNN(_KWSStack):
         h = x.permute(1, 2, 0, 3)  # [B, C, T, F]
         for conv in self.convs:
             h = F.relu(conv(F.pad(h, (0, 0, (conv.kernel_size[0] - 1) * conv.dilation[0], 0))))  # causal in time
-        return self.readout(h.permute(2, 0, 1, 3))
+        return self._read(h.permute(2, 0, 1, 3))
 
 
 @MODELS.register("kws_dilated")
@@ -140,6 +154,7 @@ def kws_dilated(
     channels: list[int] = (64, 64, 64),
     kernels: list = TABLE1_KERNELS,
     dilations: list = TABLE1_DILATIONS,
+    readout_pool: int = 1,
     nlif: bool = False,
     lateral: bool = False,
     learn_beta: bool = True,
@@ -152,7 +167,7 @@ def kws_dilated(
 ) -> KWSNet:
     """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments."""
     return KWSNet(
-        in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations],
+        in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations], readout_pool,
         nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
         surrogate=surrogate, scale=scale, input_scale=input_scale, reset=reset, impl=impl,
     )
@@ -193,6 +208,8 @@ def kws_cnn(
     channels: list[int] = (64, 64, 64),
     kernels: list = TABLE1_KERNELS,
     dilations: list = TABLE1_DILATIONS,
+    readout_pool: int = 1,
 ) -> KWSCNN:
     """The non-spiking CNN of §10 (dilated convs + ReLU, time-distributed readout averaged over time)."""
-    return KWSCNN(in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations])
+    return KWSCNN(in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations],
+                  readout_pool)
