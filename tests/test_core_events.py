@@ -46,6 +46,41 @@ def test_event_linear_matches_dense_forward_and_gradients(dtype):
         torch.testing.assert_close(a, c, **tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_narrow_linear_kernels_match_dense_forward_and_gradients(dtype, monkeypatch):
+    monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 32)  # as in use: a layer of 9 outputs takes the narrow kernels
+    x = torch.randn(30, 4, 50, dtype=dtype).requires_grad_()
+    w = torch.randn(9, 50, dtype=dtype, requires_grad=True)
+    b = torch.randn(9, dtype=dtype, requires_grad=True)
+    y = events.linear(x, w, b)
+    assert type(y.grad_fn).__name__ == "_NarrowLinearBackward"
+    y0 = F.linear(x, w, b)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, y0, **tol)
+    g = torch.randn_like(y)
+    for a, c in zip(_grads(y, (x, w, b), g), _grads(y0, (x, w, b), g)):
+        torch.testing.assert_close(a, c, **tol)
+    assert type(events.linear(x, torch.randn(32, 50, dtype=dtype)).grad_fn).__name__ != "_NarrowLinearBackward"
+
+
+def test_narrow_linear_bits_do_not_depend_on_the_thread_count(monkeypatch):
+    monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 32)
+    x = _spikes(40, 8, 64, density=0.2, dtype=torch.float32).requires_grad_()
+    w = torch.randn(11, 64, requires_grad=True)
+    g = torch.randn(40, 8, 11)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            y = events.linear(x, w)
+            results.append((y, *_grads(y, (x, w), g)))
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
+
+
 def test_dense_input_takes_the_dense_path_and_silent_input_gives_the_bias():
     w, b = torch.randn(3, 8), torch.randn(3)
     dense = torch.rand(5, 2, 8)

@@ -4,7 +4,8 @@
 kernels are the better choice (not on the CPU, not float, or denser than where the events pay).
 `linear` and `conv_time1d` then compute the forward pass and the weight gradient from the
 events (`functional.events_cpu`); the gradient to the input, gI·W, is dense whatever the
-input, so it stays with BLAS / oneDNN. Backward keeps the compressed rows, not the dense
+input, so it stays with BLAS / oneDNN. A linear layer with few outputs (a classifier's last layer)
+runs dense on kernels of its own, where MKL's skinny products are slow. Backward keeps the compressed rows, not the dense
 input: a spike tensor costs a few bytes per event instead of 4 per neuron-step.
 """
 
@@ -30,9 +31,10 @@ from spikeforge.functional.lif_cpu import torch_thread_budget
 BREAK_EVEN = {"conv": (0.7, 0.45), "linear": (0.35, 0.4)}
 #: A cap on every break-even density: 0 turns the event path off everywhere.
 MAX_DENSITY = 1.0
-#: A linear layer with fewer outputs than this stays dense at any density: compressing its input costs more
-#: than the whole dense product (a 2560 → 12 readout: events 19–32 ms, dense 12 ms at 5–25 % nonzero; at 32
-#: outputs they break even at 5 %, at 64 and more the events win; one thread, [3200, 2560] input).
+#: A linear layer with fewer outputs than this stays dense at any density, on the narrow-layer kernels
+#: (`_NarrowLinear`): compressing its input costs more than the whole dense product (a 2560 → 12 readout: events
+#: 19–32 ms, dense 12 ms at 5–25 % nonzero; at 32 outputs they break even at 5 %, at 64 and more the events win;
+#: one thread, [3200, 2560] input).
 LINEAR_MIN_OUTPUTS = 32
 #: Inputs are compressed in this many parts of their rows (in parallel).
 ROW_PARTS = 8
@@ -154,8 +156,51 @@ class _EventLinear(torch.autograd.Function):
         return g_x, g_w, g_b, None, None, None
 
 
+class _NarrowLinear(torch.autograd.Function):
+    """I = x·Wᵀ (+ bias) for a layer with few outputs, dense, on the CPU kernels `events_cpu.narrow_*`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        x2 = x.detach().reshape(-1, x.shape[-1]).contiguous()
+        out = torch.empty(x2.shape[0], weight.shape[0], dtype=x.dtype)
+        with torch_thread_budget():
+            events_cpu.narrow_forward(x2.numpy(), weight.detach().contiguous().numpy(), out.numpy())
+        if bias is not None:
+            out += bias.detach()
+        ctx.in_shape = x.shape
+        ctx.save_for_backward(x2, weight)
+        return out.view(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, g_out):
+        x2, weight = ctx.saved_tensors
+        g2 = g_out.reshape(-1, weight.shape[0]).contiguous()
+        g_x = g_w = g_b = None
+        with torch_thread_budget():
+            if ctx.needs_input_grad[0]:
+                g_x = torch.empty(x2.shape, dtype=g2.dtype)
+                events_cpu.narrow_input_grad(g2.numpy(), weight.detach().contiguous().numpy(), g_x.numpy())
+                g_x = g_x.view(ctx.in_shape)
+            if ctx.needs_input_grad[1]:
+                parts = _weight_grad_parts(tuple(weight.shape), g2.dtype)
+                events_cpu.narrow_weight_grad(g2.numpy(), x2.numpy(), parts.numpy())
+                g_w = _sum_parts(parts)
+        if ctx.needs_input_grad[2]:
+            g_b = g2.sum(0)
+        return g_x, g_w, g_b
+
+
+def _narrow(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `linear` takes the dense narrow-layer kernels: a CPU float layer with fewer than LINEAR_MIN_OUTPUTS outputs."""
+    return (events_cpu.available and weight.shape[0] < LINEAR_MIN_OUTPUTS and x.device.type == weight.device.type == "cpu"
+            and x.dtype == weight.dtype and x.dtype in (torch.float32, torch.float64) and x.numel() > 0)
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.linear(x, weight, bias)` for x `[..., in]`, event-driven where x is sparse enough (`sparse_rows`)."""
+    """`F.linear(x, weight, bias)` for x `[..., in]`, event-driven where x is sparse enough (`sparse_rows`), on the
+    narrow-layer kernels where the layer has fewer than LINEAR_MIN_OUTPUTS outputs."""
+    if _narrow(x, weight):
+        return _NarrowLinear.apply(x, weight, bias)
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
     csr = sparse_rows(x, rows, break_even_density(weight, "linear")) if weight.dtype == x.dtype and rows else None
     if csr is None:
