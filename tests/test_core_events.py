@@ -31,35 +31,32 @@ def _grads(y, inputs, g):
     return torch.autograd.grad(y, inputs, g)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_event_linear_matches_dense_forward_and_gradients(dtype):
-    x = _spikes(30, 4, 50, dtype=dtype).mul_(torch.linspace(0.5, 2.0, 50, dtype=dtype)).requires_grad_()  # any values
+def _check_linear_against_dense(x, backward_name):
+    """events.linear on x `[30, 4, 50]` with 9 outputs: takes the path `backward_name`, equals F.linear forward and backward."""
+    dtype = x.dtype
     w = torch.randn(9, 50, dtype=dtype, requires_grad=True)
     b = torch.randn(9, dtype=dtype, requires_grad=True)
     y = events.linear(x, w, b)
-    assert type(y.grad_fn).__name__ == "_EventLinearBackward"
+    assert type(y.grad_fn).__name__ == backward_name
     y0 = F.linear(x, w, b)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(y, y0, **tol)
     g = torch.randn_like(y)
     for a, c in zip(_grads(y, (x, w, b), g), _grads(y0, (x, w, b), g)):
         torch.testing.assert_close(a, c, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_event_linear_matches_dense_forward_and_gradients(dtype):
+    x = _spikes(30, 4, 50, dtype=dtype).mul_(torch.linspace(0.5, 2.0, 50, dtype=dtype)).requires_grad_()  # any values
+    _check_linear_against_dense(x, "_EventLinearBackward")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_narrow_linear_kernels_match_dense_forward_and_gradients(dtype, monkeypatch):
     monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 32)  # as in use: a layer of 9 outputs takes the narrow kernels
     x = torch.randn(30, 4, 50, dtype=dtype).requires_grad_()
-    w = torch.randn(9, 50, dtype=dtype, requires_grad=True)
-    b = torch.randn(9, dtype=dtype, requires_grad=True)
-    y = events.linear(x, w, b)
-    assert type(y.grad_fn).__name__ == "_NarrowLinearBackward"
-    y0 = F.linear(x, w, b)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(y, y0, **tol)
-    g = torch.randn_like(y)
-    for a, c in zip(_grads(y, (x, w, b), g), _grads(y0, (x, w, b), g)):
-        torch.testing.assert_close(a, c, **tol)
+    _check_linear_against_dense(x, "_NarrowLinearBackward")
     assert type(events.linear(x, torch.randn(32, 50, dtype=dtype)).grad_fn).__name__ != "_NarrowLinearBackward"
 
 
