@@ -82,22 +82,12 @@ if available:
                         acc[k, o] += v * g_out[m, o]
             parts[c] = acc
 
-    # Dense kernels for a linear layer with few outputs (fewer than `events.LINEAR_MIN_OUTPUTS`, e.g. a classifier's last
-    # layer), where compressing the input costs more than the product and MKL's skinny products run far below its rate
-    # (256 → 11 over 19 200 rows: 3–7 ms each on one core, against ≈ 1–2 ms for these). Each output element is summed in
-    # an order fixed by the shapes (the dot products in LLVM's vectorised order: `reassoc`), so the bits do not depend on
-    # the thread count.
-
-    @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
-    def narrow_forward(x, weight, out):
-        """out[m, k] = Σ_j x[m, j]·W[k, j] (I = W·S, report eq. 5.2) for x `[M, J]`, W `[K, J]`, out `[M, K]`."""
-        rows, width = x.shape
-        for m in prange(rows):
-            for k in range(weight.shape[0]):
-                acc = x.dtype.type(0)
-                for j in range(width):
-                    acc += x[m, j] * weight[k, j]
-                out[m, k] = acc
+    # Dense backward kernels for a linear layer with few outputs (fewer than `events.LINEAR_MIN_OUTPUTS`, e.g. a
+    # classifier's last layer), where compressing the input costs more than the product and MKL's skinny products for
+    # the gradients run far below its rate (256 → 11 over 19 200 rows: 3–7 ms each on one core, the weight gradient
+    # slower on two threads than on one). Each output element is one sequential sum in an order fixed by the shapes (no
+    # fast-math: a process that compiled a kernel and one that loaded it from the cache must agree), so the bits do not
+    # depend on the thread count or on the process.
 
     @njit(parallel=True, cache=True)
     def narrow_input_grad(g_out, weight, g_x):
