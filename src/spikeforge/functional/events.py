@@ -4,9 +4,10 @@
 kernels are the better choice (not on the CPU, not float, or denser than where the events pay).
 `linear` and `conv_time1d` then compute the forward pass and the weight gradient from the
 events (`functional.events_cpu`); the gradient to the input, gI·W, is dense whatever the
-input, so it stays with BLAS / oneDNN. A linear layer with few outputs (a classifier's last layer)
-runs dense, its gradients on kernels of their own, where MKL's skinny products are slow. Backward keeps the compressed rows, not the dense
-input: a spike tensor costs a few bytes per event instead of 4 per neuron-step.
+input, so it stays with BLAS / oneDNN. A linear layer with few outputs (a classifier's last
+layer) runs dense, its gradients on kernels of their own, where MKL's skinny products are slow.
+Backward keeps the compressed rows, not the dense input: a spike tensor costs a few bytes per
+event instead of 4 per neuron-step.
 """
 
 from __future__ import annotations
