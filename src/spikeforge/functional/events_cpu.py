@@ -128,32 +128,30 @@ if available:
 
         Events are grouped by input position: the channels ci of position (m = t·B + b, f_in) are at
         indptr[m·width + f_in] : indptr[m·width + f_in + 1]. `weight_t` is `[KT, KF, C_in, C_out]` flat
-        (`taps` = (KT, KF)); out `[T·B, C_out, F_out]` is overwritten. Each output position sums the weight
-        rows of every event under its KT·KF taps in registers (`gather_cpu`), into a channels-last scratch
-        `[F_out, C_out]` transposed into place.
+        (`taps` = (KT, KF)); out `[T·B, C_out, F_out]` is overwritten. Per output row m, tap by tap, each output
+        position sums the weight rows of its events under that tap in registers (`gather_cpu`) into a
+        channels-last scratch `[F_out, C_out]`, transposed into place at the end. Tap by tap, the tap's weights
+        (C_in·C_out values) stay in the L1 cache across the row's positions; position by position over all taps,
+        they were read from L2 for every event (1.3–1.6× slower at 2–30 % input density, model A's layers).
+        Each position's sum runs over the taps in the same order either way, so the bits are the same.
         """
         kt_n, kf_n = taps
         rows, c_out, f_out = out.shape
         for m in prange(rows):
             acc = np.zeros(f_out * c_out, out.dtype)
-            seg_off = np.empty(kt_n * kf_n, np.int64)
-            start = np.empty(kt_n * kf_n, np.int64)
-            stop = np.empty(kt_n * kf_n, np.int64)
-            for f in range(f_out):
-                segments = 0
-                for kt in range(kt_n):
-                    row = _source_row(m, kt, batch, reach, time_dilation)
-                    if row < 0:
-                        continue
-                    for kf in range(kf_n):
-                        f_in = f - pad + kf * dilation
-                        if 0 <= f_in < width:
-                            position = row * width + f_in
-                            seg_off[segments] = (kt * kf_n + kf) * c_in * c_out
-                            start[segments] = indptr[position]
-                            stop[segments] = indptr[position + 1]
-                            segments += 1
-                gather_rows(acc, f * c_out, c_out, weight_t, c_out, seg_off, start, stop, segments, indices, values)
+            seg_off, start, stop = np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.int64)
+            for kt in range(kt_n):
+                row = _source_row(m, kt, batch, reach, time_dilation)
+                if row < 0:
+                    continue
+                for kf in range(kf_n):
+                    seg_off[0] = (kt * kf_n + kf) * c_in * c_out
+                    shift = kf * dilation - pad  # f_in = f + shift, inside [0, width)
+                    for f in range(max(0, -shift), min(f_out, width - shift)):
+                        start[0] = indptr[row * width + f + shift]
+                        stop[0] = indptr[row * width + f + shift + 1]
+                        if start[0] < stop[0]:
+                            gather_rows(acc, f * c_out, c_out, weight_t, c_out, seg_off, start, stop, 1, indices, values)
             for o in range(c_out):
                 for f in range(f_out):
                     out[m, o, f] = acc[f * c_out + o]
