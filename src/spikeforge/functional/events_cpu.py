@@ -63,9 +63,8 @@ if available:
         rows = indptr.shape[0] - 1
         n_out = out.shape[0] // rows
         out[:] = 0
-        no_offset = np.zeros(1, np.int64)
         for m in prange(rows):
-            gather_rows(out, m * n_out, n_out, weight_t, n_out, no_offset, indptr[m:], indptr[m + 1 :], 1, indices, values)
+            gather_rows(out, m * n_out, n_out, weight_t, 0, n_out, indptr[m], indptr[m + 1], indices, values)
 
     @njit(parallel=True, cache=True)
     def linear_weight_grad(indptr, indices, values, g_out, parts):
@@ -139,19 +138,18 @@ if available:
         rows, c_out, f_out = out.shape
         for m in prange(rows):
             acc = np.zeros(f_out * c_out, out.dtype)
-            seg_off, start, stop = np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.int64)
             for kt in range(kt_n):
                 row = _source_row(m, kt, batch, reach, time_dilation)
                 if row < 0:
                     continue
                 for kf in range(kf_n):
-                    seg_off[0] = (kt * kf_n + kf) * c_in * c_out
+                    tap = (kt * kf_n + kf) * c_in * c_out
                     shift = kf * dilation - pad  # f_in = f + shift, inside [0, width)
                     for f in range(max(0, -shift), min(f_out, width - shift)):
-                        start[0] = indptr[row * width + f + shift]
-                        stop[0] = indptr[row * width + f + shift + 1]
-                        if start[0] < stop[0]:
-                            gather_rows(acc, f * c_out, c_out, weight_t, c_out, seg_off, start, stop, 1, indices, values)
+                        start = indptr[row * width + f + shift]
+                        stop = indptr[row * width + f + shift + 1]
+                        if start < stop:
+                            gather_rows(acc, f * c_out, c_out, weight_t, tap, c_out, start, stop, indices, values)
             for o in range(c_out):
                 for f in range(f_out):
                     out[m, o, f] = acc[f * c_out + o]
@@ -193,7 +191,6 @@ if available:
         for c in prange(chunks):
             acc = np.zeros(kt_n * kf_n * c_in * c_out, parts.dtype)
             scratch = np.zeros(extent * c_out, parts.dtype)
-            seg_off, start, stop = np.empty(1, np.int64), np.empty(1, np.int64), np.empty(1, np.int64)
             for m in range(c * rows // chunks, (c + 1) * rows // chunks):
                 for o in range(c_out):
                     for f in range(f_out):
@@ -203,14 +200,13 @@ if available:
                     if row < 0:
                         continue
                     for ci in range(c_in):
-                        start[0] = channel_ptr[row * c_in + ci]
-                        stop[0] = channel_ptr[row * c_in + ci + 1]
-                        if start[0] == stop[0]:
+                        start = channel_ptr[row * c_in + ci]
+                        stop = channel_ptr[row * c_in + ci + 1]
+                        if start == stop:
                             continue
                         for kf in range(kf_n):
-                            seg_off[0] = (pad - kf * dilation + low) * c_out  # f = f_in + pad − kf·df
-                            gather_rows(acc, ((kt * kf_n + kf) * c_in + ci) * c_out, c_out, scratch, c_out,
-                                        seg_off, start, stop, 1, positions, values)
+                            gather_rows(acc, ((kt * kf_n + kf) * c_in + ci) * c_out, c_out, scratch,
+                                        (pad - kf * dilation + low) * c_out, c_out, start, stop, positions, values)  # f = f_in + pad − kf·df
             parts[c] = acc.reshape(kt_n, kf_n, c_in, c_out)
 
     @njit(parallel=True, cache=True)
