@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from spikeforge.data.audio_features import LogMelConfig, clip_mel, features_from_mel, log_mel
-from spikeforge.data.augment import Augmentation, augment_features, mask, mix_background, shift_time
+from spikeforge.data.augment import Augmentation, augment_features, mask, mix_background, mix_band_statistics, shift_time
 from spikeforge.registry import DATASETS
 from spikeforge.train.config import RecipeError, validate
 
@@ -117,6 +117,36 @@ def test_freq_warp_moves_each_band_to_its_scaled_frequency():
         Augmentation(freq_warp=1.0)
     with pytest.raises(ValueError, match="Mel band centre"):
         augment_features(peak, Augmentation(freq_warp=0.1))
+
+
+def test_band_statistics_mixing_sets_each_bands_mean_and_deviation_to_the_mix():
+    # a hand-worked band: x = [1, 3] (μ 2, σ 1), other = [10, 30] (μ 20, σ 10), weight 0.25:
+    # μ = 0.25·2 + 0.75·20 = 15.5, σ = 0.25·1 + 0.75·10 = 7.75, so x̂ = 15.5 ∓ 7.75
+    x = torch.tensor([1.0, 3.0], dtype=torch.float64).view(2, 1, 1)
+    other = torch.tensor([10.0, 30.0], dtype=torch.float64).view(2, 1, 1)
+    mixed = mix_band_statistics(x, other, 0.25, eps=0.0)
+    torch.testing.assert_close(mixed.flatten(), torch.tensor([15.5 - 7.75, 15.5 + 7.75], dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    x, other = torch.randn(100, 1, 40, generator=g) * 2 + 3, torch.randn(100, 1, 40, generator=g) * 0.5 - 1
+    torch.testing.assert_close(mix_band_statistics(x, other, 1.0), x, atol=1e-5, rtol=1e-5)  # weight 1: the clip itself
+    swapped = mix_band_statistics(x, other, 0.0)  # weight 0: the other clip's statistics, the clip's shape over time
+    torch.testing.assert_close(swapped.mean(0), other.mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(swapped.std(0, unbiased=False), other.std(0, unbiased=False), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close((swapped - swapped.mean(0)) / swapped.std(0), (x - x.mean(0)) / x.std(0), atol=1e-4, rtol=1e-4)
+
+
+def test_band_statistics_mixing_draws_partners_from_the_split_at_its_probability(root):
+    ds = DATASETS.get("speech_commands")(root=root, cache=False, style_mix=0.5)
+    assert ds.augment.active
+    torch.manual_seed(2)
+    changed = sum(not torch.equal(ds[0][0], ds.features[0]) for _ in range(400))
+    assert 160 <= changed <= 240  # 50 % of 400 = 200
+    with pytest.raises(ValueError, match="other clips"):
+        augment_features(ds.features[0], Augmentation(style_mix=1.0))
+    with pytest.raises(ValueError, match="style_mix"):
+        Augmentation(style_mix=2.0)
+    with pytest.raises(ValueError, match="style_alpha"):
+        Augmentation(style_alpha=0.0)
 
 
 def test_augmentation_keys_are_validated():

@@ -1,4 +1,4 @@
-"""Training-time augmentation of keyword-spotting clips: background mixing, time shift, SpecAugment masks.
+"""Training-time augmentation of keyword-spotting clips: background mixing, band statistics mixing, time shift, SpecAugment masks.
 
 Each is a recipe key of the `speech_commands` dataset, off by default (the paper-faithful recipes)
 and on in `kws_robust`. Applied to the training split only, drawn from torch's global generator
@@ -8,13 +8,17 @@ and on in `kws_robust`. Applied to the training split only, drawn from torch's g
    the training part of each recording) added in the Mel-power domain at an SNR drawn uniformly from
    `background_snr_db` (ratio of summed Mel powers), then compressed and scaled as the clip's
    features (power adds for uncorrelated signals, so this equals mixing the waves in expectation);
-2. vocal-tract length perturbation (VTLP, Jaitly & Hinton 2013): the spectrum scaled in frequency by a
+2. band statistics mixing (probability `style_mix`; MixStyle, Zhou et al. 2021, on the input bands): each
+   band's mean and standard deviation over time are replaced by a mix, weight λ ~ Beta(`style_alpha`,
+   `style_alpha`), of the clip's own and those of another training clip drawn at random, so the
+   long-term spectral envelope and band dynamics of one voice come with the words of another;
+3. vocal-tract length perturbation (VTLP, Jaitly & Hinton 2013): the spectrum scaled in frequency by a
    factor drawn uniformly from [1 − `freq_warp`, 1 + `freq_warp`] (band k takes the features at
    frequency f_k / factor, f_k its Mel band's centre, interpolated between bands), as a voice with a
    shorter or longer vocal tract would say it;
-3. time shift by a whole number of steps drawn from [−`time_shift_steps`, `time_shift_steps`],
+4. time shift by a whole number of steps drawn from [−`time_shift_steps`, `time_shift_steps`],
    the vacated steps zero (silence);
-4. SpecAugment (Park et al. 2019): `time_masks` masks of 0…`time_mask_steps` steps and
+5. SpecAugment (Park et al. 2019): `time_masks` masks of 0…`time_mask_steps` steps and
    `freq_masks` masks of 0…`freq_mask_bands` Mel bands, set to zero.
 """
 
@@ -39,6 +43,8 @@ class Augmentation:
     freq_masks: int = 0
     freq_mask_bands: int = 5
     freq_warp: float = 0.0
+    style_mix: float = 0.0
+    style_alpha: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.background_prob <= 1.0:
@@ -46,6 +52,10 @@ class Augmentation:
         lo, hi = self.background_snr_db
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise ValueError(f"background_snr_db must be [low, high] dB with low ≤ high, got {list(self.background_snr_db)}")
+        if not 0.0 <= self.style_mix <= 1.0:
+            raise ValueError(f"style_mix is a probability in [0, 1], got {self.style_mix}")
+        if not self.style_alpha > 0:
+            raise ValueError(f"style_alpha is the Beta distribution's parameter, > 0, got {self.style_alpha}")
         if not 0.0 <= self.freq_warp < 1.0:
             raise ValueError(f"freq_warp is the largest relative frequency scaling, in [0, 1), got {self.freq_warp}")
         for name in ("time_shift_steps", "time_masks", "time_mask_steps", "freq_masks", "freq_mask_bands"):
@@ -54,7 +64,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return self.background_prob > 0 or self.freq_warp > 0 or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0
+        return self.background_prob > 0 or self.style_mix > 0 or self.freq_warp > 0 or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0
 
 
 def _uniform_int(high: int) -> int:
@@ -92,6 +102,16 @@ def mask(x: torch.Tensor, axis: int, count: int, width: int) -> torch.Tensor:
     return x
 
 
+def mix_band_statistics(x: torch.Tensor, other: torch.Tensor, weight: float, eps: float = 1e-6) -> torch.Tensor:
+    """x `[T, C, F]` with each band's mean μ and standard deviation σ over time set to weight·(μ, σ) of x + (1 − weight)·those of `other`.
+
+    x̂ = (x − μ_x) / σ_x · (w·σ_x + (1 − w)·σ_o) + w·μ_x + (1 − w)·μ_o (MixStyle, Zhou et al. 2021, eq. (2)–(3)), σ with `eps` added.
+    """
+    mu_x, mu_o = x.mean(0), other.mean(0)
+    sd_x, sd_o = (x.var(0, unbiased=False) + eps).sqrt(), (other.var(0, unbiased=False) + eps).sqrt()
+    return (x - mu_x) / sd_x * (weight * sd_x + (1 - weight) * sd_o) + weight * mu_x + (1 - weight) * mu_o
+
+
 def warp_bands(x: torch.Tensor, factor: float, centres: torch.Tensor) -> torch.Tensor:
     """Features `[..., F]` of the spectrum scaled in frequency by `factor`: band k reads frequency `centres[k] / factor`
     (Hz, one per band, increasing), linearly interpolated between bands; beyond the first or last band, that band."""
@@ -101,8 +121,15 @@ def warp_bands(x: torch.Tensor, factor: float, centres: torch.Tensor) -> torch.T
     return x[..., lo] * (1 - w) + x[..., lo + 1] * w
 
 
-def augment_features(x: torch.Tensor, aug: Augmentation, centres: torch.Tensor | None = None) -> torch.Tensor:
-    """Steps 2–4 on features `[T, C, F]`; `centres` (Hz, one per Mel band) are needed for the frequency warp."""
+def augment_features(x: torch.Tensor, aug: Augmentation, centres: torch.Tensor | None = None,
+                     partner=None) -> torch.Tensor:
+    """Steps 2–5 on features `[T, C, F]`; `centres` (Hz, one per Mel band) are needed for the frequency warp, `partner()`
+    (another clip's features, drawn at random) for the band statistics mixing."""
+    if aug.style_mix and float(torch.rand(())) < aug.style_mix:
+        if partner is None:
+            raise ValueError("style_mix needs the features of other clips to mix with")
+        weight = float(torch.distributions.Beta(aug.style_alpha, aug.style_alpha).sample())
+        x = mix_band_statistics(x, partner(), weight)
     if aug.freq_warp:
         if centres is None:
             raise ValueError("freq_warp needs the Mel band centre frequencies")

@@ -276,7 +276,11 @@ class SpeechCommands(Dataset):
             lo, hi = aug.background_snr_db
             mixed = mix_background(self.mel[i].double(), noise, lo + (hi - lo) * float(torch.rand(())))
             x = features_from_mel(mixed.numpy(), self.config)
-        return augment_features(x, aug, self.band_centres), int(self.targets[i])
+        return augment_features(x, aug, self.band_centres, self._random_clip), int(self.targets[i])
+
+    def _random_clip(self) -> torch.Tensor:
+        """The features of a clip of this split drawn at random (torch's global generator)."""
+        return self.features[int(torch.randint(len(self.targets), ()))]
 
 
 def _noise_mel(noise_files: list[Path], config: LogMelConfig) -> list[torch.Tensor]:
@@ -314,6 +318,8 @@ def speech_commands(
     freq_masks: int = 0,
     freq_mask_bands: int = 5,
     freq_warp: float = 0.0,
+    style_mix: float = 0.0,
+    style_alpha: float = 0.3,
     engines: list[str] | None = None,
     exclude_engines: list[str] = (),
 ) -> SpeechCommands:
@@ -325,12 +331,12 @@ def speech_commands(
     'running' gives the causal features `spikeforge detect` streams, 'cmvn' log-Mel with per-utterance mean and
     variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope; `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
-    `background_*`, `freq_warp`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
+    `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
     keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
     """
     augment = Augmentation(background_prob, tuple(background_snr_db), time_shift_steps, time_masks, time_mask_steps,
-                           freq_masks, freq_mask_bands, freq_warp)
+                           freq_masks, freq_mask_bands, freq_warp, style_mix, style_alpha)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
     return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization, cepstra=cepstra), silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
