@@ -25,6 +25,7 @@ and on in `kws_robust`. Applied to the training split only, drawn from torch's g
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,7 +123,7 @@ def warp_bands(x: torch.Tensor, factor: float, centres: torch.Tensor) -> torch.T
 
 
 def augment_features(x: torch.Tensor, aug: Augmentation, centres: torch.Tensor | None = None,
-                     partner=None) -> torch.Tensor:
+                     partner: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
     """Steps 2–5 on features `[T, C, F]`; `centres` (Hz, one per Mel band) are needed for the frequency warp, `partner()`
     (another clip's features, drawn at random) for the band statistics mixing."""
     if aug.style_mix and float(torch.rand(())) < aug.style_mix:

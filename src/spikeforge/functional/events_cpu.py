@@ -204,9 +204,9 @@ if available:
                         stop = channel_ptr[row * c_in + ci + 1]
                         if start == stop:
                             continue
-                        for kf in range(kf_n):
+                        for kf in range(kf_n):  # the scratch row of f = f_in + pad − kf·df
                             gather_rows(acc, ((kt * kf_n + kf) * c_in + ci) * c_out, c_out, scratch,
-                                        (pad - kf * dilation + low) * c_out, c_out, start, stop, positions, values)  # f = f_in + pad − kf·df
+                                        (pad - kf * dilation + low) * c_out, c_out, start, stop, positions, values)
             parts[c] = acc.reshape(kt_n, kf_n, c_in, c_out)
 
     @njit(parallel=True, cache=True)

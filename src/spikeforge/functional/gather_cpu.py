@@ -3,10 +3,10 @@
 An event-driven synapse adds, for every active input, one weight row to an output row. Written as
 a numba loop (`acc[o] += v·W[k, o]`), the output row is loaded and stored again for every event,
 so the kernel is bound by stores at about a fifth of the dense kernels' multiply-add rate. Here
-the output row is held in up to eight vector registers across all the events that feed it (a run of
-events, e.g. those of one input position under one tap of a convolution) and written once, which doubles the rate of the convolution's forward
-pass at 10–50 % input density (benchmarks/EVENT-COSTS.md). numba cannot be
-made to keep an array in registers, so the loop is written in LLVM IR (`numba.extending.intrinsic`):
+the output row is held in up to eight vector registers across a run of events that feed it (e.g.
+those of one input position under one tap of a convolution) and written once, which doubles the rate
+of the convolution's forward pass at 10–50 % input density (benchmarks/EVENT-COSTS.md). numba cannot
+be made to keep an array in registers, so the loop is written in LLVM IR (`numba.extending.intrinsic`):
 compiled by numba's own LLVM at first use, no C compiler needed.
 """
 
