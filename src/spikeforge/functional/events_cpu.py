@@ -131,7 +131,7 @@ if available:
         position sums the weight rows of its events under that tap in registers (`gather_cpu`) into a
         channels-last scratch `[F_out, C_out]`, transposed into place at the end. Tap by tap, the tap's weights
         (C_in·C_out values) stay in the L1 cache across the row's positions; position by position over all taps,
-        they were read from L2 for every event (1.3–1.6× slower at 2–30 % input density, model A's layers).
+        they were read from L2 for every event (1.25–1.6× slower at 2–30 % input density, model A's layers).
         Each position's sum runs over the taps in the same order either way, so the bits are the same.
         """
         kt_n, kf_n = taps
