@@ -335,8 +335,10 @@ def speech_commands(
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
     keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
     """
-    augment = Augmentation(background_prob, tuple(background_snr_db), time_shift_steps, time_masks, time_mask_steps,
-                           freq_masks, freq_mask_bands, freq_warp, style_mix, style_alpha)
+    augment = Augmentation(background_prob=background_prob, background_snr_db=tuple(background_snr_db),
+                           time_shift_steps=time_shift_steps, time_masks=time_masks, time_mask_steps=time_mask_steps,
+                           freq_masks=freq_masks, freq_mask_bands=freq_mask_bands, freq_warp=freq_warp,
+                           style_mix=style_mix, style_alpha=style_alpha)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
     return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization, cepstra=cepstra), silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
