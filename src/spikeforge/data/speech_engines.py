@@ -56,6 +56,11 @@ INSTALL = {
 }
 
 
+def mean_f0(pitch: int) -> float:
+    """The engine-neutral pitch 0–99 as a mean F0 in Hz: 70 + 1.8·pitch, 70–250 Hz (flite, festival, Pico)."""
+    return 70 + 1.8 * pitch
+
+
 def trim(wave: np.ndarray, rate: int) -> np.ndarray:
     """`wave` resampled to 16 kHz, leading and trailing parts below 2 % of the peak cut."""
     wave = librosa.resample(np.asarray(wave, dtype=np.float32), orig_sr=rate, target_sr=SAMPLE_RATE) if rate != SAMPLE_RATE else wave
@@ -110,7 +115,7 @@ class Flite:
         with _scratch_folder(scratch) as tmp:
             path = Path(tmp) / "w.wav"
             for word, pitch, speed in requests:
-                cmd = ["flite", "-voice", voice.split(":", 1)[1], "--setf", f"int_f0_target_mean={70 + 1.8 * pitch:.0f}",
+                cmd = ["flite", "-voice", voice.split(":", 1)[1], "--setf", f"int_f0_target_mean={mean_f0(pitch):.0f}",
                        "--setf", f"duration_stretch={175 / speed:.3f}", "-t", word, "-o", str(path)]
                 subprocess.run(cmd, capture_output=True, check=True)
                 out.append(_wav_bytes(path.read_bytes()))
@@ -137,7 +142,7 @@ class Festival:
             name = voice.split(":", 1)[1]
             lines = [f"(voice_{name})"] + (["(set! base_hts_params hts_engine_params)"] if name.endswith("_hts") else [])
             for i, (word, pitch, speed) in enumerate(requests):
-                f0 = 70 + 1.8 * pitch
+                f0 = mean_f0(pitch)
                 if name.endswith("_hts"):
                     lines.append(f"(set! hts_engine_params (append base_hts_params '((\"-r\" {speed / 175:.3f}))))")
                 else:
@@ -257,7 +262,7 @@ class Piper:
 
 class Pico:
     """SVOX Pico (py-nanotts): HMM-based statistical parametric synthesis, an American (lh0) and a British (kh0) female
-    voice at 16 kHz. Pitch → F0 × (70 + 1.8·pitch) / 170 Hz (the voices' own F0 is 165–176 Hz; Pico clamps the factor to
+    voice at 16 kHz. Pitch → F0 × mean_f0(pitch) / 170 Hz (the voices' own F0 is 165–176 Hz; Pico clamps the factor to
     0.5–2), speed → speed × speed/175, volume 20 % (at full volume Pico saturates 16-bit samples). The settings are
     Pico markup left open: a closed tag (py-nanotts' own keywords) lets the word's last phoneme fall back to the defaults."""
 
@@ -275,7 +280,7 @@ class Pico:
         tts, language = NanoTTS(), voice.split(":", 1)[1]
         out = []
         for word, pitch, speed in requests:
-            markup = f'<speed level="{round(100 * speed / 175)}"><pitch level="{round(100 * (70 + 1.8 * pitch) / 170)}"><volume level="20">'
+            markup = f'<speed level="{round(100 * speed / 175)}"><pitch level="{round(100 * mean_f0(pitch) / 170)}"><volume level="20">'
             pcm = tts.speak(markup + word, voice=language)
             out.append(trim(np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768, SAMPLE_RATE))
         return out
