@@ -58,10 +58,10 @@ def test_step_equals_sequence(name):
     torch.testing.assert_close(stepped, whole)
 
 
-@pytest.mark.parametrize("readout_pool", [1, 5])
-def test_kws_net_step_equals_forward(readout_pool):
+@pytest.mark.parametrize("readout_pool, band_pools", [(1, None), (5, None), (1, [2, 1, 5])])
+def test_kws_net_step_equals_forward(readout_pool, band_pools):
     torch.manual_seed(0)
-    model = kws_dilated(channels=[6, 6, 6], bands=10, readout_pool=readout_pool).double().eval()
+    model = kws_dilated(channels=[6, 6, 6], bands=10, readout_pool=readout_pool, band_pools=band_pools).double().eval()
     with torch.no_grad():
         for conv in model.convs:
             conv.neuron.threshold.fill_(0.05)
@@ -69,8 +69,8 @@ def test_kws_net_step_equals_forward(readout_pool):
     with torch.no_grad():
         whole, stepped = model(x), _stream(model, x)
         h = x
-        for conv in model.convs:
-            h = conv(h)
+        for conv, band_pool in zip(model.convs, model.band_pools):
+            h = band_pool(conv(h))
             assert 0 < float(h.mean()) < 1, "every layer must spike sometimes for the test to mean anything"
     torch.testing.assert_close(stepped, whole)
 

@@ -154,3 +154,32 @@ def test_readout_pool_averages_the_last_layer_over_groups_of_bands(name):
     torch.testing.assert_close(last["h"], last["full"].view(30, 2, 4, 5, 8).mean(-1))  # the mean of 8 adjacent bands
     with pytest.raises(ValueError, match="divide the 40 bands"):
         MODELS.get(name)(bands=40, readout_pool=3)
+
+
+def test_band_pools_take_the_max_of_adjacent_bands_between_layers():
+    torch.manual_seed(0)
+    model = MODELS.get("kws_dilated")(channels=[4, 6, 8], bands=40, band_pools=[2, 1, 4], dilations=[[1, 1], [4, 1], [16, 1]])
+    assert model.readout.in_features == 8 * 5  # 40 bands → 20 after layer 1 → 5 after layer 3
+    with torch.no_grad():
+        for conv in model.convs:
+            conv.neuron.threshold.fill_(0.05)
+    x = torch.randn(30, 2, 1, 40).abs()
+    with torch.no_grad():
+        h1 = model.convs[0](x)
+        h2 = model.convs[1](h1.view(30, 2, 4, 20, 2).amax(-1))  # layer 2 sees the max of each pair of bands
+        h3 = model.convs[2](h2).view(30, 2, 8, 5, 4).amax(-1)
+        assert 0 < float(h3.mean()) < 1, "the last layer must spike sometimes for the test to mean anything"
+        torch.testing.assert_close(model(x), model.readout(h3))
+
+
+@pytest.mark.parametrize("name", ["kws_dilated", "kws_cnn"])
+def test_band_pools_shrink_the_bands_the_readout_sees(name):
+    model = MODELS.get(name)(channels=[4, 6, 8], bands=40, band_pools=[2, 2, 1], readout_pool=2)
+    last = {}
+    model.readout.register_forward_pre_hook(lambda m, args: last.update(h=args[0]))
+    assert model(torch.randn(30, 2, 1, 40)).shape == (30, 2, 12)
+    assert last["h"].shape == (30, 2, 8, 5) and model.readout.in_features == 8 * 5  # 40 / 2 / 2 bands, then 2 per group
+    with pytest.raises(ValueError, match="3 does not divide the 40 bands"):
+        MODELS.get(name)(bands=40, band_pools=[3, 1, 1])
+    with pytest.raises(ValueError, match="one entry per conv layer"):
+        MODELS.get(name)(bands=40, band_pools=[2, 2])

@@ -32,9 +32,12 @@ def receptive_fields(kernels: Sequence[Pair], dilations: Sequence[Pair]) -> list
     return out
 
 
-def _check_layers(kernels: Sequence[Pair], dilations: Sequence[Pair], channels: Sequence[int]) -> None:
-    if not (len(kernels) == len(dilations) == len(channels)) or not kernels:
-        raise ValueError(f"kernels, dilations and channels need one entry per conv layer, got {len(kernels)}, {len(dilations)}, {len(channels)}")
+def _check_layers(kernels: Sequence[Pair], dilations: Sequence[Pair], channels: Sequence[int], band_pools: Sequence[int]) -> None:
+    if not (len(kernels) == len(dilations) == len(channels) == len(band_pools)) or not kernels:
+        raise ValueError(
+            "kernels, dilations, channels and band_pools need one entry per conv layer, "
+            f"got {len(kernels)}, {len(dilations)}, {len(channels)}, {len(band_pools)}"
+        )
     for k, d in zip(kernels, dilations):
         if len(k) != 2 or len(d) != 2:
             raise ValueError(f"kernels and dilations are (time, frequency) pairs, got {k!r} and {d!r}")
@@ -46,17 +49,27 @@ class _KWSStack(nn.Module):
     output_reduction = "mean"
 
     def __init__(self, in_channels: int, bands: int, classes: int, channels: Sequence[int],
-                 kernels: Sequence[Pair], dilations: Sequence[Pair], readout_pool: int = 1) -> None:
+                 kernels: Sequence[Pair], dilations: Sequence[Pair], readout_pool: int = 1,
+                 band_pools: Sequence[int] | None = None) -> None:
         super().__init__()
-        _check_layers(kernels, dilations, channels)
-        if readout_pool < 1 or bands % readout_pool:
-            raise ValueError(f"readout_pool must divide the {bands} bands into equal groups, got {readout_pool}")
+        band_pools = [1] * len(channels) if band_pools is None else list(band_pools)
+        _check_layers(kernels, dilations, channels, band_pools)
         self.in_channels, self.bands = in_channels, bands
         self.layer_sizes = list(zip([in_channels, *channels][:-1], channels, kernels, dilations))
+        # after conv layer l, max over groups of band_pools[l] adjacent bands (1: none, as Table 1): deeper layers see
+        # fewer, wider bands, so a feature found a little higher or lower in frequency reads the same
+        self.band_pools = nn.ModuleList(nn.Identity() if p == 1 else Pool("max", p, spatial_dims=1) for p in band_pools)
+        out_bands = bands
+        for p in band_pools:
+            if p < 1 or out_bands % p:
+                raise ValueError(f"band_pools {band_pools}: {p} does not divide the {out_bands} bands into equal groups")
+            out_bands //= p
+        if readout_pool < 1 or out_bands % readout_pool:
+            raise ValueError(f"readout_pool must divide the {out_bands} bands into equal groups, got {readout_pool}")
         # the last layer's output averaged over groups of `readout_pool` bands: the readout sees where in frequency a
         # feature is only to that resolution (1: every band, as Table 1)
         self.pool = Pool("avg", readout_pool, spatial_dims=1) if readout_pool > 1 else None
-        self.readout = Readout(channels[-1] * (bands // readout_pool), classes)
+        self.readout = Readout(channels[-1] * (out_bands // readout_pool), classes)
 
     def _read(self, h: torch.Tensor) -> torch.Tensor:
         """Readout scores `[T, B, classes]` of the last layer's output `[T, B, C, F]` (pooled over bands first)."""
@@ -86,9 +99,10 @@ class KWSNet(_KWSStack):
         kernels: Sequence[Pair] = TABLE1_KERNELS,
         dilations: Sequence[Pair] = TABLE1_DILATIONS,
         readout_pool: int = 1,
+        band_pools: Sequence[int] | None = None,
         **lif_kwargs,
     ) -> None:
-        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool)
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools)
         self.convs = nn.ModuleList(
             SpikingConv(a, b, k[1], spatial_dims=1, time_kernel=k[0], dilation=d[1], time_dilation=d[0], padding="same", **lif_kwargs)
             for a, b, k, d in self.layer_sizes
@@ -97,15 +111,16 @@ class KWSNet(_KWSStack):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores `[T, B, classes]` for features `[T, B, C_in, F]`."""
         self._check_input(x)
-        for conv in self.convs:
-            x = conv(x)
+        for conv, band_pool in zip(self.convs, self.band_pools):
+            x = band_pool(conv(x))
         return self._read(x)
 
     def _step_layers(self) -> tuple[nn.Module, ...]:
-        return (*self.convs, *([self.pool] if self.pool is not None else []), self.readout)
+        pooled = [m for conv, band_pool in zip(self.convs, self.band_pools) for m in (conv, band_pool) if not isinstance(m, nn.Identity)]
+        return (*pooled, *([self.pool] if self.pool is not None else []), self.readout)
 
     def init_state(self, batch: int) -> list[dict]:
-        """The zero state of `batch` streams: one per conv layer (and the pool), then the readout's."""
+        """The zero state of `batch` streams: one per conv layer (and each pool), then the readout's."""
         return [layer.init_state(batch) for layer in self._step_layers()]
 
     def step(self, x_t: torch.Tensor, state: list[dict]) -> tuple[torch.Tensor, list[dict]]:
@@ -130,8 +145,9 @@ class KWSCNN(_KWSStack):
         kernels: Sequence[Pair] = TABLE1_KERNELS,
         dilations: Sequence[Pair] = TABLE1_DILATIONS,
         readout_pool: int = 1,
+        band_pools: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool)
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools)
         self.convs = nn.ModuleList(
             nn.Conv2d(a, b, tuple(k), dilation=tuple(d), padding=(0, d[1] * (k[1] - 1) // 2))
             for a, b, k, d in self.layer_sizes
@@ -140,10 +156,11 @@ class KWSCNN(_KWSStack):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores `[T, B, classes]` for features `[T, B, C_in, F]`."""
         self._check_input(x)
-        h = x.permute(1, 2, 0, 3)  # [B, C, T, F]
-        for conv in self.convs:
+        for conv, band_pool in zip(self.convs, self.band_pools):
+            h = x.permute(1, 2, 0, 3)  # [B, C, T, F]
             h = F.relu(conv(F.pad(h, (0, 0, (conv.kernel_size[0] - 1) * conv.dilation[0], 0))))  # causal in time
-        return self._read(h.permute(2, 0, 1, 3))
+            x = band_pool(h.permute(2, 0, 1, 3))
+        return self._read(x)
 
 
 @MODELS.register("kws_dilated")
@@ -155,6 +172,7 @@ def kws_dilated(
     kernels: list = TABLE1_KERNELS,
     dilations: list = TABLE1_DILATIONS,
     readout_pool: int = 1,
+    band_pools: list[int] | None = None,
     nlif: bool = False,
     lateral: bool = False,
     learn_beta: bool = True,
@@ -168,7 +186,7 @@ def kws_dilated(
     """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments."""
     return KWSNet(
         in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations], readout_pool,
-        nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
+        band_pools, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
         surrogate=surrogate, scale=scale, input_scale=input_scale, reset=reset, impl=impl,
     )
 
@@ -209,7 +227,8 @@ def kws_cnn(
     kernels: list = TABLE1_KERNELS,
     dilations: list = TABLE1_DILATIONS,
     readout_pool: int = 1,
+    band_pools: list[int] | None = None,
 ) -> KWSCNN:
     """The non-spiking CNN of §10 (dilated convs + ReLU, time-distributed readout averaged over time)."""
     return KWSCNN(in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations],
-                  readout_pool)
+                  readout_pool, band_pools)
