@@ -64,6 +64,18 @@ def test_energy_above_fmax_is_ignored():
     assert int(spec.mean(axis=1).argmax()) == int(np.abs(librosa.mel_frequencies(42, fmin=20, fmax=4000)[1:-1] - 1000).argmin())
 
 
+def test_recipe_fmax_takes_the_bands_to_8khz_for_training_and_evaluation_alike():
+    from spikeforge.data.speech_commands import features_of
+
+    config = features_of({"fmax": 8000})  # what training, `eval` and `detect` build from a run's dataset section
+    assert (config.fmin, config.fmax) == (20.0, 8000.0) and features_of({}).fmax == 4000.0
+    centres = librosa.mel_frequencies(42, fmin=20, fmax=8000)[1:-1]
+    spec = log_mel_spectrogram(tone(6000) + 1e-3 * tone(1000), config)
+    assert int(spec.mean(axis=1).argmax()) == int(np.abs(centres - 6000).argmin())  # the tone above 4 kHz is now seen
+    with pytest.raises(ValueError, match="fmax ≤ 8000 Hz"):
+        features_of({"fmax": 11025})
+
+
 def test_a_click_shows_at_its_10ms_step():
     wave = np.zeros(SR, dtype=np.float32)
     wave[5000] = 1.0  # 312.5 ms → step 31 (frames centred on n·10 ms)

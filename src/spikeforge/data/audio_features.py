@@ -57,6 +57,9 @@ class LogMelConfig:
         if self.cepstra and self.normalization != "cmvn":
             raise ValueError("cepstra smooths dB spectra; use it with normalization='cmvn' "
                              f"(got normalization={self.normalization!r})")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"the Mel bands need 0 ≤ fmin < fmax ≤ {self.sample_rate / 2:g} Hz (half the sample rate), "
+                             f"got fmin={self.fmin:g}, fmax={self.fmax:g}")
         if self.normalization == "running" and self.deltas:
             raise ValueError("Δ/ΔΔ features look ahead in time; use deltas=false with normalization='running'")
 

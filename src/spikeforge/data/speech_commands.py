@@ -309,6 +309,8 @@ def speech_commands(
     cache_dir: str | os.PathLike | None = None,
     normalization: str = "clip",
     cepstra: int = 0,
+    fmin: float = 20.0,
+    fmax: float = 4000.0,
     protocol: str = "all",
     background_prob: float = 0.0,
     background_snr_db: list[float] = (0.0, 20.0),
@@ -329,7 +331,8 @@ def speech_commands(
     keyword-class size); `per_class` caps the clips read per class; features are cached under
     `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
     'running' gives the causal features `spikeforge detect` streams, 'cmvn' log-Mel with per-utterance mean and
-    variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope; `protocol`
+    variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope; `fmin`/`fmax`
+    bound the Mel bands (the papers': 20–4000 Hz; up to 8000 Hz keeps the fricatives' energy); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
     `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
@@ -340,7 +343,8 @@ def speech_commands(
                            freq_masks=freq_masks, freq_mask_bands=freq_mask_bands, freq_warp=freq_warp,
                            style_mix=style_mix, style_alpha=style_alpha)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
-    return SpeechCommands(root, split, LogMelConfig(deltas=deltas, normalization=normalization, cepstra=cepstra), silence, per_class, directory,
+    features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax})
+    return SpeechCommands(root, split, features, silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
                           engines=engines, exclude_engines=exclude_engines)
 
@@ -375,4 +379,5 @@ def speaker_groups(root: str | os.PathLike, sources: list[str | None], column: s
 def features_of(dataset: dict) -> LogMelConfig:
     """The feature settings a run's `dataset` recipe section trained with."""
     return LogMelConfig(deltas=bool(dataset.get("deltas", False)), normalization=dataset.get("normalization", "clip"),
-                        cepstra=int(dataset.get("cepstra", 0)))
+                        cepstra=int(dataset.get("cepstra", 0)), fmin=float(dataset.get("fmin", 20.0)),
+                        fmax=float(dataset.get("fmax", 4000.0)))
