@@ -379,5 +379,5 @@ def speaker_groups(root: str | os.PathLike, sources: list[str | None], column: s
 def features_of(dataset: dict) -> LogMelConfig:
     """The feature settings a run's `dataset` recipe section trained with."""
     return LogMelConfig(deltas=bool(dataset.get("deltas", False)), normalization=dataset.get("normalization", "clip"),
-                        cepstra=int(dataset.get("cepstra", 0)), fmin=float(dataset.get("fmin", 20.0)),
-                        fmax=float(dataset.get("fmax", 4000.0)))
+                        cepstra=int(dataset.get("cepstra", 0)), fmin=float(dataset.get("fmin", LogMelConfig.fmin)),
+                        fmax=float(dataset.get("fmax", LogMelConfig.fmax)))
