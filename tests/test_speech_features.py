@@ -123,6 +123,29 @@ def test_cmvn_is_zero_mean_unit_variance_log_mel_that_a_fixed_gain_per_band_does
     assert band_centres(cmvn).shape == (40,)
 
 
+def test_pcen_is_the_per_channel_energy_normalisation_of_wang_et_al_by_hand():
+    from spikeforge.data.audio_features import features_from_mel, pcen
+
+    config = LogMelConfig(normalization="pcen")
+    rng = np.random.default_rng(1)
+    mel = rng.uniform(0.0, 2.0, size=(3, 50)) ** 4  # Mel power [F, T]
+    mel[:, :10] = 0.0  # silence before the word
+    t_frames = 0.4 * 16000 / 160  # 0.4 s time constant in 10 ms frames
+    s = (np.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
+    energy = np.sqrt(mel) * 2.0**31
+    smooth, expected = np.ones(3), np.empty_like(mel)  # M starts at 1 on the int32 scale: silence
+    for t in range(mel.shape[1]):
+        smooth = (1 - s) * smooth + s * energy[:, t]  # M(t) = (1 − s) M(t − 1) + s E(t)
+        expected[:, t] = (energy[:, t] / (1e-6 + smooth) ** 0.98 + 2) ** 0.5 - 2**0.5  # eq. (1), Wang et al. 2017
+    np.testing.assert_allclose(pcen(mel, config), expected, rtol=1e-5, atol=1e-6)
+    x = features_from_mel(mel, config)[:, 0].double().numpy()  # [T, F], each band at unit deviation over time
+    np.testing.assert_allclose(x, (expected / expected.std(1, keepdims=True)).T, rtol=1e-4, atol=1e-5)
+    louder = mel.copy()
+    louder[0, 30:] *= 100  # one band 20 dB louder from frame 30 on: the gain control brings it back down
+    y = pcen(louder, config)
+    assert y[0, 31] > 3 * expected[0, 31] and y[0, -1] < 1.5 * expected[0, -1]
+
+
 def test_spectral_envelope_keeps_the_first_cepstra_and_removes_the_pitch_ripple():
     from spikeforge.data.audio_features import spectral_envelope
 

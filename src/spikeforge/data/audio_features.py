@@ -11,6 +11,9 @@ frames (frames before the signal count as zeros), so a clip's features equal a s
 `cepstra=k` (with "cmvn") keeps only the spectral envelope: each frame's dB spectrum is cut to its
 first k cepstral coefficients (DCT-II over the bands, as MFCCs) and transformed back to the bands,
 which removes the harmonics of the voice's pitch and the fine detail a synthesiser's source leaves.
+`"pcen"` is per-channel energy normalisation (Wang et al. 2017, the front end of robust keyword spotting):
+each band divided by a causal running mean of itself, then root-compressed, so a band's level and a
+voice's spectral tilt are normalised away while onsets (bursts, fricatives) stand out.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 
-NORMALIZATIONS = ("clip", "running", "cmvn")
+NORMALIZATIONS = ("clip", "running", "cmvn", "pcen")
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,13 @@ def centred_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
     return db - db.mean(axis=1, keepdims=True)
 
 
+def pcen(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
+    """Per-channel energy normalisation of Mel power `[F, T]` (Wang et al. 2017, eq. (1); librosa's defaults):
+    PCEN(t, f) = (E / (ε + M)^α + δ)^r − δ^r, with E the band's magnitude on the int32 scale (√S · 2³¹),
+    M(t) = (1 − s) M(t − 1) + s E(t) over a 0.4 s time constant, α = 0.98, δ = 2, r = 0.5, ε = 10⁻⁶."""
+    return librosa.pcen(np.sqrt(mel) * 2.0**31, sr=config.sample_rate, hop_length=config.hop_length)
+
+
 def spectral_envelope(feat: np.ndarray, cepstra: int) -> np.ndarray:
     """dB features `[F, T]` with only the first `cepstra` coefficients of each frame's DCT-II over the bands kept (cepstral liftering)."""
     coeffs = scipy.fft.dct(feat, type=2, norm="ortho", axis=0)
@@ -173,7 +183,12 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     """Features `[T, C, F]` from a clip's Mel power `[F, T]` (`clip_mel`): compression and band scaling as `config` says."""
     if config.normalization == "running":
         return torch.from_numpy(np.ascontiguousarray(running_normalize(mel, config.steps).T[:, None]))
-    feat = centred_db(mel) if config.normalization == "cmvn" else compress(mel)
+    if config.normalization == "cmvn":
+        feat = centred_db(mel)
+    elif config.normalization == "pcen":
+        feat = pcen(mel, config)
+    else:
+        feat = compress(mel)
     if config.cepstra:
         feat = spectral_envelope(feat, config.cepstra)
     channels = [feat]

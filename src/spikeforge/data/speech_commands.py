@@ -331,7 +331,8 @@ def speech_commands(
     keyword-class size); `per_class` caps the clips read per class; features are cached under
     `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
     'running' gives the causal features `spikeforge detect` streams, 'cmvn' log-Mel with per-utterance mean and
-    variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope; `fmin`/`fmax`
+    variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope, 'pcen' per-channel
+    energy normalisation; `fmin`/`fmax`
     bound the Mel bands (the papers': 20–4000 Hz; up to 8000 Hz keeps the fricatives' energy); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
     `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
