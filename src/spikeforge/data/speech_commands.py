@@ -309,8 +309,8 @@ def speech_commands(
     cache_dir: str | os.PathLike | None = None,
     normalization: str = "clip",
     cepstra: int = 0,
-    fmin: float = 20.0,
-    fmax: float = 4000.0,
+    fmin: float = LogMelConfig.fmin,
+    fmax: float = LogMelConfig.fmax,
     protocol: str = "all",
     background_prob: float = 0.0,
     background_snr_db: list[float] = (0.0, 20.0),
@@ -332,8 +332,8 @@ def speech_commands(
     `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
     'running' gives the causal features `spikeforge detect` streams, 'cmvn' log-Mel with per-utterance mean and
     variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope, 'pcen' per-channel
-    energy normalisation; `fmin`/`fmax`
-    bound the Mel bands (the papers': 20–4000 Hz; up to 8000 Hz keeps the fricatives' energy); `protocol`
+    energy normalisation; `fmin`/`fmax` bound the Mel bands (the papers': 20–4000 Hz; up to 8000 Hz keeps the
+    fricatives' energy); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
     `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
