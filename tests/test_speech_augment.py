@@ -119,6 +119,31 @@ def test_freq_warp_moves_each_band_to_its_scaled_frequency():
         augment_features(peak, Augmentation(freq_warp=0.1))
 
 
+def test_time_stretch_scales_durations_about_the_middle_step():
+    from spikeforge.data.augment import stretch_time
+
+    x = torch.randn(101, 1, 40)
+    torch.testing.assert_close(stretch_time(x, 1.0), x)
+    # a ramp x[n] = n over 101 steps (middle 50), twice as long: step n reads 50 + (n − 50)/2; all steps inside
+    ramp = torch.arange(101, dtype=torch.float64).view(101, 1, 1)
+    slow = stretch_time(ramp, 2.0)[:, 0, 0]
+    torch.testing.assert_close(slow, 50 + (torch.arange(101, dtype=torch.float64) - 50) / 2)
+    # half as long: step n reads 50 + 2(n − 50), inside the clip for n in 25…75, zero (silence) beyond
+    fast = stretch_time(ramp, 0.5)[:, 0, 0]
+    torch.testing.assert_close(fast[25:76], 50 + 2 * (torch.arange(25, 76, dtype=torch.float64) - 50))
+    assert not fast[:25].any() and not fast[76:].any()
+    # a word of 20 steps (30…49) stretched by 1.25 lasts 25 steps, about the same middle
+    word = torch.zeros(101, 1, 2)
+    word[30:50] = 1.0
+    longer = stretch_time(word, 1.25)[:, 0, 0]
+    assert int((longer > 0.5).sum()) == 25 and longer[50] == 0 < longer[49]
+    torch.manual_seed(0)
+    lengths = {int((augment_features(word, Augmentation(time_stretch=0.2))[:, 0, 0] > 0.5).sum()) for _ in range(100)}
+    assert min(lengths) <= 17 and max(lengths) >= 23 and lengths <= set(range(16, 25))  # 20 × [0.8, 1.2]
+    with pytest.raises(ValueError, match="time_stretch"):
+        Augmentation(time_stretch=1.0)
+
+
 def test_band_statistics_mixing_sets_each_bands_mean_and_deviation_to_the_mix():
     # a hand-worked band: x = [1, 3] (μ 2, σ 1), other = [10, 30] (μ 20, σ 10), weight 0.25:
     # μ = 0.25·2 + 0.75·20 = 15.5, σ = 0.25·1 + 0.75·10 = 7.75, so x̂ = 15.5 ∓ 7.75

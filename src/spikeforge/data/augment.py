@@ -1,4 +1,4 @@
-"""Training-time augmentation of keyword-spotting clips: background mixing, band statistics mixing, time shift, SpecAugment masks.
+"""Training-time augmentation of keyword-spotting clips: background mixing, band statistics mixing, frequency warp, tempo, time shift, SpecAugment masks.
 
 Each is a recipe key of the `speech_commands` dataset, off by default (the paper-faithful recipes)
 and on in `kws_robust`. Applied to the training split only, drawn from torch's global generator
@@ -16,9 +16,13 @@ and on in `kws_robust`. Applied to the training split only, drawn from torch's g
    factor drawn uniformly from [1 − `freq_warp`, 1 + `freq_warp`] (band k takes the features at
    frequency f_k / factor, f_k its Mel band's centre, interpolated between bands), as a voice with a
    shorter or longer vocal tract would say it;
-4. time shift by a whole number of steps drawn from [−`time_shift_steps`, `time_shift_steps`],
+4. tempo perturbation: the clip played slower or faster by a factor drawn uniformly from [1 − `time_stretch`,
+   1 + `time_stretch`] about its middle step (features interpolated linearly between steps, steps beyond the
+   clip zero), as a faster or slower speaker would say it at the same pitch (speed perturbation without its
+   pitch change, Ko et al. 2015);
+5. time shift by a whole number of steps drawn from [−`time_shift_steps`, `time_shift_steps`],
    the vacated steps zero (silence);
-5. SpecAugment (Park et al. 2019): `time_masks` masks of 0…`time_mask_steps` steps and
+6. SpecAugment (Park et al. 2019): `time_masks` masks of 0…`time_mask_steps` steps and
    `freq_masks` masks of 0…`freq_mask_bands` Mel bands, set to zero.
 """
 
@@ -44,6 +48,7 @@ class Augmentation:
     freq_masks: int = 0
     freq_mask_bands: int = 5
     freq_warp: float = 0.0
+    time_stretch: float = 0.0
     style_mix: float = 0.0
     style_alpha: float = 0.3
 
@@ -59,13 +64,16 @@ class Augmentation:
             raise ValueError(f"style_alpha is the Beta distribution's parameter, > 0, got {self.style_alpha}")
         if not 0.0 <= self.freq_warp < 1.0:
             raise ValueError(f"freq_warp is the largest relative frequency scaling, in [0, 1), got {self.freq_warp}")
+        if not 0.0 <= self.time_stretch < 1.0:
+            raise ValueError(f"time_stretch is the largest relative change of duration, in [0, 1), got {self.time_stretch}")
         for name in ("time_shift_steps", "time_masks", "time_mask_steps", "freq_masks", "freq_mask_bands"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
 
     @property
     def active(self) -> bool:
-        return self.background_prob > 0 or self.style_mix > 0 or self.freq_warp > 0 or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0
+        return (self.background_prob > 0 or self.style_mix > 0 or self.freq_warp > 0 or self.time_stretch > 0
+                or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0)
 
 
 def _uniform_int(high: int) -> int:
@@ -122,9 +130,22 @@ def warp_bands(x: torch.Tensor, factor: float, centres: torch.Tensor) -> torch.T
     return x[..., lo] * (1 - w) + x[..., lo + 1] * w
 
 
+def stretch_time(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """`x` `[T, ...]` lasting `factor` times as long about its middle step c = (T − 1)/2: step n reads x at
+    c + (n − c)/factor, linearly interpolated; steps that read beyond the clip are zero."""
+    steps = x.shape[0]
+    centre = (steps - 1) / 2
+    pos = centre + (torch.arange(steps, dtype=torch.float64) - centre) / factor
+    inside = (pos >= 0) & (pos <= steps - 1)
+    lo = pos.floor().long().clamp(0, max(steps - 2, 0))
+    w = (pos - lo).clamp(0, 1).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    y = x[lo] * (1 - w) + x[(lo + 1).clamp(max=steps - 1)] * w
+    return y * inside.to(x.dtype).view_as(w)
+
+
 def augment_features(x: torch.Tensor, aug: Augmentation, centres: torch.Tensor | None = None,
                      partner: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
-    """Steps 2–5 on features `[T, C, F]`; `centres` (Hz, one per Mel band) are needed for the frequency warp, `partner()`
+    """Steps 2–6 on features `[T, C, F]`; `centres` (Hz, one per Mel band) are needed for the frequency warp, `partner()`
     (another clip's features, drawn at random) for the band statistics mixing."""
     if aug.style_mix and float(torch.rand(())) < aug.style_mix:
         if partner is None:
@@ -135,6 +156,8 @@ def augment_features(x: torch.Tensor, aug: Augmentation, centres: torch.Tensor |
         if centres is None:
             raise ValueError("freq_warp needs the Mel band centre frequencies")
         x = warp_bands(x, 1 + aug.freq_warp * (2 * float(torch.rand(())) - 1), centres)
+    if aug.time_stretch:
+        x = stretch_time(x, 1 + aug.time_stretch * (2 * float(torch.rand(())) - 1))
     if aug.time_shift_steps:
         x = shift_time(x, _uniform_int(2 * aug.time_shift_steps) - aug.time_shift_steps)
     if aug.time_masks:
