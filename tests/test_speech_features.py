@@ -76,6 +76,17 @@ def test_recipe_fmax_takes_the_bands_to_8khz_for_training_and_evaluation_alike()
         features_of({"fmax": 11025})
 
 
+def test_recipe_n_mels_sets_the_number_of_bands_for_training_and_evaluation_alike():
+    from spikeforge.data.speech_commands import features_of
+
+    config = features_of({"n_mels": 64, "fmax": 8000})
+    assert config.n_mels == 64 and features_of({}).n_mels == 40
+    spec = log_mel_spectrogram(tone(6000) + 1e-3 * tone(1000), config)
+    assert spec.shape[0] == 64
+    centres = librosa.mel_frequencies(66, fmin=20, fmax=8000)[1:-1]
+    assert int(spec.mean(axis=1).argmax()) == int(np.abs(centres - 6000).argmin())
+
+
 def test_a_click_shows_at_its_10ms_step():
     wave = np.zeros(SR, dtype=np.float32)
     wave[5000] = 1.0  # 312.5 ms → step 31 (frames centred on n·10 ms)

@@ -311,6 +311,7 @@ def speech_commands(
     cepstra: int = 0,
     fmin: float = LogMelConfig.fmin,
     fmax: float = LogMelConfig.fmax,
+    n_mels: int = LogMelConfig.n_mels,
     protocol: str = "all",
     background_prob: float = 0.0,
     background_snr_db: list[float] = (0.0, 20.0),
@@ -326,15 +327,15 @@ def speech_commands(
     engines: list[str] | None = None,
     exclude_engines: list[str] = (),
 ) -> SpeechCommands:
-    """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, 40]` per clip.
+    """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, n_mels]` per clip.
 
     `deltas` adds the Δ/ΔΔ channels; `silence` sets the number of silence clips (default: the mean
     keyword-class size); `per_class` caps the clips read per class; features are cached under
     `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
     'running' gives the causal features `spikeforge detect` streams, 'cmvn' log-Mel with per-utterance mean and
     variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope, 'pcen' per-channel
-    energy normalisation; `fmin`/`fmax` bound the Mel bands (the papers': 20–4000 Hz; up to 8000 Hz keeps the
-    fricatives' energy); `protocol`
+    energy normalisation; `fmin`/`fmax` bound the `n_mels` Mel bands (the papers': 40 over 20–4000 Hz; up to 8000 Hz
+    keeps the fricatives' energy; a model takes `n_mels` as its `bands`); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
     `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `time_stretch`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
@@ -345,7 +346,8 @@ def speech_commands(
                            freq_masks=freq_masks, freq_mask_bands=freq_mask_bands, freq_warp=freq_warp,
                            time_stretch=time_stretch, style_mix=style_mix, style_alpha=style_alpha)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
-    features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax})
+    features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax,
+                            "n_mels": n_mels})
     return SpeechCommands(root, split, features, silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
                           engines=engines, exclude_engines=exclude_engines)
@@ -382,4 +384,4 @@ def features_of(dataset: dict) -> LogMelConfig:
     """The feature settings a run's `dataset` recipe section trained with."""
     return LogMelConfig(deltas=bool(dataset.get("deltas", False)), normalization=dataset.get("normalization", "clip"),
                         cepstra=int(dataset.get("cepstra", 0)), fmin=float(dataset.get("fmin", LogMelConfig.fmin)),
-                        fmax=float(dataset.get("fmax", LogMelConfig.fmax)))
+                        fmax=float(dataset.get("fmax", LogMelConfig.fmax)), n_mels=int(dataset.get("n_mels", LogMelConfig.n_mels)))
