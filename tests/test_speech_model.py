@@ -183,3 +183,30 @@ def test_band_pools_shrink_the_bands_the_readout_sees(name):
         MODELS.get(name)(bands=40, band_pools=[3, 1, 1])
     with pytest.raises(ValueError, match="one entry per conv layer"):
         MODELS.get(name)(bands=40, band_pools=[2, 2])
+
+
+def test_dropout_drops_spikes_in_training_only():
+    torch.manual_seed(0)
+    model = MODELS.get("kws_dilated")(channels=[4, 6, 8], dropout=0.5)
+    with torch.no_grad():
+        for conv in model.convs:
+            conv.neuron.threshold.fill_(0.05)
+    seen = {}
+    model.readout.register_forward_pre_hook(lambda m, args: seen.update(h=args[0]))
+    x = torch.randn(30, 2, 1, 40).abs()
+    model.eval()
+    with torch.no_grad():
+        h3 = model.convs[2](model.convs[1](model.convs[0](x)))
+        model(x)
+    assert 0.1 < float(h3.mean()) < 0.9, "the last layer must spike often for the test to mean anything"
+    torch.testing.assert_close(seen["h"], h3)  # eval: every spike reaches the readout
+    model.train()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model(x)
+    h = seen["h"]
+    assert set(torch.unique(h).tolist()) <= {0.0, 2.0}  # kept spikes scaled by 1/(1 − 0.5)
+    kept = float((h > 0).sum() / (h3 > 0).sum())  # of the last layer's spikes (its input differs: dropped spikes below)
+    assert 0.3 < kept < 0.7
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        MODELS.get("kws_dilated")(dropout=1.0)

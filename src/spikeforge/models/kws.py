@@ -89,7 +89,8 @@ class KWSNet(_KWSStack):
 
     Each layer: one learnable β, one learnable threshold b per channel (inits N(0.7, 0.01), N(1, 0.01)),
     threshold normalised by ‖W_i‖² (eq. 5), sigmoid surrogate a = 10 (eq. 8); NLIF (eq. 6) with `nlif`;
-    lateral resets W·Wᵀ (report §5.3.2) with `lateral`.
+    lateral resets W·Wᵀ (report §5.3.2) with `lateral`. `dropout` p > 0 drops each layer's spikes with probability p
+    in training (the kept ones scaled by 1/(1 − p)); not in the paper, off by default.
     """
 
     def __init__(
@@ -102,9 +103,13 @@ class KWSNet(_KWSStack):
         dilations: Sequence[Pair] = TABLE1_DILATIONS,
         readout_pool: int = 1,
         band_pools: Sequence[int] | None = None,
+        dropout: float = 0.0,
         **lif_kwargs,
     ) -> None:
         super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout is the probability of dropping a spike in training, in [0, 1), got {dropout}")
+        self.dropout = dropout
         self.convs = nn.ModuleList(
             SpikingConv(a, b, k[1], spatial_dims=1, time_kernel=k[0], dilation=d[1], time_dilation=d[0], padding="same", **lif_kwargs)
             for a, b, k, d in self.layer_sizes
@@ -114,8 +119,12 @@ class KWSNet(_KWSStack):
         """Scores `[T, B, classes]` for features `[T, B, C_in, F]`."""
         self._check_input(x)
         for conv, band_pool in zip(self.convs, self.band_pools):
-            x = band_pool(conv(x))
+            x = self._drop(band_pool(conv(x)))
         return self._read(x)
+
+    def _drop(self, spikes: torch.Tensor) -> torch.Tensor:
+        """A layer's spikes with dropout in training (`dropout` > 0); unchanged otherwise."""
+        return F.dropout(spikes, self.dropout, self.training) if self.dropout else spikes
 
     def _step_layers(self) -> tuple[nn.Module, ...]:
         pooled = [m for conv, band_pool in zip(self.convs, self.band_pools) for m in (conv, band_pool) if not isinstance(m, nn.Identity)]
@@ -126,7 +135,8 @@ class KWSNet(_KWSStack):
         return [layer.init_state(batch) for layer in self._step_layers()]
 
     def step(self, x_t: torch.Tensor, state: list[dict]) -> tuple[torch.Tensor, list[dict]]:
-        """One step of features `[B, C_in, F]` → (scores `[B, classes]`, next state), equal to `forward` at that step."""
+        """One step of features `[B, C_in, F]` → (scores `[B, classes]`, next state), equal to `forward` at that step
+        in eval mode (the step path never drops spikes)."""
         self._check_input(x_t.unsqueeze(0))
         new = []
         for layer, s in zip(self._step_layers(), state):
@@ -184,11 +194,12 @@ def kws_dilated(
     input_scale: str = "none",
     reset: str = "subtract",
     impl: str = "fused",
+    dropout: float = 0.0,
 ) -> KWSNet:
     """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments."""
     return KWSNet(
         in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations], readout_pool,
-        band_pools, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
+        band_pools, dropout, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
         surrogate=surrogate, scale=scale, input_scale=input_scale, reset=reset, impl=impl,
     )
 
