@@ -1,0 +1,94 @@
+"""How much of a fold's held-out gap a transform of the test features closes: a trained leave-one-engine-out run,
+evaluated on the engine it never heard with each clip's features warped in frequency, stretched in time, or shifted
+to the training engines' band statistics, before the network sees them.
+
+    python benchmarks/heldout_transforms.py RUN ENGINE [--warps 0.85 0.9 …] [--stretches 0.8 1.25 …]
+
+RUN is a run folder of `spikeforge loeo` (or of `spikeforge train` with `dataset.exclude_engines`), ENGINE the engine
+left out. The clips are read as `spikeforge eval RUN --split all --engine ENGINE` reads them (TensorFlow's class mix);
+a transform touches the speech clips, not the silence ones. Prints a markdown table: TF accuracy and keyword accuracy
+per transform. A transform that closes much of the gap points at what separates the engine from the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from spikeforge.data.audio_features import band_centres
+from spikeforge.data.augment import stretch_time, warp_bands
+from spikeforge.data.speech_commands import CLASSES, KEYWORDS, features_of, speaker_of, speaker_table
+from spikeforge.train.heldout import dataset_at
+from spikeforge.train.stages import trained_model
+
+
+def accuracies(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> tuple[float, float]:
+    """(accuracy, keyword accuracy) of `model` on features `[N, T, C, F]` with labels `y`."""
+    with torch.no_grad():
+        scores = torch.cat([model(x[i : i + batch].transpose(0, 1)).mean(0) for i in range(0, len(x), batch)])
+    right = scores.argmax(1) == y
+    keyword = torch.tensor([CLASSES[int(c)] in KEYWORDS for c in y])
+    return float(right.float().mean()), float(right[keyword].float().mean())
+
+
+def band_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and deviation of each band `[F]` over clips, steps and channels of features `[N, T, C, F]`."""
+    return x.mean((0, 1, 2)), x.std((0, 1, 2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("engine")
+    parser.add_argument("--warps", type=float, nargs="*", default=[0.8, 0.85, 0.9, 0.95, 1.05, 1.1, 1.15, 1.2],
+                        help="frequency scale factors (band k reads frequency centre_k / factor; < 1: the spectrum moves down)")
+    parser.add_argument("--stretches", type=float, nargs="*", default=[0.8, 0.9, 1.1, 1.25],
+                        help="time scale factors about the clip's middle step (> 1: longer)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    config, model, _ = trained_model(args.run, "best")
+    model.eval()
+    section = config["dataset"]
+    root = Path(section["root"])
+    held = dataset_at(section, root, "all", "tf", [args.engine])
+    engines = sorted(set(speaker_table(root, "engine")[1].values()) - {args.engine})
+    seen = dataset_at(section, root, "train", "tf", engines)
+    x, y = held.features, held.targets
+    speech = torch.tensor([s is not None for s in held.sources])
+    centres = band_centres(features_of(section))
+    seen_mean, seen_std = band_statistics(seen.features)
+
+    def on_speech(transform) -> torch.Tensor:
+        out = x.clone()
+        out[speech] = transform(x[speech])
+        return out
+
+    def per_speaker(transform) -> torch.Tensor:
+        out = x.clone()
+        speakers = [speaker_of(s) for s in held.sources]
+        for name in {s for s, keep in zip(speakers, speech.tolist()) if keep}:
+            rows = torch.tensor([s == name for s in speakers])
+            out[rows] = transform(x[rows])
+        return out
+
+    rows = [("none", x)]
+    mean, std = band_statistics(x[speech])
+    rows.append(("band statistics of the engine matched to the training engines'", on_speech(lambda v: (v - mean) / std * seen_std + seen_mean)))
+    rows.append(("band statistics of each speaker matched to the training engines'",
+                 per_speaker(lambda v: (v - band_statistics(v)[0]) / band_statistics(v)[1] * seen_std + seen_mean)))
+    rows += [(f"frequency × {f}", on_speech(lambda v, f=f: warp_bands(v, f, centres))) for f in args.warps]
+    rows += [(f"time × {s}", on_speech(lambda v, s=s: torch.stack([stretch_time(c, s) for c in v]))) for s in args.stretches]
+
+    print(f"{args.run}, {args.engine} left out: {int(speech.sum())} speech and {int((~speech).sum())} silence clips\n")
+    print("| transform of the held-out features | TF accuracy | keyword accuracy |")
+    print("| --- | ---: | ---: |")
+    for name, features in rows:
+        acc, keyword = accuracies(model, features, y)
+        print(f"| {name} | {100 * acc:.2f} % | {100 * keyword:.2f} % |")
+
+
+if __name__ == "__main__":
+    main()
