@@ -74,11 +74,14 @@ def main() -> None:
             out[rows] = transform(x[rows])
         return out
 
+    def matched(v: torch.Tensor) -> torch.Tensor:
+        """`v` with each band's mean and deviation over `v` moved to the training engines'."""
+        mean, std = band_statistics(v)
+        return (v - mean) / std * seen_std + seen_mean
+
     rows = [("none", x)]
-    mean, std = band_statistics(x[speech])
-    rows.append(("band statistics of the engine matched to the training engines'", on_speech(lambda v: (v - mean) / std * seen_std + seen_mean)))
-    rows.append(("band statistics of each speaker matched to the training engines'",
-                 per_speaker(lambda v: (v - band_statistics(v)[0]) / band_statistics(v)[1] * seen_std + seen_mean)))
+    rows.append(("band statistics of the engine matched to the training engines'", on_speech(matched)))
+    rows.append(("band statistics of each speaker matched to the training engines'", per_speaker(matched)))
     rows += [(f"frequency × {f}", on_speech(lambda v, f=f: warp_bands(v, f, centres))) for f in args.warps]
     rows += [(f"time × {s}", on_speech(lambda v, s=s: torch.stack([stretch_time(c, s) for c in v]))) for s in args.stretches]
 
