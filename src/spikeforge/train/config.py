@@ -40,6 +40,7 @@ class Field:
     default: Any = _REQUIRED
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    below: float | None = None  # exclusive upper bound
     items: "Field | None" = None  # a list's elements (from list[float] and the like)
 
 
@@ -53,12 +54,13 @@ TOP: dict[str, Field] = {
     "grad_clip": Field((float, _NONE), None, minimum=0.0),
     "checkpoint_every": Field((int,), 0, minimum=0),
     "validate_start": Field((bool,), False),  # validate the starting model (epoch 0): the best checkpoint may be the start
+    "ema_decay": Field((float, _NONE), None, minimum=0.0, below=1.0),  # validate, test and save an EMA of the weights
     "sampler": Field((str,), "random", choices=("random", "weighted")),
     "device": Field((str,), "auto", choices=("auto", "cpu", "cuda")),
 }
 SECTIONS = ("dataset", "encoder", "model", "method", "optimizer", "schedule", "stages")
 #: What one stage of a staged recipe may set; the rest of the recipe (data, model, seed) is shared by all stages.
-STAGE_KEYS = ("epochs", "batch_size", "grad_clip", "checkpoint_every", "validate_start")
+STAGE_KEYS = ("epochs", "batch_size", "grad_clip", "checkpoint_every", "validate_start", "ema_decay")
 STAGE_SECTIONS = ("transition", "method", "optimizer", "schedule")
 OPTIMIZERS: dict[str, dict[str, Field]] = {
     "adam": {"lr": Field((float,), 1e-3, minimum=0.0), "weight_decay": Field((float,), 0.0, minimum=0.0),
@@ -107,6 +109,8 @@ def _coerce(path: str, value: Any, field: Field) -> Any:
         raise RecipeError(f"{path}: {out!r} is not allowed" + _closest(str(out), list(map(str, field.choices))))
     if field.minimum is not None and isinstance(out, (int, float)) and not isinstance(out, bool) and out < field.minimum:
         raise RecipeError(f"{path}: must be >= {field.minimum}, got {out}")
+    if field.below is not None and isinstance(out, (int, float)) and not isinstance(out, bool) and out >= field.below:
+        raise RecipeError(f"{path}: must be < {field.below}, got {out}")
     return out
 
 
@@ -240,7 +244,7 @@ def _stages(stages: Any, shared: dict) -> dict:
         prefix = f"stages.{name}."
         if not isinstance(stage, dict):
             raise RecipeError(f"{prefix[:-1]}: expected a mapping with method, optimizer, schedule, epochs, got {stage!r}")
-        fields = {k: Field(TOP[k].types, shared[k], TOP[k].choices, TOP[k].minimum) for k in STAGE_KEYS}
+        fields = {k: Field(TOP[k].types, shared[k], TOP[k].choices, TOP[k].minimum, TOP[k].below) for k in STAGE_KEYS}
         resolved = _check_fields(prefix, {k: v for k, v in stage.items() if k not in STAGE_SECTIONS}, fields, context=" in a stage")
         if "name" not in _section(stage, "method"):
             raise RecipeError(f"missing key '{prefix}method.name'")

@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
@@ -113,6 +114,9 @@ class Trainer:
         data = StageData(self.train_set, self.val_set, self.test_set, config["encoder"], config["eval_batch_size"])
         self._new_model = (lambda: model_factory(data)) if model_factory is not None else (lambda: build(MODELS, config["model"]))
         self.model = self._new_model().to(self.ctx.device)
+        # the weights validated, tested and saved: an exponential moving average of the trained ones if ema_decay is set
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True) if config["ema_decay"] is not None else None
+        self.evaluated = self.ema.module if self.ema is not None else self.model
         self.method: Method = build(METHODS, config["method"])
         self.optimizer = build_optimizer(self.model.parameters(), config["optimizer"])
         self.state = Progress()
@@ -131,7 +135,13 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _resume(self, path: Path) -> None:
-        state = checkpoint.load_checkpoint(path, self.model)
+        state = checkpoint.load_checkpoint(path, self.evaluated)
+        if "trained_weights" in state:  # written with ema_decay: the file held the average, training goes on from these
+            self.model.load_state_dict(state["trained_weights"])
+        if self.ema is not None:
+            if "trained_weights" not in state:
+                raise ValueError(f"checkpoint {path} was written without ema_decay; resume it with ema_decay: null, or start a new run")
+            self.ema.n_averaged.fill_(state["ema_averaged"])
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as err:
@@ -154,8 +164,11 @@ class Trainer:
         payload = {"optimizer": self.optimizer.state_dict(), "rng": rng_state(), "epoch": s.epoch, "batch": s.batch,
                    "best_accuracy": s.best_accuracy, "best_epoch": s.best_epoch, "wall_time": s.wall_time + self._elapsed(),
                    "history": s.history, "totals": s.totals}
+        if self.ema is not None:  # the file's weights are the averaged ones; training resumes from these
+            payload |= {"trained_weights": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                        "ema_averaged": int(self.ema.n_averaged)}
         links = ("last", "best") if best else ("last",)
-        return checkpoint.save_checkpoint(self.run / "checkpoints", s.step, self.model, payload, links)
+        return checkpoint.save_checkpoint(self.run / "checkpoints", s.step, self.evaluated, payload, links)
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0
@@ -215,6 +228,8 @@ class Trainer:
             nn.utils.clip_grad_value_(self.model.parameters(), cfg["grad_clip"])  # low-activity paper §8: grads in [−5, 5]
         self.optimizer.step()
         self.method.after_step(self.model)  # β ∈ [0, 1], b ≥ 0 and the method's own constraints
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)  # W_ema ← d·W_ema + (1 − d)·W; the first call copies W
         self._check_finite(torch.stack([p.detach().sum() for p in self.model.parameters()]).sum(), "the parameters are")
         n = y.shape[0]
         rate = [_mean(out.spike_rates) * n] if out.spike_rates else []  # a method without spikes (an ANN stage) reports no rate
@@ -249,7 +264,7 @@ class Trainer:
         """Close an epoch (epoch 0: the start, `train` empty): validate, record the row, keep the best weights, checkpoint."""
         s, start = self.state, not train
         distributed.broadcast_buffers(self.model, self.ctx)  # every rank validates, saves and tests rank 0's model
-        val = evaluate(self.model, self.method, self.val_set, self.config["encoder"], self.config["eval_batch_size"], self.ctx)
+        val = evaluate(self.evaluated, self.method, self.val_set, self.config["encoder"], self.config["eval_batch_size"], self.ctx)
         epoch = s.epoch if start else s.epoch + 1
         row = {"epoch": epoch, "step": s.step, "lr": self.optimizer.param_groups[0]["lr"], **train,
                "val_loss": val.loss, "val_acc": val.accuracy, **{f"rate/{k}": v for k, v in val.spike_rates.items()},
@@ -259,7 +274,7 @@ class Trainer:
         improved = val.accuracy > s.best_accuracy
         if improved:
             s.best_accuracy, s.best_epoch = val.accuracy, epoch
-            self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._best = {k: v.detach().clone() for k, v in self.evaluated.state_dict().items()}
         if not start:
             s.epoch, s.batch, s.totals = s.epoch + 1, 0, {}
         rate = f" | mean spike rate {100 * _mean(val.spike_rates):.2f}%" if val.spike_rates else ""  # none without spikes
