@@ -55,11 +55,13 @@ def test_interrupted_then_resumed_gives_the_weights_and_average_of_an_uninterrup
     last = tmp_path / "b" / "checkpoints" / "last"
     assert checkpoint.load_state(last)["step"] == 3
     _trainer(tmp_path, tmp_path / "b", "model={name: demo_lif, hidden: [16]}", resume=last).fit()
-    a, b = (tmp_path / run / "checkpoints" / "last" for run in "ab")
-    assert load_file(a / "weights.safetensors").keys() == load_file(b / "weights.safetensors").keys()
-    for key, value in load_file(a / "weights.safetensors").items():
-        assert torch.allclose(value, load_file(b / "weights.safetensors")[key], atol=1e-6), key
-        assert torch.allclose(checkpoint.load_state(a)["trained_weights"][key], checkpoint.load_state(b)["trained_weights"][key], atol=1e-6), key
+    (average_a, trained_a), (average_b, trained_b) = (
+        (load_file(last / "weights.safetensors"), checkpoint.load_state(last)["trained_weights"])
+        for last in (tmp_path / run / "checkpoints" / "last" for run in "ab"))
+    assert average_a.keys() == average_b.keys() == trained_a.keys() == trained_b.keys()
+    for key in average_a:
+        assert torch.allclose(average_a[key], average_b[key], atol=1e-6), key
+        assert torch.allclose(trained_a[key], trained_b[key], atol=1e-6), key
 
 
 def test_resuming_a_run_without_an_average_with_one_is_a_clear_error(tmp_path):

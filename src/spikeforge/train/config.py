@@ -107,9 +107,10 @@ def _coerce(path: str, value: Any, field: Field) -> Any:
         out = _wrong_type(path, value, field)
     if field.choices is not None and out not in field.choices:
         raise RecipeError(f"{path}: {out!r} is not allowed" + _closest(str(out), list(map(str, field.choices))))
-    if field.minimum is not None and isinstance(out, (int, float)) and not isinstance(out, bool) and out < field.minimum:
+    number = isinstance(out, (int, float)) and not isinstance(out, bool)
+    if number and field.minimum is not None and out < field.minimum:
         raise RecipeError(f"{path}: must be >= {field.minimum}, got {out}")
-    if field.below is not None and isinstance(out, (int, float)) and not isinstance(out, bool) and out >= field.below:
+    if number and field.below is not None and out >= field.below:
         raise RecipeError(f"{path}: must be < {field.below}, got {out}")
     return out
 
