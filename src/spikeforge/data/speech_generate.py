@@ -29,7 +29,7 @@ import soundfile as sf
 
 from spikeforge.data.output import add_arguments, dataset_folder
 from spikeforge.data.speech_commands import BACKGROUND, KEYWORDS, SPLIT_LISTS
-from spikeforge.data.speech_engines import ENGINES, OPT_IN, SAMPLE_RATE, available_engines
+from spikeforge.data.speech_engines import DEFAULT_ENGINES, ENGINES, OPT_IN, SAMPLE_RATE, available_engines
 
 WORDS_V1 = (
     "bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy",
@@ -310,7 +310,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-seconds", type=float, default=60.0, help="length of each background-noise file (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, help="speakers synthesised in parallel (default 2)")
-    p.add_argument("--engines", default=None, help=f"comma-separated speech engines (default: every installed one of {', '.join(n for n in ENGINES if n not in OPT_IN)}; "
+    p.add_argument("--engines", default=None, help=f"comma-separated speech engines (default: every installed one of {', '.join(DEFAULT_ENGINES)}; "
                         f"opt-in: {', '.join(OPT_IN)})")
     p.add_argument("--effects", choices=EFFECTS, default="full",
                    help="per-clip augmentation: full (reverb, telephone band, babble; default) or light (gain, shift, noise: the original corpus)")
