@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from spikeforge import malloc
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_models  # noqa: E402
 
@@ -218,7 +220,11 @@ def dynamics_check() -> dict[str, float]:
 def machine() -> dict[str, str]:
     """CPU model, cores, library versions."""
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    info = {"cpu": cpu, "logical cores": str(os.cpu_count()), "python": platform.python_version(), "torch": torch.__version__}
+    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    info = {"cpu": cpu, "vector units": vector, "logical cores": str(os.cpu_count()), "python": platform.python_version(),
+            "torch": torch.__version__,
+            "heap (timing)": "freed large blocks kept (spikeforge's default)" if malloc._kept else "glibc's defaults"}
     head = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "../src/spikeforge"], capture_output=True, text=True).stdout.strip()
     info["spikeforge commit"] = (head or "unknown") + (" with uncommitted changes in src/spikeforge" if dirty else "")
@@ -383,8 +389,8 @@ def main() -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--no-profile", action="store_true", help="skip the torch.profiler tables")
     p.add_argument("--out", type=Path, default=None, help="report path (default benchmarks/RESULTS.md; quick: print only)")
-    p.add_argument("--keep-freed-memory", action="store_true",
-                   help="time with glibc keeping freed blocks (spikeforge.malloc.keep_freed_memory, as the spikeforge command runs)")
+    p.add_argument("--glibc-defaults", action="store_true",
+                   help="time under glibc's heap defaults instead of spikeforge's (freed large blocks kept: spikeforge.malloc)")
     p.add_argument("--activity", type=float, nargs="+", default=None, metavar="PERCENT",
                    help="target spike rates of the spiking layers, one section each (e.g. 2 5 10 20 30; default: the fixed init gains)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the models run (default cpu)")
@@ -400,11 +406,12 @@ def main() -> int:
         print(json.dumps(memory_worker(*args.memory_worker, args.steps, args.batch, args.gains, args.device)))
         return 0
 
-    if args.keep_freed_memory:  # the timing process only: the memory workers fix glibc's thresholds themselves
-        from spikeforge.malloc import keep_freed_memory
-
-        if not keep_freed_memory():
-            raise SystemExit("--keep-freed-memory: glibc did not take the settings (not Linux/glibc, or MALLOC_* variables set)")
+    # The timing process decides the heap settings before any implementation runs, so that all are timed under the
+    # same ones (spikeforge's kernels would otherwise set them at their first call); the memory workers fix glibc's
+    # thresholds themselves.
+    if args.glibc_defaults:
+        os.environ[malloc.OPT_OUT] = "0"
+    malloc.keep_freed_memory_once()
     start = time.perf_counter()
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats = args.repeats or (2 if args.quick else 5)

@@ -13,7 +13,7 @@ import sys
 from typing import NoReturn
 
 from spikeforge import __version__
-from spikeforge.malloc import keep_freed_memory
+from spikeforge.malloc import keep_freed_memory_once
 from spikeforge.train.atomic import WriteFailed
 
 #: name → (module in spikeforge.commands, the help line its `register` gives; a test keeps them equal)
@@ -68,7 +68,7 @@ def entry() -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen sub-command; errors print one line and exit 2."""
     argv = sys.argv[1:] if argv is None else argv
-    keep_freed_memory()  # no page faults on every training step's large buffers (spikeforge.malloc)
+    keep_freed_memory_once()  # no page faults on every training step's large buffers (spikeforge.malloc)
     command = next((a for a in argv if not a.startswith("-")), None)  # top-level options take no value
     args = build_parser(command).parse_args(argv)
     try:

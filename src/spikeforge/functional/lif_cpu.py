@@ -19,6 +19,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from spikeforge.malloc import keep_freed_memory_once
+
 try:
     from numba import njit, prange
 except ImportError:  # pragma: no cover - numba comes with librosa; the PyTorch loop is the fallback
@@ -46,10 +48,13 @@ def torch_thread_budget():
     """Run the kernels on as many threads as PyTorch uses, and leave PyTorch's count as it was.
 
     numba would otherwise take every core, and its OpenMP layer resets the process-wide
-    OpenMP thread count, which PyTorch shares.
+    OpenMP thread count, which PyTorch shares. The first call also keeps freed large blocks in
+    the heap for the buffers of the next training step (`spikeforge.malloc`).
     """
     import numba
     import torch
+
+    keep_freed_memory_once()
 
     threads = torch.get_num_threads()
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
