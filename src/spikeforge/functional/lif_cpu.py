@@ -28,7 +28,10 @@ except ImportError:  # pragma: no cover - numba comes with librosa; the PyTorch 
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 SURROGATE_CODES = {"sigmoid": 0, "sigmoid_unscaled": 1, "fast_sigmoid": 2, "triangle": 3, "arctan": 4}
-BLOCK = 512
+# Neurons per parallel block. The forward scan streams three [T, N] arrays row by row and ran 19–24 % faster with
+# blocks of 1,024 than of 512 (kernel alone, one thread, [300, 16 384] and [100, 81 920], an AVX2 host); the backward
+# scan, with a dozen scratch rows per block, was no faster (within ±5 %).
+FORWARD_BLOCK, BACKWARD_BLOCK = 1024, 512
 # fast-math that leaves rounding alone: no `arcp` (U/q must round as in the forward, or a recomputed spike could
 # flip), no `contract` (LLVM fused multiply-adds differently in the in-process JIT and in the cached object code, so
 # a process that compiled the kernel and one that loaded it gave different bytes), no `reassoc` (vector and scalar
@@ -91,13 +94,13 @@ if available:
         vectorises. Otherwise a `membrane` of one row `[1, N]` is a scratch row: U is not kept (inference).
         """
         steps, n_neurons = drive.shape
-        blocks = (n_neurons + BLOCK - 1) // BLOCK
+        blocks = (n_neurons + FORWARD_BLOCK - 1) // FORWARD_BLOCK
         one = drive.dtype.type(1)
         zero = drive.dtype.type(0)
         keep = membrane.shape[0] > 1 or steps == 1
         for blk in prange(blocks):
-            lo = blk * BLOCK
-            hi = min(n_neurons, lo + BLOCK)
+            lo = blk * FORWARD_BLOCK
+            hi = min(n_neurons, lo + FORWARD_BLOCK)
             width = hi - lo
             b = np.empty(width, drive.dtype)
             qq = np.empty(width, drive.dtype)
@@ -202,10 +205,10 @@ if available:
         g_spk_rows = g_spikes.shape[0] > 1
         g_mem_rows = g_membrane.shape[0] > 1
         cur_rows = current.shape[0] > 1
-        blocks = (n_neurons + BLOCK - 1) // BLOCK
+        blocks = (n_neurons + BACKWARD_BLOCK - 1) // BACKWARD_BLOCK
         for blk in prange(blocks):
-            lo = blk * BLOCK
-            hi = min(n_neurons, lo + BLOCK)
+            lo = blk * BACKWARD_BLOCK
+            hi = min(n_neurons, lo + BACKWARD_BLOCK)
             width = hi - lo
             b = np.empty(width, dt)
             qq = np.empty(width, dt)
