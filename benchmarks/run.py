@@ -224,7 +224,7 @@ def machine() -> dict[str, str]:
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     info = {"cpu": cpu, "vector units": vector, "logical cores": str(os.cpu_count()), "python": platform.python_version(),
             "torch": torch.__version__,
-            "heap (timing)": "freed large blocks kept (spikeforge's default)" if malloc._kept else "glibc's defaults"}
+            "heap (timing)": "freed large blocks kept (spikeforge's default)" if malloc.keep_freed_memory_once() else "glibc's defaults"}
     head = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "../src/spikeforge"], capture_output=True, text=True).stdout.strip()
     info["spikeforge commit"] = (head or "unknown") + (" with uncommitted changes in src/spikeforge" if dirty else "")

@@ -3,7 +3,7 @@
 With glibc's defaults a freed block of tens of MiB goes back to the OS once the free top of the
 heap passes the trim threshold, and the next step's buffer of that size comes back as fresh pages:
 model B of the benchmarks takes about 21 000 page faults per training step that way (on a host where
-they are dear, its step takes 0.26 s instead of 0.19; benchmarks/RESULTS-model-B.md). So the first time
+they are dear, its step takes 0.26 s instead of 0.19; benchmarks/RESULTS-model-B-avx2.md). So the first time
 spikeforge's CPU kernels run in a process (`functional.lif_cpu.torch_thread_budget`), and when the
 `spikeforge` command starts, `keep_freed_memory_once()` tells glibc to keep them, as PyTorch's CUDA
 allocator keeps freed GPU memory. The price: memory freed after the peak stays with the process until

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - numba comes with librosa; the PyTorch 
 
 RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 SURROGATE_CODES = {"sigmoid": 0, "sigmoid_unscaled": 1, "fast_sigmoid": 2, "triangle": 3, "arctan": 4}
-# Neurons per parallel block. The forward scan streams three [T, N] arrays row by row and ran 19–24 % faster with
+# Neurons per parallel block. The forward scan streams three [T, N] arrays row by row and ran 19–25 % faster with
 # blocks of 1,024 than of 512 (kernel alone, one thread, [300, 16 384] and [100, 81 920], an AVX2 host); the backward
 # scan, with a dozen scratch rows per block, was no faster (within ±5 %).
 FORWARD_BLOCK, BACKWARD_BLOCK = 1024, 512
