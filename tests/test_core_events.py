@@ -1,10 +1,11 @@
 """Event-driven synapses (functional.events) against the dense PyTorch result, forward and gradient."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from spikeforge.functional import events
+from spikeforge.functional import compress_cpu, events, events_cpu
 from spikeforge.layers import Readout, SpikingConv, SpikingLinear
 
 
@@ -226,3 +227,32 @@ def test_event_path_is_chosen_by_the_break_even_density_of_the_call(monkeypatch)
     assert type(events.linear(x, wl).grad_fn).__name__ != "_EventLinearBackward"
     monkeypatch.setattr(events, "MAX_DENSITY", 0.4)  # the cap over every kind
     assert events.break_even_density(w, "conv") == 0.4 and events.conv_time1d(x, w, None, **conv) is None
+
+@pytest.mark.skipif(not compress_cpu.AVX2, reason="the 8-lane compression needs AVX2")
+@pytest.mark.parametrize("width", [8, 13, 64, 256])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
+def test_rows_compressed_eight_at_a_time_equal_one_at_a_time(width, density):
+    g = torch.Generator().manual_seed(width)
+    x = torch.randn(97, 3, width, generator=g) * (torch.rand(97, 3, width, generator=g) < density)
+    x[5, 1, width - 1] = float("nan")  # a NaN is kept, as the scalar loop keeps it
+    grid = x.numpy()
+    groups = compress_cpu.vector_groups(grid)
+    assert groups == width // 8
+    results = []
+    for take in (groups, 0):
+        parts, capacity = 4, x.numel() // 4 + 2 * width + 1
+        counts, filled = np.empty(97 * 3, np.int64), np.empty(parts, np.int64)
+        indices, values = np.empty(parts * capacity, np.int32), np.empty(parts * capacity, np.float32)
+        flat = grid.reshape(-1) if take else np.empty(0, np.float32)
+        events_cpu.compress_rows(grid, flat, take, parts, capacity, counts, indices, values, filled)
+        keep = np.concatenate([np.arange(p * capacity, p * capacity + filled[p]) for p in range(parts)])
+        results.append((counts, indices[keep], values[keep]))
+    assert (results[0][0] == (grid != 0).sum(-1).reshape(-1)).all()
+    for vector, scalar in zip(*results):
+        np.testing.assert_array_equal(vector, scalar)
+
+
+def test_strided_rows_and_float64_are_compressed_one_at_a_time():
+    x = torch.zeros(2, 3, 16, 4)
+    assert compress_cpu.vector_groups(x.numpy().transpose(0, 2, 1, 3)) == 0  # a convolution's positions: strided
+    assert compress_cpu.vector_groups(x.double().numpy()) == 0

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikeforge.functional import events_cpu
+from spikeforge.functional import compress_cpu, events_cpu
 from spikeforge.functional.layout import channels_last_copy, time_major_copy
 from spikeforge.functional.lif_cpu import torch_thread_budget
 
@@ -98,7 +98,9 @@ def _compress(x: torch.Tensor, view, max_density: float) -> Rows | None:
     values = np.empty(parts * capacity, grid.dtype)
     filled = np.empty(parts, np.int64)
     with torch_thread_budget():
-        events_cpu.compress_rows(grid, parts, capacity, counts, indices, values, filled)
+        groups = compress_cpu.vector_groups(grid)
+        flat = grid.reshape(-1) if groups else np.empty(0, grid.dtype)
+        events_cpu.compress_rows(grid, flat, groups, parts, capacity, counts, indices, values, filled)
     if (filled < 0).any() or filled.sum() > max_density * x.numel():
         return None
     indptr = np.zeros(rows + 1, np.int64)

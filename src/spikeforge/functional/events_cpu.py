@@ -23,7 +23,10 @@ import numpy as np
 try:
     from numba import njit, prange
 
+    from spikeforge.functional.compress_cpu import LANES, PERMUTATIONS, compress_groups
     from spikeforge.functional.gather_cpu import gather_rows
+
+    PERMUTATIONS_FLAT = PERMUTATIONS.reshape(-1)
 except ImportError:  # pragma: no cover - numba comes with librosa; dense PyTorch is the fallback
     njit = None
 
@@ -32,10 +35,14 @@ available = njit is not None
 if available:
 
     @njit(parallel=True, cache=True)
-    def compress_rows(x, parts, capacity, counts, indices, values, filled):
+    def compress_rows(x, flat, groups, parts, capacity, counts, indices, values, filled):
         """One pass over x `[M, A, K]` (any strides), as rows r = m·A + a of K entries: part p of the rows writes
         the indices k and values of its nonzero entries from p·capacity on, counts[r] per row; filled[p] = how
-        many, or −1 if they may not fit (`capacity` must leave room for one row more than the part may hold)."""
+        many, or −1 if they may not fit (`capacity` must leave room for one row more than the part may hold).
+
+        The first 8·`groups` entries of each row go 8 at a time (`compress_cpu.compress_groups`) from `flat`, x
+        as one contiguous vector (unused where groups = 0); the rest one by one.
+        """
         outer, inner, width = x.shape
         rows = outer * inner
         for p in prange(parts):
@@ -48,7 +55,8 @@ if available:
                 m = r // inner
                 a = r - m * inner
                 start = at
-                for k in range(width):  # branch-free: write always, advance on a nonzero (4× faster at 5 %)
+                at = compress_groups(flat, r * width, groups, indices, values, at, PERMUTATIONS_FLAT)
+                for k in range(groups * LANES, width):  # branch-free: write always, advance on a nonzero (4× faster at 5 %)
                     v = x[m, a, k]
                     indices[at] = k
                     values[at] = v
