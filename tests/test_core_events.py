@@ -61,9 +61,17 @@ def test_narrow_linear_kernels_match_dense_forward_and_gradients(dtype, monkeypa
     assert type(events.linear(x, torch.randn(32, 50, dtype=dtype)).grad_fn).__name__ != "_NarrowLinearBackward"
 
 
-def test_narrow_linear_bits_do_not_depend_on_the_thread_count(monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_narrow_linear_on_sparse_input_takes_the_events_and_matches_dense(dtype, monkeypatch):
+    monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 32)  # as in use: 9 outputs, 5 % nonzero inputs
+    x = _spikes(30, 4, 50, dtype=dtype).requires_grad_()
+    _check_linear_against_dense(x, "_EventLinearBackward")
+
+
+@pytest.mark.parametrize("density", [0.03, 0.3])  # the event path and the dense narrow kernels
+def test_narrow_linear_bits_do_not_depend_on_the_thread_count(density, monkeypatch):
     monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 32)
-    x = _spikes(40, 8, 64, density=0.2, dtype=torch.float32).requires_grad_()
+    x = _spikes(40, 8, 64, density=density, dtype=torch.float32).requires_grad_()
     w = torch.randn(11, 64, requires_grad=True)
     g = torch.randn(40, 8, 11)
     threads = torch.get_num_threads()
@@ -72,6 +80,7 @@ def test_narrow_linear_bits_do_not_depend_on_the_thread_count(monkeypatch):
         for n in (1, 2):
             torch.set_num_threads(n)
             y = events.linear(x, w)
+            assert type(y.grad_fn).__name__ == ("_EventLinearBackward" if density < 0.1 else "_NarrowLinearBackward")
             results.append((y, *_grads(y, (x, w), g)))
     finally:
         torch.set_num_threads(threads)
@@ -222,9 +231,11 @@ def test_event_path_is_chosen_by_the_break_even_density_of_the_call(monkeypatch)
     with torch.no_grad():
         torch.testing.assert_close(events.linear(x, wl), F.linear(x, wl))
     assert events.conv_time1d(_spikes(30, 4, 16, 10, density=0.8, dtype=torch.float32), w, None, **conv) is None
-    monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 6)  # a linear layer this narrow stays dense at any density
-    assert events.break_even_density(wl, "linear") == 0.0
-    assert type(events.linear(x, wl).grad_fn).__name__ != "_EventLinearBackward"
+    monkeypatch.setattr(events, "LINEAR_MIN_OUTPUTS", 6)  # a narrow layer: its own break-even, dense kernels above it
+    monkeypatch.setitem(events.BREAK_EVEN, "narrow", (0.2, 0.1))
+    assert events.break_even_density(wl, "linear") == 0.2
+    assert type(events.linear(x, wl).grad_fn).__name__ == "_NarrowLinearBackward"
+    assert type(events.linear(_spikes(30, 4, 16, 10, density=0.1, dtype=torch.float32), wl).grad_fn).__name__ == "_EventLinearBackward"
     monkeypatch.setattr(events, "MAX_DENSITY", 0.4)  # the cap over every kind
     assert events.break_even_density(w, "conv") == 0.4 and events.conv_time1d(x, w, None, **conv) is None
 

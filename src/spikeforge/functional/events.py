@@ -5,7 +5,8 @@ kernels are the better choice (not on the CPU, not float, or denser than where t
 `linear` and `conv_time1d` then compute the forward pass and the weight gradient from the
 events (`functional.events_cpu`); the gradient to the input, gI·W, is dense whatever the
 input, so it stays with BLAS / oneDNN. A linear layer with few outputs (a classifier's last
-layer) runs dense, its gradients on kernels of their own, where MKL's skinny products are slow.
+layer) has break-even densities of its own, runs on dense kernels of its own where its input is
+denser, and takes its input gradient from one of them: MKL's skinny products are slow.
 Backward keeps the compressed rows, not the dense input: a spike tensor costs a few bytes per
 event instead of 4 per neuron-step.
 """
@@ -28,14 +29,15 @@ from spikeforge.functional.lif_cpu import torch_thread_budget
 #: grows with the density, the dense kernels' does not. Measured on one thread in two runs on a shared
 #: machine (benchmarks/EVENT-COSTS.md, `benchmarks/event_costs.py`): model A's conv layers broke even at
 #: 40–60 % nonzero in the forward pass and above 70 % with the weight gradient; model B's linear layer at
-#: 35–50 % and 30–40 %.
-BREAK_EVEN = {"conv": (0.7, 0.45), "linear": (0.35, 0.4)}
+#: 35–50 % and 30–40 %; a narrow layer (model B's 256 → 11 output layer, against its dense kernels) at about 10 %
+#: with the weight gradient and 5 % without.
+BREAK_EVEN = {"conv": (0.7, 0.45), "linear": (0.35, 0.4), "narrow": (0.1, 0.05)}
 #: A cap on every break-even density: 0 turns the event path off everywhere.
 MAX_DENSITY = 1.0
-#: A linear layer with fewer outputs than this stays dense at any density, on the narrow-layer kernels
-#: (`_NarrowLinear`): compressing its input costs more than the whole dense product (a 2560 → 12 readout: events
-#: 19–32 ms, dense 12 ms at 5–25 % nonzero; at 32 outputs they break even at 5 %, at 64 and more the events win;
-#: one thread, [3200, 2560] input).
+#: A linear layer with fewer outputs than this is narrow (a classifier's last layer): its own break-even densities,
+#: and dense kernels of their own where the input is denser (`_NarrowLinear`) and for its input gradient, where
+#: MKL's skinny products run far below its rate (a 256 → 11 layer over 19 200 rows: forward by MKL 5 ms, its
+#: gradients 3–7 ms each on one core).
 LINEAR_MIN_OUTPUTS = 32
 #: Inputs are compressed in this many parts of their rows (in parallel).
 ROW_PARTS = 8
@@ -60,7 +62,7 @@ class Rows:
 def break_even_density(weight: torch.Tensor, kind: str) -> float:
     """The largest input density for which the event path pays in this call of a `kind` synapse: with or without the weight gradient."""
     if kind == "linear" and weight.shape[0] < LINEAR_MIN_OUTPUTS:
-        return 0.0
+        kind = "narrow"
     training, inference = BREAK_EVEN[kind]
     return min(MAX_DENSITY, training if torch.is_grad_enabled() and weight.requires_grad else inference)
 
@@ -127,6 +129,16 @@ def _sum_parts(parts: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _input_grad(g2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """dS = gI·W for gI `[rows, out]`: BLAS, or `events_cpu.narrow_input_grad` for a narrow layer (fewer than LINEAR_MIN_OUTPUTS outputs)."""
+    if weight.shape[0] >= LINEAR_MIN_OUTPUTS:
+        return g2 @ weight
+    g_x = torch.empty(g2.shape[0], weight.shape[1], dtype=g2.dtype)
+    with torch_thread_budget():
+        events_cpu.narrow_input_grad(g2.numpy(), weight.detach().contiguous().numpy(), g_x.numpy())
+    return g_x
+
+
 class _EventLinear(torch.autograd.Function):
     """I[m] = W·S[m] (+ bias) from compressed rows; backward: dS = gI·W (dense), dW = gIᵀ·S from the events."""
 
@@ -147,7 +159,7 @@ class _EventLinear(torch.autograd.Function):
     def backward(ctx, g_out):
         weight, indptr, indices, values = ctx.saved_tensors
         g2 = g_out.reshape(-1, weight.shape[0]).contiguous()
-        g_x = (g2 @ weight).view(ctx.in_shape) if ctx.needs_input_grad[0] else None
+        g_x = _input_grad(g2, weight).view(ctx.in_shape) if ctx.needs_input_grad[0] else None
         g_w = g_b = None
         if ctx.needs_input_grad[1]:
             parts = _weight_grad_parts((weight.shape[1], weight.shape[0]), g2.dtype)
@@ -174,14 +186,11 @@ class _NarrowLinear(torch.autograd.Function):
     def backward(ctx, g_out):
         x2, weight = ctx.saved_tensors
         g2 = g_out.reshape(-1, weight.shape[0]).contiguous()
-        g_x = g_w = g_b = None
-        with torch_thread_budget():
-            if ctx.needs_input_grad[0]:
-                g_x = torch.empty(x2.shape, dtype=g2.dtype)
-                events_cpu.narrow_input_grad(g2.numpy(), weight.detach().contiguous().numpy(), g_x.numpy())
-                g_x = g_x.view(ctx.in_shape)
-            if ctx.needs_input_grad[1]:
-                parts = _weight_grad_parts(tuple(weight.shape), g2.dtype)
+        g_x = _input_grad(g2, weight).view(ctx.in_shape) if ctx.needs_input_grad[0] else None
+        g_w = g_b = None
+        if ctx.needs_input_grad[1]:
+            parts = _weight_grad_parts(tuple(weight.shape), g2.dtype)
+            with torch_thread_budget():
                 events_cpu.narrow_weight_grad(g2.numpy(), x2.numpy(), parts.numpy())
                 g_w = _sum_parts(parts)
         if ctx.needs_input_grad[2]:
@@ -196,15 +205,15 @@ def _narrow(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.linear(x, weight, bias)` for x `[..., in]`, event-driven where x is sparse enough (`sparse_rows`), on the
-    narrow-layer kernels where the layer has fewer than LINEAR_MIN_OUTPUTS outputs."""
-    if _narrow(x, weight):
-        return _NarrowLinear.apply(x, weight, bias)
+    """`F.linear(x, weight, bias)` for x `[..., in]`, event-driven where x is sparse enough (`sparse_rows`), else on
+    the narrow-layer kernels where the layer has fewer than LINEAR_MIN_OUTPUTS outputs."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
     csr = sparse_rows(x, rows, break_even_density(weight, "linear")) if weight.dtype == x.dtype and rows else None
-    if csr is None:
-        return F.linear(x, weight, bias)
-    return _EventLinear.apply(x, weight, bias, csr.indptr, csr.indices, csr.values)
+    if csr is not None:
+        return _EventLinear.apply(x, weight, bias, csr.indptr, csr.indices, csr.values)
+    if _narrow(x, weight):
+        return _NarrowLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 class _EventConvTime1d(torch.autograd.Function):
