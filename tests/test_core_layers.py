@@ -220,3 +220,13 @@ def test_synaptic_filter_makes_a_current_based_lif():
     assert torch.equal(spikes, s_ref)
     with pytest.raises(ValueError, match="tau_syn must be > 0"):
         LIF(3, tau_syn=0.0)
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+def test_a_nan_or_inf_among_sparse_spikes_is_named(bad_value):
+    x = (torch.rand(20, 4, 64, generator=torch.Generator().manual_seed(0)) < 0.05).float()
+    x[7, 2, 33] = bad_value  # the event path checks the compressed entries only: this one is among them
+    with pytest.raises(ValueError, match=r"SpikingLinear input: input \[T, B, 64\] of shape \(20, 4, 64\) contains NaN or Inf"):
+        SpikingLinear(64, 40)(x)
+    with pytest.raises(ValueError, match=r"Readout input: .* contains NaN or Inf"):
+        Readout(64, 5)(x)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -204,11 +205,18 @@ def _narrow(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and x.dtype == weight.dtype and x.dtype in (torch.float32, torch.float64) and x.numel() > 0)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           check_finite: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
     """`F.linear(x, weight, bias)` for x `[..., in]`, event-driven where x is sparse enough (`sparse_rows`), else on
-    the narrow-layer kernels where the layer has fewer than LINEAR_MIN_OUTPUTS outputs."""
+    the narrow-layer kernels where the layer has fewer than LINEAR_MIN_OUTPUTS outputs.
+
+    `check_finite`, if given, is called with x, or with its compressed nonzero entries where the events are taken
+    (the same NaN/Inf verdict from a few percent of the values).
+    """
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
     csr = sparse_rows(x, rows, break_even_density(weight, "linear")) if weight.dtype == x.dtype and rows else None
+    if check_finite is not None:
+        check_finite(x if csr is None else csr.values)
     if csr is not None:
         return _EventLinear.apply(x, weight, bias, csr.indptr, csr.indices, csr.values)
     if _narrow(x, weight):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
 
-from spikeforge.checks import check_time_major
+from spikeforge.checks import check_finite, check_time_major
 from spikeforge.functional import events
 from spikeforge.layers.base import SpikingLayer
 
@@ -33,7 +34,9 @@ class SpikingLinear(SpikingLayer):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def current(self, x: torch.Tensor) -> torch.Tensor:
-        check_time_major(x, "SpikingLinear input", 3, f"[T, B, {self.in_features}]", self.weight.dtype)
+        name, layout = "SpikingLinear input", f"[T, B, {self.in_features}]"
+        check_time_major(x, name, 3, layout, self.weight.dtype, finite=False)  # NaN/Inf: on the events, below
         if x.shape[2] != self.in_features:
             raise ValueError(f"SpikingLinear input: expected [T, B, {self.in_features}], got {tuple(x.shape)}")
-        return events.linear(x, self.weight, self.bias)  # event-driven for sparse spikes
+        finite = partial(check_finite, name=name, layout=layout, shape=x.shape)
+        return events.linear(x, self.weight, self.bias, finite)  # event-driven for sparse spikes

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeforge.checks import check_time_major
+from spikeforge.checks import check_finite, check_time_major
 from spikeforge.functional import events
 from spikeforge.functional.filters import leaky_integrate
 from spikeforge.layers.base import check_step_input
@@ -33,17 +34,19 @@ class Readout(nn.Module):
         self.bias = nn.Parameter(torch.zeros(classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_time_major(x, "Readout input", tuple(range(3, 7)), f"[T, B, {self.in_features}] (or [T, B, C, *S] flattening to it)", self.weight.dtype)
-        y = self._scores(x.flatten(2), x.shape)
+        name, layout = "Readout input", f"[T, B, {self.in_features}] (or [T, B, C, *S] flattening to it)"
+        check_time_major(x, name, tuple(range(3, 7)), layout, self.weight.dtype, finite=False)  # NaN/Inf: in _scores
+        y = self._scores(x.flatten(2), x.shape, check=partial(check_finite, name=name, layout=layout, shape=x.shape))
         if self.integrate is not None:
             y = leaky_integrate(y, self.integrate)
         return y
 
-    def _scores(self, x: torch.Tensor, shape: torch.Size, event_driven: bool = True) -> torch.Tensor:
-        """W·S (÷ (‖W_c‖² + ε) when normalized) + offset for flattened spikes `[..., in_features]`."""
+    def _scores(self, x: torch.Tensor, shape: torch.Size, event_driven: bool = True, check=None) -> torch.Tensor:
+        """W·S (÷ (‖W_c‖² + ε) when normalized) + offset for flattened spikes `[..., in_features]`; `check` as `check_finite` in `events.linear`."""
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Readout input: expected {self.in_features} features per step after flattening, got {x.shape[-1]} from shape {tuple(shape)}")
-        y = events.linear(x, self.weight) if event_driven else F.linear(x, self.weight)  # event-driven for sparse spike sequences
+        # event-driven for sparse spike sequences
+        y = events.linear(x, self.weight, None, check) if event_driven else F.linear(x, self.weight)
         if self.normalized:
             y = y / ((self.weight * self.weight).sum(1) + self.eps)
         return y + self.bias
