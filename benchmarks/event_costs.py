@@ -4,9 +4,10 @@
     python benchmarks/event_costs.py --out benchmarks/EVENT-COSTS.md
 
 Layers: model A's layers 2 and 3 (causal time × frequency conv, 64 → 64 channels, kernel 4 × 3,
-dilation (4, 3) and (16, 9), input [T=100, B=32, 64, 40]) and model B's hidden layer (linear 256 → 256,
-input [T=300, B=64, 256]), on random binary inputs of each density. For each: forward alone and
-forward + weight gradient (the input gradient is dense on both paths, so it is left out), dense
+dilation (4, 3) and (16, 9), input [T=100, B=32, 64, 40]), model B's hidden layer (linear 256 → 256,
+input [T=300, B=64, 256]) and its output layer (narrow: 256 → 11, the same input; dense = its narrow-layer
+kernels), on random binary inputs of each density. For each: forward alone and
+forward + weight gradient (the input gradient is the same kernel on both paths, so it is left out), dense
 (events off) and event-driven (events forced on), process CPU time on one thread, medians of
 interleaved rounds. `functional.events.BREAK_EVEN` (per kind, training and inference) is set from
 where the event path stops being cheaper.
@@ -35,8 +36,10 @@ def _layers():
     convs = [SpikingConv(64, 64, 3, spatial_dims=1, time_kernel=4, time_dilation=dt, dilation=df, normalize_threshold=False)
              for dt, df in ((4, 3), (16, 9))]
     weight = (torch.randn(256, 256) * 0.05).requires_grad_()
+    narrow = (torch.randn(11, 256) * 0.05).requires_grad_()
     return [*((f"conv, model A layer {i + 2}", (100, 32, 64, 40), conv.current, conv.weight) for i, conv in enumerate(convs)),
-            ("linear, model B layer 2", (300, 64, 256), lambda x: events.linear(x, weight), weight)]
+            ("linear, model B layer 2", (300, 64, 256), lambda x: events.linear(x, weight), weight),
+            ("narrow linear, model B layer 3", (300, 64, 256), lambda x: events.linear(x, narrow), narrow)]
 
 
 def _cpu_ms(fn) -> float:
@@ -45,16 +48,20 @@ def _cpu_ms(fn) -> float:
     return (time.process_time() - t0) * 1e3
 
 
-def measure(rounds: int, densities=DENSITIES) -> list[dict]:
-    """One row per (layer, density): median CPU ms of dense and event forward and forward + weight gradient."""
+def measure(rounds: int, densities=DENSITIES, layers: list[str] | None = None) -> list[dict]:
+    """One row per (layer, density): median CPU ms of dense and event forward and forward + weight gradient.
+
+    `layers`: only those whose name starts with one of these prefixes (default: all)."""
     rows = []
     saved = events.MAX_DENSITY, dict(events.BREAK_EVEN)
     events.BREAK_EVEN.update({kind: (1.0, 1.0) for kind in events.BREAK_EVEN})  # events wherever MAX_DENSITY allows
     try:
         for name, shape, current, weight in _layers():
+            if layers and not name.startswith(tuple(layers)):
+                continue
             for density in densities:
                 x = (torch.rand(shape, generator=torch.Generator().manual_seed(1)) < density).float()
-                g = torch.randn(shape)  # both layers keep the input's shape
+                g = torch.randn(current(x).shape)
                 times = {k: [] for k in ("dense_fwd", "event_fwd", "dense_train", "event_train")}
                 for r in range(rounds + 1):  # round 0 warms up (compilation, allocator)
                     for path in (("dense", "event") if r % 2 else ("event", "dense")):
@@ -149,11 +156,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES), help="fractions of nonzero inputs")
+    p.add_argument("--layers", nargs="+", default=None, help="only the layers whose name starts with one of these (e.g. 'linear' 'narrow')")
     p.add_argument("--out", type=Path, default=None, help="write the table here (default: print it)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    text = report(measure(args.rounds, args.densities), args.rounds, "python benchmarks/event_costs.py " + " ".join(sys.argv[1:]))
-    text += layout_report(measure_layouts(args.rounds))
+    rows = measure(args.rounds, args.densities, args.layers)
+    text = report(rows, args.rounds, "python benchmarks/event_costs.py " + " ".join(sys.argv[1:]))
+    if any(r["layer"].startswith("conv") for r in rows):
+        text += layout_report(measure_layouts(args.rounds))
     if args.out:
         args.out.write_text(text)
     else:

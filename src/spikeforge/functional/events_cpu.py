@@ -24,7 +24,7 @@ try:
     from numba import njit, prange
 
     from spikeforge.functional.compress_cpu import LANES, PERMUTATIONS, compress_groups
-    from spikeforge.functional.gather_cpu import gather_rows
+    from spikeforge.functional.gather_cpu import gather_rows, gather_rows_fresh
 
     PERMUTATIONS_FLAT = PERMUTATIONS.reshape(-1)
 except ImportError:  # pragma: no cover - numba comes with librosa; dense PyTorch is the fallback
@@ -70,9 +70,8 @@ if available:
         """out[m, :] = Σ_p values[p]·Wᵀ[indices[p], :] over the events p of row m (I = W·S, report eq. 5.2); W and out flat."""
         rows = indptr.shape[0] - 1
         n_out = out.shape[0] // rows
-        out[:] = 0
         for m in prange(rows):
-            gather_rows(out, m * n_out, n_out, weight_t, 0, n_out, indptr[m], indptr[m + 1], indices, values)
+            gather_rows_fresh(out, m * n_out, n_out, weight_t, 0, n_out, indptr[m], indptr[m + 1], indices, values)
 
     @njit(parallel=True, cache=True)
     def linear_weight_grad(indptr, indices, values, g_out, parts):
@@ -90,23 +89,21 @@ if available:
             parts[c] = acc
 
     # Dense backward kernels for a linear layer with few outputs (fewer than `events.LINEAR_MIN_OUTPUTS`, e.g. a
-    # classifier's last layer), where compressing the input costs more than the product and MKL's skinny products for
-    # the gradients run far below its rate (256 → 11 over 19 200 rows: 3–7 ms each on one core, the weight gradient
-    # slower on two threads than on one). Each output element is one sequential sum in an order fixed by the shapes (no
+    # classifier's last layer): its input gradient on either path, its weight gradient where the input is too dense for
+    # the events. MKL's skinny products for these run far below its rate (256 → 11 over 19 200 rows: 3–7 ms each on
+    # one core, the weight gradient slower on two threads than on one). Each output element is one sequential sum in an order fixed by the shapes (no
     # fast-math: a process that compiled a kernel and one that loaded it from the cache must agree), so the bits do not
     # depend on the thread count or on the process.
 
     @njit(parallel=True, cache=True)
     def narrow_input_grad(g_out, weight, g_x):
-        """g_x[m, :] = Σ_k gI[m, k]·W[k, :], k ascending (dS = gI·W)."""
+        """g_x[m, :] = Σ_k gI[m, k]·W[k, :], k ascending (dS = gI·W): each row summed in registers (`gather_rows_fresh`)."""
         rows, width = g_x.shape
+        n_out = weight.shape[0]
+        every_k = np.arange(n_out).astype(np.int32)
+        flat_w, flat_x = weight.reshape(-1), g_x.reshape(-1)
         for m in prange(rows):
-            for j in range(width):
-                g_x[m, j] = 0
-            for k in range(weight.shape[0]):
-                v = g_out[m, k]
-                for j in range(width):
-                    g_x[m, j] += v * weight[k, j]
+            gather_rows_fresh(flat_x, m * width, width, flat_w, 0, width, 0, n_out, every_k, g_out[m])
 
     @njit(parallel=True, cache=True)
     def narrow_weight_grad(g_out, x, parts):

@@ -25,12 +25,12 @@ def _lanes(dtype) -> int:
     return VECTOR_BYTES // (4 if dtype == types.float32 else 8)
 
 
-def _block_kernel(vectors: int):
-    """The intrinsic for blocks of `vectors` vector registers (8, 4, 2 or 1)."""
+def _block_kernel(vectors: int, fresh: bool):
+    """The intrinsic for blocks of `vectors` vector registers (8, 4, 2 or 1); `fresh`: the sum starts from 0, not from acc."""
 
     @intrinsic
     def gather_block(typingctx, acc, acc_off, weight, w_off, ldw, start, stop, indices, values):
-        """acc[acc_off + c] += Σ_{start ≤ p < stop} values[p]·weight[w_off + indices[p]·ldw + c], c < vectors·lanes."""
+        """acc[acc_off + c] (+)= Σ_{start ≤ p < stop} values[p]·weight[w_off + indices[p]·ldw + c], c < vectors·lanes."""
         arrays = (acc, weight, indices, values)
         if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays) or not acc.dtype == weight.dtype == values.dtype:
             return None  # flat offsets need 1-D contiguous arrays of one float type
@@ -51,7 +51,8 @@ def _block_kernel(vectors: int):
                 return builder.bitcast(builder.gep(ptr, [offset]), vty.as_pointer())
 
             offsets = [ir.Constant(intp, j * lanes) for j in range(vectors)]
-            first = [builder.load(at(acc_data, builder.add(acc_off, o)), align=1) for o in offsets]
+            first = [ir.Constant(vty, [0.0] * lanes) if fresh else builder.load(at(acc_data, builder.add(acc_off, o)), align=1)
+                     for o in offsets]
             entry = builder.block
             head, body, done = (builder.append_basic_block(n) for n in ("head", "body", "done"))
             builder.branch(head)
@@ -88,7 +89,51 @@ def _block_kernel(vectors: int):
     return gather_block
 
 
-_BLOCK8, _BLOCK4, _BLOCK2, _BLOCK1 = (_block_kernel(v) for v in (8, 4, 2, 1))
+_ADD8, _ADD4, _ADD2, _ADD1 = (_block_kernel(v, False) for v in (8, 4, 2, 1))
+_SET8, _SET4, _SET2, _SET1 = (_block_kernel(v, True) for v in (8, 4, 2, 1))
+
+
+@njit(cache=True, inline="always")
+def _block(vectors, fresh, acc, acc_off, weight, w_off, ldw, start, stop, indices, values):
+    """The block kernel of `vectors` registers (8, 4, 2, 1) that adds to acc, or with `fresh` overwrites it."""
+    if vectors == 8:
+        if fresh:
+            _SET8(acc, acc_off, weight, w_off, ldw, start, stop, indices, values)
+        else:
+            _ADD8(acc, acc_off, weight, w_off, ldw, start, stop, indices, values)
+    elif vectors == 4:
+        if fresh:
+            _SET4(acc, acc_off, weight, w_off, ldw, start, stop, indices, values)
+        else:
+            _ADD4(acc, acc_off, weight, w_off, ldw, start, stop, indices, values)
+    elif vectors == 2:
+        if fresh:
+            _SET2(acc, acc_off, weight, w_off, ldw, start, stop, indices, values)
+        else:
+            _ADD2(acc, acc_off, weight, w_off, ldw, start, stop, indices, values)
+    elif fresh:
+        _SET1(acc, acc_off, weight, w_off, ldw, start, stop, indices, values)
+    else:
+        _ADD1(acc, acc_off, weight, w_off, ldw, start, stop, indices, values)
+
+
+@njit(cache=True, inline="always")
+def _gather(fresh, acc, acc_off, width, weight, w_off, ldw, start, stop, indices, values):
+    """`gather_rows` (`fresh` False) and `gather_rows_fresh` (True)."""
+    lanes = VECTOR_BYTES // acc.itemsize
+    c = 0
+    while width - c >= BLOCK_VECTORS * lanes:
+        _block(8, fresh, acc, acc_off + c, weight, w_off + c, ldw, start, stop, indices, values)
+        c += BLOCK_VECTORS * lanes
+    for vectors in (4, 2, 1):
+        if width - c >= vectors * lanes:
+            _block(vectors, fresh, acc, acc_off + c, weight, w_off + c, ldw, start, stop, indices, values)
+            c += vectors * lanes
+    for o in range(c, width):
+        total = acc.dtype.type(0) if fresh else acc[acc_off + o]
+        for p in range(start, stop):
+            total += values[p] * weight[w_off + indices[p] * ldw + o]
+        acc[acc_off + o] = total
 
 
 @njit(cache=True, inline="always")
@@ -97,22 +142,10 @@ def gather_rows(acc, acc_off, width, weight, w_off, ldw, start, stop, indices, v
 
     Blocks of 8, 4, 2, 1 vector registers, then single lanes; each block sums every event (fused multiply-add).
     """
-    lanes = VECTOR_BYTES // acc.itemsize
-    c = 0
-    while width - c >= BLOCK_VECTORS * lanes:
-        _BLOCK8(acc, acc_off + c, weight, w_off + c, ldw, start, stop, indices, values)
-        c += BLOCK_VECTORS * lanes
-    if width - c >= 4 * lanes:
-        _BLOCK4(acc, acc_off + c, weight, w_off + c, ldw, start, stop, indices, values)
-        c += 4 * lanes
-    if width - c >= 2 * lanes:
-        _BLOCK2(acc, acc_off + c, weight, w_off + c, ldw, start, stop, indices, values)
-        c += 2 * lanes
-    if width - c >= lanes:
-        _BLOCK1(acc, acc_off + c, weight, w_off + c, ldw, start, stop, indices, values)
-        c += lanes
-    for o in range(c, width):
-        total = acc[acc_off + o]
-        for p in range(start, stop):
-            total += values[p] * weight[w_off + indices[p] * ldw + o]
-        acc[acc_off + o] = total
+    _gather(False, acc, acc_off, width, weight, w_off, ldw, start, stop, indices, values)
+
+
+@njit(cache=True, inline="always")
+def gather_rows_fresh(acc, acc_off, width, weight, w_off, ldw, start, stop, indices, values):
+    """As `gather_rows`, but acc's old values are not read: acc[acc_off : acc_off + width] = Σ … (no zeroing pass before)."""
+    _gather(True, acc, acc_off, width, weight, w_off, ldw, start, stop, indices, values)
