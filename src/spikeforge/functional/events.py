@@ -30,9 +30,9 @@ from spikeforge.functional.lif_cpu import torch_thread_budget
 #: grows with the density, the dense kernels' does not. Measured on one thread in two runs on a shared
 #: machine (benchmarks/EVENT-COSTS.md, `benchmarks/event_costs.py`): model A's conv layers broke even at
 #: 40–60 % nonzero in the forward pass and above 70 % with the weight gradient; model B's linear layer at
-#: 35–50 % and 30–40 %; a narrow layer (model B's 256 → 11 output layer, against its dense kernels) at about 10 %
-#: with the weight gradient and 5 % without.
-BREAK_EVEN = {"conv": (0.7, 0.45), "linear": (0.35, 0.4), "narrow": (0.1, 0.05)}
+#: 35–50 % and 30–40 % (again after the 8-lane compression: 40–50 % and 30–40 %); a narrow layer (model B's
+#: 256 → 11 output layer, against its dense kernels) at 10 % with the weight gradient and 8 % without.
+BREAK_EVEN = {"conv": (0.7, 0.45), "linear": (0.35, 0.4), "narrow": (0.1, 0.07)}
 #: A cap on every break-even density: 0 turns the event path off everywhere.
 MAX_DENSITY = 1.0
 #: A linear layer with fewer outputs than this is narrow (a classifier's last layer): its own break-even densities,
