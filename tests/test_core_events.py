@@ -1,5 +1,9 @@
 """Event-driven synapses (functional.events) against the dense PyTorch result, forward and gradient."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -267,3 +271,23 @@ def test_strided_rows_and_float64_are_compressed_one_at_a_time():
     x = torch.zeros(2, 3, 16, 4)
     assert compress_cpu.vector_groups(x.numpy().transpose(0, 2, 1, 3)) == 0  # a convolution's positions: strided
     assert compress_cpu.vector_groups(x.double().numpy()) == 0
+
+
+def test_a_cpu_without_avx2_compresses_the_same_rows(tmp_path):
+    """The one-by-one loop is the whole compression where numba compiles for a generic CPU (no AVX2)."""
+    script = (
+        "import numpy as np, torch\n"
+        "from spikeforge.functional import compress_cpu, events\n"
+        "assert not compress_cpu.AVX2\n"
+        "x = (torch.rand(64, 3, 37, generator=torch.Generator().manual_seed(3)) < 0.2).float()\n"
+        "r = events.sparse_rows(x, 192, 0.5)\n"
+        "import sys\n"
+        "np.savez(sys.argv[1], indptr=r.indptr.numpy(), indices=r.indices.numpy(), values=r.values.numpy())\n")
+    out = tmp_path / "rows.npz"
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env, timeout=600)
+    generic = np.load(out)
+    x = (torch.rand(64, 3, 37, generator=torch.Generator().manual_seed(3)) < 0.2).float()
+    here = events.sparse_rows(x, 192, 0.5)
+    for name in ("indptr", "indices", "values"):
+        np.testing.assert_array_equal(generic[name], getattr(here, name).numpy())
