@@ -42,8 +42,7 @@ for _mask in range(1 << LANES):
 
 def vector_groups(x: np.ndarray) -> int:
     """How many groups of 8 leading entries of each row of x `[..., K]` `compress_groups` takes: K // 8 where it can, else 0."""
-    contiguous = x.flags.c_contiguous and x.ndim >= 1
-    return x.shape[-1] // LANES if AVX2 and contiguous and x.dtype == np.float32 else 0
+    return x.shape[-1] // LANES if AVX2 and x.flags.c_contiguous and x.dtype == np.float32 else 0
 
 
 @intrinsic

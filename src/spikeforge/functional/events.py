@@ -100,9 +100,9 @@ def _compress(x: torch.Tensor, view, max_density: float) -> Rows | None:
     indices = np.empty(parts * capacity, np.int32)
     values = np.empty(parts * capacity, grid.dtype)
     filled = np.empty(parts, np.int64)
+    groups = compress_cpu.vector_groups(grid)
+    flat = grid.reshape(-1) if groups else np.empty(0, grid.dtype)
     with torch_thread_budget():
-        groups = compress_cpu.vector_groups(grid)
-        flat = grid.reshape(-1) if groups else np.empty(0, grid.dtype)
         events_cpu.compress_rows(grid, flat, groups, parts, capacity, counts, indices, values, filled)
     if (filled < 0).any() or filled.sum() > max_density * x.numel():
         return None

@@ -89,11 +89,11 @@ if available:
             parts[c] = acc
 
     # Dense backward kernels for a linear layer with few outputs (fewer than `events.LINEAR_MIN_OUTPUTS`, e.g. a
-    # classifier's last layer): its input gradient on either path, its weight gradient where the input is too dense for
-    # the events. MKL's skinny products for these run far below its rate (256 → 11 over 19 200 rows: 3–7 ms each on
-    # one core, the weight gradient slower on two threads than on one). Each output element is one sequential sum in an order fixed by the shapes (no
-    # fast-math: a process that compiled a kernel and one that loaded it from the cache must agree), so the bits do not
-    # depend on the thread count or on the process.
+    # classifier's last layer): its input gradient on either path, its weight gradient where the input is too dense
+    # for the events. MKL's skinny products for these run far below its rate (256 → 11 over 19 200 rows: 3–7 ms each
+    # on one core, the weight gradient slower on two threads than on one). Each output element is one sequential sum
+    # in an order fixed by the shapes (no fast-math: a process that compiled a kernel and one that loaded it from the
+    # cache must agree), so the bits do not depend on the thread count or on the process.
 
     @njit(parallel=True, cache=True)
     def narrow_input_grad(g_out, weight, g_x):
