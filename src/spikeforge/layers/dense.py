@@ -37,6 +37,6 @@ class SpikingLinear(SpikingLayer):
         name, layout = "SpikingLinear input", f"[T, B, {self.in_features}]"
         check_time_major(x, name, 3, layout, self.weight.dtype, finite=False)  # NaN/Inf: on the events, below
         if x.shape[2] != self.in_features:
-            raise ValueError(f"SpikingLinear input: expected [T, B, {self.in_features}], got {tuple(x.shape)}")
+            raise ValueError(f"{name}: expected {layout}, got {tuple(x.shape)}")
         finite = partial(check_finite, name=name, layout=layout, shape=x.shape)
         return events.linear(x, self.weight, self.bias, finite)  # event-driven for sparse spikes
