@@ -11,6 +11,8 @@ output spike counts.
 Every implementation runs the same dynamics: U[n] = β·(U[n−1] − ϑ·S[n−1]) + I[n],
 S[n] = Θ(U[n] − ϑ), β = 0.7, ϑ = 1, sigmoid surrogate of scale 10 (fast sigmoid for Norse,
 which has no sigmoid), except where a library cannot express it (noted per peer below).
+β and ϑ are constants, as in the peers' neurons; `spikeforge-learned` is spikeforge's default
+layer instead, which also learns β (per layer) and ϑ (per channel).
 The peers have no dilated causal convolution over time, so their conv layers are the same
 torch `Conv2d` over (time, frequency) with left padding in time, followed by the peer's LIF
 in its multi-step mode (or its cell in a Python loop where it has no multi-step mode).
@@ -152,6 +154,13 @@ class TorchConvKWS(nn.Module):
         return self.readout(seq).mean(0)
 
 
+def _spikeforge_lif(variant: str) -> dict:
+    """LIF arguments of spikeforge's layers for `variant` "fused", "reference" (β, ϑ fixed) or "learned" (fused, β, ϑ learnt)."""
+    learned = variant == "learned"
+    return dict(beta_init=BETA, threshold_init=THRESHOLD, surrogate="sigmoid", scale=SCALE, impl="fused" if learned else variant,
+                learn_beta=learned, learn_threshold=learned)
+
+
 class SpikeforgeKWS(nn.Module):
     """Model A from spikeforge's `SpikingConv` (time kernel, causal) and `Readout`."""
 
@@ -159,7 +168,7 @@ class SpikeforgeKWS(nn.Module):
         super().__init__()
         from spikeforge.layers import Readout, SpikingConv
 
-        lif = dict(beta_init=BETA, threshold_init=THRESHOLD, surrogate="sigmoid", scale=SCALE, impl=impl)
+        lif = _spikeforge_lif(impl)
         self.convs = nn.Sequential(*(
             SpikingConv(1 if i == 0 else CHANNELS, CHANNELS, FREQ_KERNEL, spatial_dims=1, time_kernel=TIME_KERNEL,
                         dilation=d[1], time_dilation=d[0], normalize_threshold=False, **lif)
@@ -200,7 +209,7 @@ class SpikeforgeDense(nn.Module):
         super().__init__()
         from spikeforge.layers import SpikingLinear
 
-        lif = dict(beta_init=BETA, threshold_init=THRESHOLD, surrogate="sigmoid", scale=SCALE, impl=impl)
+        lif = _spikeforge_lif(impl)
         pairs = zip(DENSE_SIZES[:-1], DENSE_SIZES[1:])
         self.layers = nn.Sequential(*(SpikingLinear(a, b, normalize_threshold=False, **lif) for a, b in pairs))
 
@@ -210,7 +219,7 @@ class SpikeforgeDense(nn.Module):
 
 # --- registry of implementations -------------------------------------------------------------------------
 
-IMPLEMENTATIONS = ("floor", "spikeforge-fused", "spikeforge-reference", "snntorch", "spikingjelly", "norse")
+IMPLEMENTATIONS = ("floor", "spikeforge-fused", "spikeforge-learned", "spikeforge-reference", "snntorch", "spikingjelly", "norse")
 
 
 def _build(model: str, impl: str, freq: int) -> nn.Module:

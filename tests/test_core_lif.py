@@ -100,6 +100,27 @@ def test_fused_equals_reference_in_float32_to_1e5(impl, reset, lateral):
         torch.testing.assert_close(g_fused, g_ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fixed_beta_and_threshold_give_the_same_input_gradient(reset, dtype):
+    # With β and b fixed the compiled backward skips their partial sums: the input gradient must keep its bits
+    # (same arithmetic) and match the reference.
+    g = torch.Generator().manual_seed(5)
+    current = torch.randn(40, 3, 64, generator=g, dtype=dtype) * 1.5 + 0.6
+    threshold = torch.rand(64, generator=g, dtype=dtype) * 0.5 + 0.5
+    probe = torch.randn(current.shape, generator=g, dtype=dtype)
+    grads = {}
+    for impl, learn in (("fused", True), ("fused", False), ("reference", False)):
+        cur = current.clone().requires_grad_()
+        beta = torch.tensor(0.7, dtype=dtype, requires_grad=learn)
+        spikes, _ = lif_scan(cur, beta, threshold.clone().requires_grad_(learn), reset=reset, impl=impl)
+        grads[impl, learn] = torch.autograd.grad((spikes * probe).sum(), cur)[0]
+    assert torch.equal(grads["fused", True], grads["fused", False])
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(grads["fused", False], grads["reference", False], rtol=tol, atol=tol)
+    assert grads["fused", False].abs().max() > 0.1
+
+
 def test_streaming_in_chunks_equals_one_pass():
     g = torch.Generator().manual_seed(0)
     current = torch.randn(20, 2, 3, generator=g) + 0.5
@@ -173,12 +194,12 @@ def test_vectorised_float32_exp_of_the_compiled_backward_is_accurate():
     from spikeforge.functional import lif_cpu
 
     @njit
-    def run(y, out, bits):
-        lif_cpu._exp_nonpositive_f32(y, out, bits)
+    def run(y, out):
+        lif_cpu._exp_nonpositive_f32(y, out)
 
     y = np.concatenate([-np.logspace(-8, 2.2, 20000), [0.0], -np.linspace(0, 90, 20000)]).astype(np.float32)
-    out, bits = np.empty_like(y), np.empty(y.size, np.int32)
-    run(y, out, bits)
+    out = np.empty_like(y)
+    run(y, out)
     ref = np.exp(y.astype(np.float64))
     normal = ref > 1e-37
     assert np.max(np.abs(out[normal] - ref[normal]) / ref[normal]) < 2e-7

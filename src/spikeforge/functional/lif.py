@@ -200,7 +200,7 @@ def _compiled_backward(ctx, g_spikes, g_membrane):
             _flat(membrane, steps), _flat(current, steps) if scaled else zero_row,
             beta.item(), th, qq, nn_, lif_cpu.RESET_CODES[cfg.reset],
             lif_cpu.SURROGATE_CODES[cfg.surrogate], float(cfg.scale), channels, inner, _flat(u0), _flat(s0),
-            g_u.view(steps, -1).numpy(), parts[0].numpy(), parts[1].numpy(), parts[2].numpy())
+            g_u.view(steps, -1).numpy(), parts[0].numpy(), parts[1].numpy(), parts[2].numpy(), any(ctx.needs_input_grad[1:4]))
     return _parameter_grads(ctx, g_u, parts, beta, norm, scaled)
 
 
@@ -220,8 +220,10 @@ def _parameter_grads(ctx, g_u, parts, beta, norm, scaled):
     Shared by both kernel back-ends: on the Triton path these are CUDA tensors (`_channel_sums` sums them with torch).
     """
     batch, channels = g_u.shape[1:3]
-    per_channel = _channel_sums(parts, batch, channels)
     g_current = g_u * (1 - beta) if scaled else g_u
+    if not any(ctx.needs_input_grad[1:4]):  # the CPU kernel left `parts` unwritten
+        return g_current, None, None, None, None, None, None, None, None, None, None
+    per_channel = _channel_sums(parts, batch, channels)
     g_beta = per_channel[0].sum().reshape(beta.shape) if ctx.needs_input_grad[1] else None  # C values: one thread
     g_threshold = per_channel[1] if ctx.needs_input_grad[2] else None
     g_norm = per_channel[2] if norm is not None and ctx.needs_input_grad[3] else None
