@@ -24,7 +24,7 @@ from spikeforge.malloc import keep_freed_memory_once
 try:
     from llvmlite import ir
     from numba import njit, prange, types
-    from numba.extending import intrinsic
+    from numba.extending import intrinsic, overload
 except ImportError:  # pragma: no cover - numba comes with librosa; the PyTorch loop is the fallback
     njit = None
 
@@ -159,54 +159,47 @@ if available:
                     _forward_row(d, membrane[n if keep else 0, lo:hi], sp, u, r, b, qq, gg, beta, has_norm, reset, one, zero)
 
     @njit(cache=True, inline="always")
-    def _exp_nonpositive_f32(y, out):
-        """out[i] = exp(y[i]) for float32 y ≤ 0 (relative error < 2e-7), in one loop LLVM vectorises.
+    def _exp_nonpositive_f32(y):
+        """exp(y) for a float32 y ≤ 0 (relative error < 2e-7), in arithmetic LLVM vectorises.
 
         `math.exp` is a scalar libm call here (numba has no vector math library on this
         platform) and made up two thirds of the backward kernel's time. Cephes-style: y = n·ln2 + r
         with |r| ≤ ln2/2, exp(r) by its degree-7 Taylor polynomial in fused multiply-adds, 2^n from
         its exponent bits.
         """
-        for i in range(y.shape[0]):
-            v = max(y[i], _F32_EXP_MIN)
-            n = np.floor(v * _F32_LOG2E + _F32_HALF)
-            r = _fma(n, _F32_NEG_LN2_LO, _fma(n, _F32_NEG_LN2_HI, v))
-            p = _fma(_fma(_fma(_fma(_F32_C7, r, _F32_C6), r, _F32_C5), r, _F32_C4), r, _F32_C3)
-            p = _fma(_fma(_fma(p, r, _F32_C2), r, _F32_C1), r, _F32_C0)
-            out[i] = p * _pow2_f32(n)
+        v = max(y, _F32_EXP_MIN)
+        n = np.floor(v * _F32_LOG2E + _F32_HALF)
+        r = _fma(n, _F32_NEG_LN2_LO, _fma(n, _F32_NEG_LN2_HI, v))
+        p = _fma(_fma(_fma(_fma(_F32_C7, r, _F32_C6), r, _F32_C5), r, _F32_C4), r, _F32_C3)
+        p = _fma(_fma(_fma(p, r, _F32_C2), r, _F32_C1), r, _F32_C0)
+        return p * _pow2_f32(n)
+
+    def _exp_nonpositive(y):
+        """exp(y) for y ≤ 0: `_exp_nonpositive_f32` for float32 (vectorised), libm's for float64."""
+        return math.exp(y)
+
+    @overload(_exp_nonpositive)
+    def _exp_nonpositive_typed(y):
+        if y == types.float32:
+            return lambda y: _exp_nonpositive_f32(y)
+        return lambda y: math.exp(y)
 
     @njit(cache=True, inline="always")
-    def _surrogate_row(x, out, code, a):
-        """out[i] = Θ′(x[i]) for the surrogate `code`; the branch on `code` sits outside the loop.
+    def _surrogate(x, code, a, one, half_pi):
+        """Θ′(x) for the surrogate `code` (SURROGATE_CODES) of scale a; `one` and `half_pi` (π/2) in x's type.
 
-        For float32 the sigmoid's exp runs vectorised (`_exp_nonpositive_f32`).
+        Called in the backward kernel's loops: LLVM moves the branch on `code` out of the loop, which vectorises.
         """
-        one = x.dtype.type(1)
         if code == 0 or code == 1:
-            k = a if code == 0 else one
-            if x.itemsize == 4:
-                for i in range(x.shape[0]):
-                    out[i] = -abs(a * x[i])
-                _exp_nonpositive_f32(out, out)
-            else:
-                for i in range(x.shape[0]):
-                    out[i] = math.exp(-abs(a * x[i]))
-            for i in range(x.shape[0]):
-                e = out[i]
-                out[i] = k * e / ((one + e) * (one + e))
-        elif code == 2:
-            for i in range(x.shape[0]):
-                d = one + a * abs(x[i])
-                out[i] = one / (d * d)
-        elif code == 3:
-            for i in range(x.shape[0]):
-                out[i] = a * max(one - one, one - a * abs(x[i]))
-        else:
-            half = a / (one + one)
-            c = x.dtype.type(math.pi / 2) * a
-            for i in range(x.shape[0]):
-                z = c * x[i]
-                out[i] = half / (one + z * z)
+            e = _exp_nonpositive(-abs(a * x))
+            return (a if code == 0 else one) * e / ((one + e) * (one + e))
+        if code == 2:
+            d = one + a * abs(x)
+            return one / (d * d)
+        if code == 3:
+            return a * max(one - one, one - a * abs(x))
+        z = half_pi * a * x
+        return a / (one + one) / (one + z * z)
 
     @njit(cache=True, inline="always")
     def _step_gradient(g_spike, slope, inv_q, g_mem, beta, reset_slope, zero_spike, g_next):
@@ -236,6 +229,7 @@ if available:
         scale = dt.type(scale)
         zero = dt.type(0)
         one = dt.type(1)
+        half_pi = dt.type(math.pi / 2)
         k_sub = one if reset == 0 else zero  # R = b·‖W‖²·S
         k_zero = one if reset == 1 else zero  # R = U·S
         g_spk_rows = g_spikes.shape[0] > 1
@@ -251,13 +245,12 @@ if available:
             inv_q = np.empty(width, dt)
             nrm = np.empty(width, dt)
             gain = np.empty(width, dt)
-            x = np.empty(width, dt)
-            sg = np.empty(width, dt)
             g_next = np.zeros(width, dt)
             acc_beta = np.zeros(width, dt)
             acc_b = np.zeros(width, dt)
             acc_n = np.zeros(width, dt)
             no_spikes = np.zeros(width, dt)
+            slope = np.empty(width, dt)
             for i in range(width):
                 ch = ((lo + i) // inner) % channels
                 b[i] = threshold[ch]
@@ -276,16 +269,15 @@ if available:
                 # rather than a branch, and inside the main loop rather than in a loop of its own, keeps it vectorised
                 s_given = no_spikes if n > 0 else s0[lo:hi]
                 k_given = zero if n > 0 else one
-                for i in range(width):
-                    x[i] = mem[i] * inv_q[i] - b[i]
-                _surrogate_row(x, sg, surrogate, scale)
-                if accumulate:
+                if accumulate:  # Θ′ in a loop of its own: LLVM keeps the branch on `code` in the long loop below
+                    for i in range(width):
+                        slope[i] = _surrogate(mem[i] * inv_q[i] - b[i], surrogate, scale, one, half_pi)
                     for i in range(width):
                         un = mem[i]
                         up = u_before[i]
                         sp = k_given * s_given[i] + (one - k_given) * (one if up / qq[i] - b[i] > zero else zero)
                         g = g_next[i]
-                        gx, gu = _step_gradient(gsp[i], sg[i], inv_q[i], gmem[i], beta, k_sub * gain[i] + k_zero * un,
+                        gx, gu = _step_gradient(gsp[i], slope[i], inv_q[i], gmem[i], beta, k_sub * gain[i] + k_zero * un,
                                                 k_zero * (one if un / qq[i] - b[i] > zero else zero), g)
                         gout[i] = gu
                         g_next[i] = gu
@@ -295,7 +287,8 @@ if available:
                 else:  # no parameter needs its gradient: gU only (the same arithmetic, so the same bits)
                     for i in range(width):
                         un = mem[i]
-                        _, gu = _step_gradient(gsp[i], sg[i], inv_q[i], gmem[i], beta, k_sub * gain[i] + k_zero * un,
+                        theta = _surrogate(un * inv_q[i] - b[i], surrogate, scale, one, half_pi)
+                        _, gu = _step_gradient(gsp[i], theta, inv_q[i], gmem[i], beta, k_sub * gain[i] + k_zero * un,
                                                k_zero * (one if un / qq[i] - b[i] > zero else zero), g_next[i])
                         gout[i] = gu
                         g_next[i] = gu
