@@ -33,3 +33,20 @@ def test_run_refuses_a_missing_cuda_device_and_a_bad_activity():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA device"):
             run.check_args("cuda", None)
+
+
+@pytest.mark.parametrize("model", ["A", "B"])
+def test_spikeforge_fixes_beta_and_threshold_as_the_peers_unless_learned(model):
+    # the peers' neurons have constant β and threshold: `spikeforge-fused` must train only what the floor (the same
+    # synapses without neurons) has, as they do; `spikeforge-learned` (the layers' default) learns β and the threshold
+    # too, with the same spikes
+    x, _ = bench_models.make_batch(model, 20, 4, torch.Generator().manual_seed(1))
+    nets = {}
+    for impl in ("spikeforge-fused", "spikeforge-learned", "floor"):
+        torch.manual_seed(0)
+        nets[impl] = bench_models.build(model, impl)
+    names = {impl: {n.rsplit(".", 1)[-1] for n, _ in net.named_parameters()} for impl, net in nets.items()}
+    assert names["spikeforge-fused"] == names["floor"] == {"weight"} | ({"bias"} if model == "A" else set())
+    assert {"beta", "threshold"} <= names["spikeforge-learned"]
+    with torch.no_grad():
+        assert torch.equal(nets["spikeforge-fused"](x), nets["spikeforge-learned"](x))
