@@ -42,7 +42,8 @@ _EXACT_FASTMATH = {"nnan", "ninf", "nsz"}
 # float32 exp: Cephes range reduction (ln2 split in two) and the Taylor coefficients 1/7! … 1/0!
 _F32_EXP_MIN, _F32_LOG2E, _F32_HALF = np.float32(-87.0), np.float32(1.4426950408889634), np.float32(0.5)
 _F32_NEG_LN2_HI, _F32_NEG_LN2_LO = np.float32(-0.693359375), np.float32(2.12194440e-4)
-_F32_C7, _F32_C6, _F32_C5, _F32_C4, _F32_C3, _F32_C2, _F32_C1, _F32_C0 = (np.float32(1 / math.factorial(k)) for k in range(7, -1, -1))
+_F32_C7, _F32_C6, _F32_C5, _F32_C4, _F32_C3, _F32_C2, _F32_C1, _F32_C0 = (
+    np.float32(1 / math.factorial(k)) for k in range(7, -1, -1))
 
 available = njit is not None
 
@@ -50,7 +51,7 @@ if available:
 
     @intrinsic
     def _fma(typingctx, a, b, c):
-        """a·b + c rounded once (LLVM's `fma`): the same bits in the JIT and in cached object code, unlike fast-math `contract`."""
+        """a·b + c rounded once (LLVM's `fma`): the same bits in the JIT and in cached code, unlike fast-math `contract`."""
         if not all(isinstance(t, types.Float) for t in (a, b, c)):
             return None
         wide = max((a, b, c), key=lambda t: t.bitwidth)  # mixed arguments are cast to the widest
@@ -221,7 +222,7 @@ if available:
         zero row `[1, N]` when absent; q = ‖W‖² = 1 without normalisation. The loop body has no branch
         (the reset kind enters as 0/1 factors), so it vectorises; gradients agree with the
         reference to float rounding, not bit for bit. The partial sums are written only with
-        `accumulate` (β, b or ‖W‖² needs its gradient): without, the step is 15 % cheaper and gU the same.
+        `accumulate` (β, b or ‖W‖² needs its gradient): without, the scan costs about a quarter less and gU is the same.
         """
         steps, n_neurons = membrane.shape
         dt = membrane.dtype
@@ -269,7 +270,7 @@ if available:
                 # rather than a branch, and inside the main loop rather than in a loop of its own, keeps it vectorised
                 s_given = no_spikes if n > 0 else s0[lo:hi]
                 k_given = zero if n > 0 else one
-                if accumulate:  # Θ′ in a loop of its own: LLVM keeps the branch on `code` in the long loop below
+                if accumulate:  # Θ′ in a loop of its own: LLVM would not hoist the branch on `code` out of the long loop
                     for i in range(width):
                         slope[i] = _surrogate(mem[i] * inv_q[i] - b[i], surrogate, scale, one, half_pi)
                     for i in range(width):
