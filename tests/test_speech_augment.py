@@ -119,6 +119,49 @@ def test_freq_warp_moves_each_band_to_its_scaled_frequency():
         augment_features(peak, Augmentation(freq_warp=0.1))
 
 
+def test_formant_warp_moves_each_formant_by_its_own_factor():
+    from spikeforge.data.audio_features import band_centres
+    from spikeforge.data.augment import FORMANT_KNOTS, warp_formants
+
+    config = LogMelConfig(fmax=8000.0)
+    centres = band_centres(config)
+    x = torch.randn(5, 1, 40)
+    torch.testing.assert_close(warp_formants(x, (1.0, 1.0, 1.0), centres), x)
+    # a spectrum linear in frequency: band k reads g⁻¹(f_k), g piecewise linear through (0, 0), (k_j, a_j·k_j), (top, top)
+    linear = centres.float().view(1, 1, 40)
+    factors = (1.2, 0.9, 1.1)
+    moved_knots = [0.0] + [a * k for a, k in zip(factors, FORMANT_KNOTS)] + [float(centres[-1])]
+    knots = [0.0, *FORMANT_KNOTS, float(centres[-1])]
+    for k in range(40):
+        f = float(centres[k])
+        j = next(j for j in range(1, len(knots)) if f <= moved_knots[j])
+        expected = knots[j - 1] + (f - moved_knots[j - 1]) * (knots[j] - knots[j - 1]) / (moved_knots[j] - moved_knots[j - 1])
+        got = float(warp_formants(linear, factors, centres)[0, 0, k])
+        assert abs(got - max(expected, float(centres[0]))) < 1e-3 * f, (k, got, expected)
+    # two formant peaks (F1 at the 500 Hz knot, F2 at the 1,500 Hz knot) move apart: F1 × 1.2, F2 × 0.9, not by one factor
+    def peak_at(hz):
+        return torch.exp(-0.5 * ((centres - hz) / 40.0) ** 2).float().view(1, 1, 40)
+
+    def centre(y, lo, hi):
+        band = (centres >= lo) & (centres <= hi)
+        return float((y[0, 0, band] * centres[band]).sum() / y[0, 0, band].sum())
+
+    y = warp_formants(peak_at(500.0) + peak_at(1500.0), factors, centres)
+    assert abs(centre(y, 300, 900) - 600.0) < 40 and abs(centre(y, 1000, 2000) - 1350.0) < 80
+    torch.manual_seed(0)
+    ratios = []
+    for _ in range(100):  # each knot's factor drawn from [0.85, 1.15] on its own: the F2/F1 ratio of the peaks varies
+        y = augment_features(peak_at(500.0) + peak_at(1500.0), Augmentation(formant_warp=0.15), centres)
+        ratios.append(centre(y, 1000, 2000) / centre(y, 300, 900))
+    assert min(ratios) < 2.7 and max(ratios) > 3.3
+    with pytest.raises(ValueError, match="formant_warp"):
+        Augmentation(formant_warp=0.3)
+    with pytest.raises(ValueError, match="fold the frequency axis"):
+        warp_formants(x, (1.0, 1.7, 1.0), centres)
+    with pytest.raises(ValueError, match="Mel band centre"):
+        augment_features(x, Augmentation(formant_warp=0.1))
+
+
 def test_time_stretch_scales_durations_about_the_middle_step():
     from spikeforge.data.augment import stretch_time
 

@@ -16,6 +16,11 @@ and on in `kws_robust`. Applied to the training split only, drawn from torch's g
    factor drawn uniformly from [1 − `freq_warp`, 1 + `freq_warp`] (band k takes the features at
    frequency f_k / factor, f_k its Mel band's centre, interpolated between bands), as a voice with a
    shorter or longer vocal tract would say it;
+   formant warping (`formant_warp`): a piecewise-linear warp of the frequency axis whose knots at the typical
+   first three formants (500, 1,500, 2,500 Hz) each move by their own factor drawn uniformly from
+   [1 − `formant_warp`, 1 + `formant_warp`] (0 Hz and the top band fixed), so a vowel's formants move relative
+   to each other, as when another voice or synthesiser realises the vowel differently (one factor for all of
+   them is VTLP);
 4. tempo perturbation: the clip played slower or faster by a factor drawn uniformly from [1 − `time_stretch`,
    1 + `time_stretch`] about its middle step (features interpolated linearly between steps, steps beyond the
    clip zero), as a faster or slower speaker would say it at the same pitch (speed perturbation without its
@@ -51,6 +56,7 @@ class Augmentation:
     time_stretch: float = 0.0
     style_mix: float = 0.0
     style_alpha: float = 0.3
+    formant_warp: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.background_prob <= 1.0:
@@ -64,6 +70,9 @@ class Augmentation:
             raise ValueError(f"style_alpha is the Beta distribution's parameter, > 0, got {self.style_alpha}")
         if not 0.0 <= self.freq_warp < 1.0:
             raise ValueError(f"freq_warp is the largest relative frequency scaling, in [0, 1), got {self.freq_warp}")
+        if not 0.0 <= self.formant_warp < 0.25:
+            raise ValueError(f"formant_warp is the largest relative move of a formant knot, in [0, 0.25) (wider would fold "
+                             f"the frequency axis), got {self.formant_warp}")
         if not 0.0 <= self.time_stretch < 1.0:
             raise ValueError(f"time_stretch is the largest relative change of duration, in [0, 1), got {self.time_stretch}")
         for name in ("time_shift_steps", "time_masks", "time_mask_steps", "freq_masks", "freq_mask_bands"):
@@ -72,7 +81,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return (self.background_prob > 0 or self.style_mix > 0 or self.freq_warp > 0 or self.time_stretch > 0
+        return (self.background_prob > 0 or self.style_mix > 0 or self.freq_warp > 0 or self.formant_warp > 0 or self.time_stretch > 0
                 or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0)
 
 
@@ -121,10 +130,30 @@ def mix_band_statistics(x: torch.Tensor, other: torch.Tensor, weight: float, eps
     return (x - mu_x) / sd_x * (weight * sd_x + (1 - weight) * sd_o) + weight * mu_x + (1 - weight) * mu_o
 
 
+#: Knots of `formant_warp` (Hz): typical first, second and third formants of adult speech.
+FORMANT_KNOTS = (500.0, 1500.0, 2500.0)
+
+
 def warp_bands(x: torch.Tensor, factor: float, centres: torch.Tensor) -> torch.Tensor:
     """Features `[..., F]` of the spectrum scaled in frequency by `factor`: band k reads frequency `centres[k] / factor`
     (Hz, one per band, increasing), linearly interpolated between bands; beyond the first or last band, that band."""
-    pos = torch.from_numpy(np.interp((centres / factor).numpy(), centres.numpy(), np.arange(len(centres)))).to(x.dtype)
+    return read_bands(x, centres / factor, centres)
+
+
+def warp_formants(x: torch.Tensor, factors: tuple[float, ...], centres: torch.Tensor) -> torch.Tensor:
+    """Features `[..., F]` of the spectrum under the piecewise-linear warp g with g(0) = 0, g(k_j) = factors[j]·k_j at the
+    `FORMANT_KNOTS` k_j and g fixed at the top band's centre: band k reads frequency g⁻¹(centres[k])."""
+    knots = np.array([0.0, *FORMANT_KNOTS, float(centres[-1])])
+    moved = np.array([0.0, *(f * k for f, k in zip(factors, FORMANT_KNOTS)), float(centres[-1])])
+    if np.any(np.diff(moved) <= 0):
+        raise ValueError(f"formant factors {factors} fold the frequency axis (knots {FORMANT_KNOTS} Hz no longer increase)")
+    return read_bands(x, torch.from_numpy(np.interp(centres.numpy(), moved, knots)), centres)
+
+
+def read_bands(x: torch.Tensor, freqs: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Features `[..., F]` whose band k holds x at frequency `freqs[k]` (Hz), linearly interpolated between the bands'
+    `centres` (Hz, increasing); beyond the first or last band, that band."""
+    pos = torch.from_numpy(np.interp(freqs.numpy(), centres.numpy(), np.arange(len(centres)))).to(x.dtype)
     lo = pos.floor().long().clamp(max=len(centres) - 2)
     w = pos - lo
     return x[..., lo] * (1 - w) + x[..., lo + 1] * w
@@ -156,6 +185,10 @@ def augment_features(x: torch.Tensor, aug: Augmentation, centres: torch.Tensor |
         if centres is None:
             raise ValueError("freq_warp needs the Mel band centre frequencies")
         x = warp_bands(x, 1 + aug.freq_warp * (2 * float(torch.rand(())) - 1), centres)
+    if aug.formant_warp:
+        if centres is None:
+            raise ValueError("formant_warp needs the Mel band centre frequencies")
+        x = warp_formants(x, tuple(1 + aug.formant_warp * (2 * torch.rand(len(FORMANT_KNOTS), dtype=torch.float64) - 1)), centres)
     if aug.time_stretch:
         x = stretch_time(x, 1 + aug.time_stretch * (2 * float(torch.rand(())) - 1))
     if aug.time_shift_steps:

@@ -321,6 +321,7 @@ def speech_commands(
     freq_masks: int = 0,
     freq_mask_bands: int = 5,
     freq_warp: float = 0.0,
+    formant_warp: float = 0.0,
     time_stretch: float = 0.0,
     style_mix: float = 0.0,
     style_alpha: float = 0.3,
@@ -337,14 +338,14 @@ def speech_commands(
     energy normalisation; `fmin`/`fmax` bound the `n_mels` Mel bands (the papers': 40 over 20–4000 Hz; up to 8000 Hz
     keeps the fricatives' energy; a model takes `n_mels` as its `bands`); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
-    `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `time_stretch`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
+    `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `formant_warp`, `time_stretch`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
     keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
     """
     augment = Augmentation(background_prob=background_prob, background_snr_db=tuple(background_snr_db),
                            time_shift_steps=time_shift_steps, time_masks=time_masks, time_mask_steps=time_mask_steps,
                            freq_masks=freq_masks, freq_mask_bands=freq_mask_bands, freq_warp=freq_warp,
-                           time_stretch=time_stretch, style_mix=style_mix, style_alpha=style_alpha)
+                           formant_warp=formant_warp, time_stretch=time_stretch, style_mix=style_mix, style_alpha=style_alpha)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
     features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax,
                             "n_mels": n_mels})
