@@ -113,8 +113,17 @@ def test_freq_warp_moves_each_band_to_its_scaled_frequency():
         y = augment_features(peak, Augmentation(freq_warp=0.15), centres)[0, 0]
         landed.append(float((y * torch.arange(40)).sum() / y.sum()))
     assert 17.0 <= min(landed) < 18.0 and 21.5 < max(landed) <= 22.6
+    landed = []
+    for _ in range(200):  # a range [1.0, 1.4] (children's formants): the peak at 1,242 Hz moves up only, to at most 1,739 Hz (band 25.7)
+        y = augment_features(peak, Augmentation(freq_warp=(1.0, 1.4)), centres)[0, 0]
+        landed.append(float((y * torch.arange(40)).sum() / y.sum()))
+    assert 20.0 <= min(landed) < 20.5 and 25.3 < max(landed) <= 25.8
+    assert Augmentation(freq_warp=0.1).warp_range == (0.9, 1.1) and Augmentation(freq_warp=(0.9, 1.45)).warp_range == (0.9, 1.45)
+    assert not Augmentation(freq_warp=(1.0, 1.0)).active
     with pytest.raises(ValueError, match="freq_warp"):
         Augmentation(freq_warp=1.0)
+    with pytest.raises(ValueError, match="low ≤ high"):
+        Augmentation(freq_warp=(1.2, 0.9))
     with pytest.raises(ValueError, match="Mel band centre"):
         augment_features(peak, Augmentation(freq_warp=0.1))
 

@@ -13,7 +13,8 @@ and on in `kws_robust`. Applied to the training split only, drawn from torch's g
    `style_alpha`), of the clip's own and those of another training clip drawn at random, so the
    long-term spectral envelope and band dynamics of one voice come with the words of another;
 3. vocal-tract length perturbation (VTLP, Jaitly & Hinton 2013): the spectrum scaled in frequency by a
-   factor drawn uniformly from [1 − `freq_warp`, 1 + `freq_warp`] (band k takes the features at
+   factor drawn uniformly from [1 − `freq_warp`, 1 + `freq_warp`], or from [low, high] when `freq_warp` is a
+   pair (e.g. [0.9, 1.45] to reach children's formants, about 1.25–1.45 × an adult man's) (band k takes the features at
    frequency f_k / factor, f_k its Mel band's centre, interpolated between bands), as a voice with a
    shorter or longer vocal tract would say it;
    formant warping (`formant_warp`): a piecewise-linear warp of the frequency axis whose knots at the typical
@@ -52,7 +53,7 @@ class Augmentation:
     time_mask_steps: int = 10
     freq_masks: int = 0
     freq_mask_bands: int = 5
-    freq_warp: float = 0.0
+    freq_warp: float | tuple[float, float] = 0.0
     time_stretch: float = 0.0
     style_mix: float = 0.0
     style_alpha: float = 0.3
@@ -68,8 +69,11 @@ class Augmentation:
             raise ValueError(f"style_mix is a probability in [0, 1], got {self.style_mix}")
         if not self.style_alpha > 0:
             raise ValueError(f"style_alpha is the Beta distribution's parameter, > 0, got {self.style_alpha}")
-        if not 0.0 <= self.freq_warp < 1.0:
-            raise ValueError(f"freq_warp is the largest relative frequency scaling, in [0, 1), got {self.freq_warp}")
+        if isinstance(self.freq_warp, (tuple, list)):
+            if len(self.freq_warp) != 2 or not 0.0 < self.freq_warp[0] <= self.freq_warp[1]:
+                raise ValueError(f"freq_warp as a range is [low, high] scale factors with 0 < low ≤ high, got {list(self.freq_warp)}")
+        elif not 0.0 <= self.freq_warp < 1.0:
+            raise ValueError(f"freq_warp is the largest relative frequency scaling, in [0, 1), or a range [low, high], got {self.freq_warp}")
         if not 0.0 <= self.formant_warp < 0.25:
             raise ValueError(f"formant_warp is the largest relative move of a formant knot, in [0, 0.25) (wider would fold "
                              f"the frequency axis), got {self.formant_warp}")
@@ -80,8 +84,15 @@ class Augmentation:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
 
     @property
+    def warp_range(self) -> tuple[float, float]:
+        """The (low, high) bounds of the VTLP factor: `freq_warp` as given, or (1 − w, 1 + w) for a number w."""
+        if isinstance(self.freq_warp, (tuple, list)):
+            return float(self.freq_warp[0]), float(self.freq_warp[1])
+        return 1.0 - self.freq_warp, 1.0 + self.freq_warp
+
+    @property
     def active(self) -> bool:
-        return (self.background_prob > 0 or self.style_mix > 0 or self.freq_warp > 0 or self.formant_warp > 0 or self.time_stretch > 0
+        return (self.background_prob > 0 or self.style_mix > 0 or self.warp_range != (1.0, 1.0) or self.formant_warp > 0 or self.time_stretch > 0
                 or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0)
 
 
@@ -181,10 +192,11 @@ def augment_features(x: torch.Tensor, aug: Augmentation, centres: torch.Tensor |
             raise ValueError("style_mix needs the features of other clips to mix with")
         weight = float(torch.distributions.Beta(aug.style_alpha, aug.style_alpha).sample())
         x = mix_band_statistics(x, partner(), weight)
-    if aug.freq_warp:
+    low, high = aug.warp_range
+    if (low, high) != (1.0, 1.0):
         if centres is None:
             raise ValueError("freq_warp needs the Mel band centre frequencies")
-        x = warp_bands(x, 1 + aug.freq_warp * (2 * float(torch.rand(())) - 1), centres)
+        x = warp_bands(x, low + (high - low) * float(torch.rand(())), centres)
     if aug.formant_warp:
         if centres is None:
             raise ValueError("formant_warp needs the Mel band centre frequencies")

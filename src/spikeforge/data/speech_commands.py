@@ -320,7 +320,7 @@ def speech_commands(
     time_mask_steps: int = 10,
     freq_masks: int = 0,
     freq_mask_bands: int = 5,
-    freq_warp: float = 0.0,
+    freq_warp: float | list[float] = 0.0,
     formant_warp: float = 0.0,
     time_stretch: float = 0.0,
     style_mix: float = 0.0,
@@ -344,7 +344,8 @@ def speech_commands(
     """
     augment = Augmentation(background_prob=background_prob, background_snr_db=tuple(background_snr_db),
                            time_shift_steps=time_shift_steps, time_masks=time_masks, time_mask_steps=time_mask_steps,
-                           freq_masks=freq_masks, freq_mask_bands=freq_mask_bands, freq_warp=freq_warp,
+                           freq_masks=freq_masks, freq_mask_bands=freq_mask_bands,
+                           freq_warp=tuple(freq_warp) if isinstance(freq_warp, (list, tuple)) else freq_warp,
                            formant_warp=formant_warp, time_stretch=time_stretch, style_mix=style_mix, style_alpha=style_alpha)
     directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
     features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax,
