@@ -2,12 +2,14 @@
 evaluated on the engine it never heard with each clip's features warped in frequency, stretched in time, or shifted
 to the training engines' band statistics, before the network sees them.
 
-    python benchmarks/heldout_transforms.py RUN ENGINE [--warps 0.85 0.9 …] [--stretches 0.8 1.25 …]
+    python benchmarks/heldout_transforms.py RUN ENGINE [--warps 0.85 0.9 …] [--stretches 0.8 1.25 …] [--group-by voice]
 
 RUN is a run folder of `spikeforge loeo` (or of `spikeforge train` with `dataset.exclude_engines`), ENGINE the engine
 left out. The clips are read as `spikeforge eval RUN --split all --engine ENGINE` reads them (TensorFlow's class mix);
 a transform touches the speech clips, not the silence ones. Prints a markdown table: TF accuracy and keyword accuracy
-per transform. A transform that closes much of the gap points at what separates the engine from the others.
+per transform (with `--group-by COLUMN`, the keyword accuracy of each group of speakers by that speakers.csv column
+too). A transform that closes much of the gap points at what separates the engine from the others; one that closes it
+for some voices only, at what those voices have that the training speakers lack.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
                         help="frequency scale factors (band k reads frequency centre_k / factor; < 1: the spectrum moves down)")
     parser.add_argument("--stretches", type=float, nargs="*", default=[0.8, 0.9, 1.1, 1.25],
                         help="time scale factors about the clip's middle step (> 1: longer)")
+    parser.add_argument("--group-by", metavar="COLUMN", help="speakers.csv column (e.g. voice): keyword accuracy per group too")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -85,12 +88,19 @@ def main() -> None:
     rows += [(f"frequency × {f}", on_speech(lambda v, f=f: warp_bands(v, f, centres))) for f in args.warps]
     rows += [(f"time × {s}", on_speech(lambda v, s=s: torch.stack([stretch_time(c, s) for c in v]))) for s in args.stretches]
 
+    groups: dict[str, torch.Tensor] = {}
+    if args.group_by:
+        column = speaker_table(root, args.group_by)[1]
+        of_clip = [column[speaker_of(s)] if s is not None else None for s in held.sources]
+        groups = {g: torch.tensor([c == g for c in of_clip]) for g in sorted({c for c in of_clip if c is not None})}
+
     print(f"{args.run}, {args.engine} left out: {int(speech.sum())} speech and {int((~speech).sum())} silence clips\n")
-    print("| transform of the held-out features | TF accuracy | keyword accuracy |")
-    print("| --- | ---: | ---: |")
+    print("| transform of the held-out features | TF accuracy | keyword accuracy |" + "".join(f" {g} |" for g in groups))
+    print("| --- | ---: | ---: |" + " ---: |" * len(groups))
     for name, features in rows:
         acc, keyword = accuracies(model, features, y)
-        print(f"| {name} | {100 * acc:.2f} % | {100 * keyword:.2f} % |")
+        cells = "".join(f" {100 * accuracies(model, features[rows_], y[rows_])[1]:.1f} % |" for rows_ in groups.values())
+        print(f"| {name} | {100 * acc:.2f} % | {100 * keyword:.2f} % |{cells}")
 
 
 if __name__ == "__main__":
