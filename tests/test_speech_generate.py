@@ -113,6 +113,12 @@ def test_speakers_are_shared_out_over_the_engines_with_their_own_ranges():
     assert gen.make_speakers(11, seed=3, engines=("espeak-ng", "flite")) == people
     first = gen.make_speakers(40)[0]  # espeak-ng speakers keep the original corpus's ids
     assert first.id == hashlib.sha1(f"{first.voice}|{first.pitch}|{first.speed}".encode()).hexdigest()[:8]
+    # a wider warp range (--warp 0.88 1.45: child-like voices) changes only the warps, drawn from the same stream
+    wide = gen.make_speakers(11, seed=3, engines=("espeak-ng", "flite"), warps=(0.88, 1.45))
+    assert [(s.voice, s.pitch, s.speed) for s in wide] == [(s.voice, s.pitch, s.speed) for s in people]
+    assert all(0.88 <= s.warp <= 1.45 for s in wide) and max(s.warp for s in wide) > 1.12
+    with pytest.raises(ValueError, match="--warp"):
+        gen.make_speakers(11, engines=("flite",), warps=(1.2, 0.9))
 
 
 def test_telephone_band_and_room_reverb():

@@ -64,9 +64,12 @@ class Speaker:
         return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
-def make_speakers(count: int, seed: int = 0, engines: tuple[str, ...] = ("espeak-ng",)) -> list[Speaker]:
+def make_speakers(count: int, seed: int = 0, engines: tuple[str, ...] = ("espeak-ng",),
+                  warps: tuple[float, float] = WARP) -> list[Speaker]:
     """`count` distinct speakers shared out evenly over `engines` (espeak-ng: distinct voices, pitches in [20, 80],
-    speeds in [140, 200]; every other engine: its voices in turn, wider pitch and speed, a warp in [0.88, 1.12])."""
+    speeds in [140, 200]; every other engine: its voices in turn, wider pitch and speed, a warp drawn from `warps`)."""
+    if not 0 < warps[0] <= warps[1]:
+        raise ValueError(f"--warp is LOW HIGH resampling factors with 0 < LOW ≤ HIGH, got {list(warps)}")
     shares = [count // len(engines) + (i < count % len(engines)) for i in range(len(engines))]
     if count < 3:
         raise ValueError(f"--speakers must be between 3 (one per split) and the number of voices, got {count}")
@@ -84,7 +87,7 @@ def make_speakers(count: int, seed: int = 0, engines: tuple[str, ...] = ("espeak
         for k in range(share):
             while True:
                 s = Speaker(voices[k % len(voices)], int(rng.integers(WIDE_PITCH[0], WIDE_PITCH[1] + 1)),
-                            int(rng.integers(WIDE_SPEED[0], WIDE_SPEED[1] + 1)), round(float(rng.uniform(*WARP)), 3))
+                            int(rng.integers(WIDE_SPEED[0], WIDE_SPEED[1] + 1)), round(float(rng.uniform(*warps)), 3))
                 if s.id not in ids:
                     break
             ids.add(s.id)
@@ -230,12 +233,14 @@ def generate(
     engines: list[str] | None = None,
     effects: str = "full",
     log=print,
+    warps: tuple[float, float] = WARP,
 ) -> dict[str, int]:
     """Write the dataset to `out`; returns the number of clips per split.
 
     Each speaker says each keyword `per_word` times and every other word `unknown_per_word` times
     (the real v1 has about twice as many clips of the core words as of the others). `engines`
-    defaults to every known one; missing ones are skipped with one line to `log`.
+    defaults to every known one; missing ones are skipped with one line to `log`. `warps` bounds the speakers'
+    vocal-tract warps (every engine but espeak-ng).
     """
     out = Path(out)
     if noise_seconds < 1 or per_word < 1 or unknown_per_word < 0 or not words:
@@ -247,7 +252,7 @@ def generate(
         log(line)
     if not found:
         raise FileNotFoundError("no speech synthesiser is installed; install one, e.g. `sudo apt-get install espeak-ng flite festival`")
-    people = make_speakers(speakers, seed, tuple(e.name for e in found))
+    people = make_speakers(speakers, seed, tuple(e.name for e in found), warps)
     split_of = assign_splits(people)
     rng = np.random.default_rng(seed)
     bank = _backgrounds(out, found, noise_seconds, effects, rng)
@@ -294,7 +299,8 @@ def _run(args: argparse.Namespace) -> int:
     unknown = args.unknown_per_word if args.unknown_per_word is not None else max(1, args.per_word // 2)
     engines = [e.strip() for e in args.engines.split(",")] if args.engines else None
     with dataset_folder(out, args.force, "speech-commands") as tmp:
-        counts = generate(tmp, args.speakers, args.per_word, unknown, words, args.noise_seconds, args.seed, args.jobs, engines, args.effects)
+        counts = generate(tmp, args.speakers, args.per_word, unknown, words, args.noise_seconds, args.seed, args.jobs, engines, args.effects,
+                          warps=tuple(args.warp))
     print(f"wrote {sum(counts.values())} clips to {out} (train {counts['train']}, val {counts['val']}, test {counts['test']})")
     return 0
 
@@ -314,4 +320,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                         f"opt-in: {', '.join(OPT_IN)})")
     p.add_argument("--effects", choices=EFFECTS, default="full",
                    help="per-clip augmentation: full (reverb, telephone band, babble; default) or light (gain, shift, noise: the original corpus)")
+    p.add_argument("--warp", type=float, nargs=2, default=list(WARP), metavar=("LOW", "HIGH"),
+                   help=f"range of each speaker's vocal-tract warp, a resampling that scales pitch and formants (every engine but "
+                        f"espeak-ng; default {WARP[0]} {WARP[1]}; children's formants are about 1.25-1.45 x an adult man's)")
     p.set_defaults(func=_run)
