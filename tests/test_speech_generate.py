@@ -96,6 +96,18 @@ def test_small_dataset_in_the_real_layout_read_by_the_loader(tmp_path, capsys):
     assert main(argv) == 0 and "already holds a generated dataset" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (apt-get install flite)")
+def test_warp_option_sets_the_speakers_vocal_tract_warps(tmp_path, capsys):
+    out = tmp_path / "sc"
+    argv = ["data", "speech-commands", str(out), "--engines", "flite", "--speakers", "3", "--words", "yes", "--per-word", "1",
+            "--noise-seconds", "1", "--warp", "1.3", "1.4"]
+    assert main(argv) == 0 and "wrote 3 clips" in capsys.readouterr().out
+    rows = (out / "speakers.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3 and all(1.3 <= float(r.split(",")[5]) <= 1.4 for r in rows)
+    assert main(["data", "speech-commands", str(tmp_path / "bad"), "--engines", "flite", "--warp", "1.2", "0.9"]) == 2
+    assert "--warp is LOW HIGH" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 @needs_espeak
 def test_synthesized_word_is_trimmed_16k_speech():
     wave = gen.synthesize("stop", "en-us+m3", 50, 170)
