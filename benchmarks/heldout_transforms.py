@@ -99,7 +99,7 @@ def main() -> None:
     print("| --- | ---: | ---: |" + " ---: |" * len(groups))
     for name, features in rows:
         acc, keyword = accuracies(model, features, y)
-        cells = "".join(f" {100 * accuracies(model, features[rows_], y[rows_])[1]:.1f} % |" for rows_ in groups.values())
+        cells = "".join(f" {100 * accuracies(model, features[members], y[members])[1]:.1f} % |" for members in groups.values())
         print(f"| {name} | {100 * acc:.2f} % | {100 * keyword:.2f} % |{cells}")
 
 
