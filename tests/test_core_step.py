@@ -58,10 +58,10 @@ def test_step_equals_sequence(name):
     torch.testing.assert_close(stepped, whole)
 
 
-@pytest.mark.parametrize("readout_pool, band_pools", [(1, None), (5, None), (1, [2, 1, 5])])
-def test_kws_net_step_equals_forward(readout_pool, band_pools):
+@pytest.mark.parametrize("readout_pool, band_pools, leak", [(1, None, None), (5, None, None), (1, [2, 1, 5], None), (1, None, 0.9)])
+def test_kws_net_step_equals_forward(readout_pool, band_pools, leak):
     torch.manual_seed(0)
-    model = kws_dilated(channels=[6, 6, 6], bands=10, readout_pool=readout_pool, band_pools=band_pools).double().eval()
+    model = kws_dilated(channels=[6, 6, 6], bands=10, readout_pool=readout_pool, band_pools=band_pools, readout_leak=leak).double().eval()
     with torch.no_grad():
         for conv in model.convs:
             conv.neuron.threshold.fill_(0.05)

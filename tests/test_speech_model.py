@@ -156,6 +156,53 @@ def test_readout_pool_averages_the_last_layer_over_groups_of_bands(name):
         MODELS.get(name)(bands=40, readout_pool=3)
 
 
+def _spiking(model):
+    """`model` with thresholds low enough (0.05) that random positive features make every layer fire."""
+    with torch.no_grad():
+        for conv in model.convs:
+            if hasattr(conv, "neuron"):
+                conv.neuron.threshold.fill_(0.05)
+    return model
+
+
+@pytest.mark.parametrize("name", ["kws_dilated", "kws_cnn"])
+def test_max_readout_takes_the_peak_of_leaky_integrated_scores(name):
+    torch.manual_seed(0)
+    model = _spiking(MODELS.get(name)(channels=[4, 4, 4], bands=40, time_reduction="max", readout_leak=0.5))
+    plain = MODELS.get(name)(channels=[4, 4, 4], bands=40)  # the same weights, per-step scores as Table 1
+    plain.load_state_dict(model.state_dict())
+    assert (model.output_reduction, plain.output_reduction) == ("max", "mean")
+    x = torch.randn(6, 2, 1, 40).abs()
+    with torch.no_grad():
+        scores, per_step = model(x), plain(x)
+    assert per_step.std(0).min() > 0, "the scores must change over time for the test to mean anything"
+    expected = torch.zeros_like(per_step)
+    expected[0] = per_step[0]
+    for n in range(1, 6):
+        expected[n] = 0.5 * expected[n - 1] + per_step[n]  # y[n] = β_out·y[n−1] + W·S[n]
+    torch.testing.assert_close(scores, expected)
+    assert not torch.equal(scores.max(0).values, scores.mean(0))
+    with pytest.raises(ValueError, match="'mean' or 'max'"):
+        MODELS.get(name)(time_reduction="sum")
+    with pytest.raises(ValueError, match=r"β_out\) must be in \[0, 1\]"):
+        MODELS.get(name)(readout_leak=1.5)
+
+
+def test_max_readout_trains_on_the_peak_over_time():
+    from spikeforge.metrics.reduce import reduce_time
+    from spikeforge.registry import METHODS
+
+    torch.manual_seed(0)
+    model = _spiking(MODELS.get("kws_dilated")(channels=[4, 4, 4], bands=40, time_reduction="max", readout_leak=0.9))
+    x, y = torch.randn(20, 3, 1, 40).abs(), torch.tensor([0, 5, 11])
+    out = METHODS.get("surrogate_bptt")().step(model, x, y)
+    with torch.no_grad():
+        scores = model(x)
+    torch.testing.assert_close(out.logits, scores.max(0).values)
+    torch.testing.assert_close(out.loss.detach(), F.cross_entropy(reduce_time(scores, "max"), y))
+    assert not torch.allclose(out.loss.detach(), F.cross_entropy(scores.mean(0), y))
+
+
 def test_band_pools_take_the_max_of_adjacent_bands_between_layers():
     torch.manual_seed(0)
     model = MODELS.get("kws_dilated")(channels=[4, 6, 8], bands=40, band_pools=[2, 1, 4], dilations=[[1, 1], [4, 1], [16, 1]])

@@ -1,7 +1,8 @@
 """Keyword-spotting networks of the low-activity paper: the dilated conv SNN (Table 1), its ablations (Table 2), the CNN of §10.
 
 Input: log-Mel features `[T, B, C_in, F]` (time-major; C_in = 1, or 3 with Δ/ΔΔ; F = 40 bands).
-Output: readout scores per step `[T, B, classes]`, averaged over time (`output_reduction = "mean"`).
+Output: readout scores per step `[T, B, classes]`, averaged over time (`output_reduction = "mean"`, the paper's), or, with
+`time_reduction="max"`, their maximum over time (with `readout_leak`: of non-firing leaky integrators, Cramer et al. 2020).
 """
 
 from __future__ import annotations
@@ -46,12 +47,16 @@ def _check_layers(kernels: Sequence[Pair], dilations: Sequence[Pair], channels: 
 class _KWSStack(nn.Module):
     """What the spiking net and its CNN twin share: layer sizes, the readout, the input check."""
 
-    output_reduction = "mean"
-
     def __init__(self, in_channels: int, bands: int, classes: int, channels: Sequence[int],
                  kernels: Sequence[Pair], dilations: Sequence[Pair], readout_pool: int = 1,
-                 band_pools: Sequence[int] | None = None) -> None:
+                 band_pools: Sequence[int] | None = None, time_reduction: str = "mean",
+                 readout_leak: float | None = None) -> None:
         super().__init__()
+        if time_reduction not in ("mean", "max"):
+            raise ValueError(f"time_reduction is how per-step scores become logits, 'mean' or 'max', got {time_reduction!r}")
+        # logits = mean over time of the scores (report §5.3.3), or their max over time: a keyword said late in the clip
+        # is not outvoted by the steps before it
+        self.output_reduction = time_reduction
         band_pools = [1] * len(channels) if band_pools is None else list(band_pools)
         _check_layers(kernels, dilations, channels, band_pools)
         self.in_channels, self.bands = in_channels, bands
@@ -69,7 +74,8 @@ class _KWSStack(nn.Module):
         # the last layer's output averaged over groups of `readout_pool` bands: the readout sees where in frequency a
         # feature is only to that resolution (1: every band, as Table 1)
         self.pool = Pool("avg", readout_pool, spatial_dims=1) if readout_pool > 1 else None
-        self.readout = Readout(channels[-1] * (out_bands // readout_pool), classes)
+        # readout_leak β_out: y[n] = β_out·y[n−1] + W·S[n], scores that build up over a word instead of per step
+        self.readout = Readout(channels[-1] * (out_bands // readout_pool), classes, integrate=readout_leak)
 
     def _read(self, h: torch.Tensor) -> torch.Tensor:
         """Readout scores `[T, B, classes]` of the last layer's output `[T, B, C, F]` (pooled over bands first)."""
@@ -104,9 +110,11 @@ class KWSNet(_KWSStack):
         readout_pool: int = 1,
         band_pools: Sequence[int] | None = None,
         dropout: float = 0.0,
+        time_reduction: str = "mean",
+        readout_leak: float | None = None,
         **lif_kwargs,
     ) -> None:
-        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools)
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools, time_reduction, readout_leak)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout is the probability of dropping a spike in training, in [0, 1), got {dropout}")
         self.dropout = dropout
@@ -158,8 +166,10 @@ class KWSCNN(_KWSStack):
         dilations: Sequence[Pair] = TABLE1_DILATIONS,
         readout_pool: int = 1,
         band_pools: Sequence[int] | None = None,
+        time_reduction: str = "mean",
+        readout_leak: float | None = None,
     ) -> None:
-        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools)
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools, time_reduction, readout_leak)
         self.convs = nn.ModuleList(
             nn.Conv2d(a, b, tuple(k), dilation=tuple(d), padding=(0, d[1] * (k[1] - 1) // 2))
             for a, b, k, d in self.layer_sizes
@@ -195,11 +205,13 @@ def kws_dilated(
     reset: str = "subtract",
     impl: str = "fused",
     dropout: float = 0.0,
+    time_reduction: str = "mean",
+    readout_leak: float | None = None,
 ) -> KWSNet:
     """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments."""
     return KWSNet(
         in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations], readout_pool,
-        band_pools, dropout, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
+        band_pools, dropout, time_reduction, readout_leak, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
         surrogate=surrogate, scale=scale, input_scale=input_scale, reset=reset, impl=impl,
     )
 
@@ -241,7 +253,9 @@ def kws_cnn(
     dilations: list = TABLE1_DILATIONS,
     readout_pool: int = 1,
     band_pools: list[int] | None = None,
+    time_reduction: str = "mean",
+    readout_leak: float | None = None,
 ) -> KWSCNN:
     """The non-spiking CNN of §10 (dilated convs + ReLU, time-distributed readout averaged over time)."""
     return KWSCNN(in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations],
-                  readout_pool, band_pools)
+                  readout_pool, band_pools, time_reduction, readout_leak)
