@@ -205,11 +205,8 @@ def test_max_readout_trains_on_the_peak_over_time():
 
 def test_band_pools_take_the_max_of_adjacent_bands_between_layers():
     torch.manual_seed(0)
-    model = MODELS.get("kws_dilated")(channels=[4, 6, 8], bands=40, band_pools=[2, 1, 4], dilations=[[1, 1], [4, 1], [16, 1]])
+    model = _spiking(MODELS.get("kws_dilated")(channels=[4, 6, 8], bands=40, band_pools=[2, 1, 4], dilations=[[1, 1], [4, 1], [16, 1]]))
     assert model.readout.in_features == 8 * 5  # 40 bands → 20 after layer 1 → 5 after layer 3
-    with torch.no_grad():
-        for conv in model.convs:
-            conv.neuron.threshold.fill_(0.05)
     x = torch.randn(30, 2, 1, 40).abs()
     with torch.no_grad():
         h1 = model.convs[0](x)
@@ -234,10 +231,7 @@ def test_band_pools_shrink_the_bands_the_readout_sees(name):
 
 def test_dropout_drops_spikes_in_training_only():
     torch.manual_seed(0)
-    model = MODELS.get("kws_dilated")(channels=[4, 6, 8], dropout=0.5)
-    with torch.no_grad():
-        for conv in model.convs:
-            conv.neuron.threshold.fill_(0.05)
+    model = _spiking(MODELS.get("kws_dilated")(channels=[4, 6, 8], dropout=0.5))
     seen = {}
     model.readout.register_forward_pre_hook(lambda m, args: seen.update(h=args[0]))
     x = torch.randn(30, 2, 1, 40).abs()
