@@ -2,7 +2,8 @@
 
 Input: log-Mel features `[T, B, C_in, F]` (time-major; C_in = 1, or 3 with Δ/ΔΔ; F = 40 bands).
 Output: readout scores per step `[T, B, classes]`, averaged over time (`output_reduction = "mean"`, the paper's), or, with
-`time_reduction="max"`, their maximum over time (with `readout_leak`: of non-firing leaky integrators, Cramer et al. 2020).
+`time_reduction="max"`, their maximum over time; `readout_leak` makes the readout units non-firing leaky integrators
+(Cramer et al. 2020) under either reduction.
 """
 
 from __future__ import annotations
