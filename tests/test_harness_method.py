@@ -75,6 +75,28 @@ def test_regulariser_warm_up_ramps_the_weight_linearly_over_its_epochs():
         METHODS.get("surrogate_bptt")(reg_weight=0.4, reg_warmup=-1)
 
 
+def test_mixup_trains_on_mixed_pairs_with_both_labels_weighted():
+    torch.manual_seed(0)
+    model = Net(SpikingLinear(5, 6, threshold_init=0.05), Readout(6, 3))
+    x, y = torch.rand(7, 4, 5), torch.tensor([0, 2, 1, 2])
+    method = METHODS.get("surrogate_bptt")(mixup=0.4)
+    torch.manual_seed(3)
+    out = method.step(model, x, y)
+    torch.manual_seed(3)  # the same draws by hand: λ ~ Beta(0.4, 0.4), then the partners
+    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    partner = torch.randperm(4)
+    scores = model(lam * x + (1 - lam) * x[:, partner])
+    ce = LOSSES.get("cross_entropy")
+    expected = lam * ce(scores, y) + (1 - lam) * ce(scores, y[partner])
+    assert 0 < lam < 1 and not torch.equal(partner, torch.arange(4))
+    assert float(out.loss.detach()) == pytest.approx(float(expected.detach()))
+    assert float(out.loss.detach()) != pytest.approx(float(ce(model(x), y).detach()))
+    model.eval()  # validation and test see the clips as they are
+    assert float(method.step(model, x, y).loss.detach()) == pytest.approx(float(ce(model(x), y).detach()))
+    with pytest.raises(ValueError, match="method.mixup is the Beta"):
+        METHODS.get("surrogate_bptt")(mixup=-0.1)
+
+
 def test_after_step_applies_the_neuron_constraints():
     layer = SpikingLinear(2, 3)
     with torch.no_grad():

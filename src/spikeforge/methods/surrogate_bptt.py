@@ -4,6 +4,8 @@ The loss is a named entry of the LOSSES registry applied to the per-step outputs
 activity regulariser Σ_l w_l·L_r(l) (low-activity paper §5) is added on every spiking layer, optionally
 ramped in linearly over the first `reg_warmup` epochs (the paper applies it from the first step; on a diverse
 corpus the full weight silenced the deeper layers before the classifier learnt, docs/results/speech.md).
+`mixup` α > 0 trains on mixed pairs (Zhang et al. 2018; not in the papers): x̃ = λ·x_i + (1 − λ)·x_j with λ ~ Beta(α, α)
+and j a random permutation of the batch, loss λ·L(x̃, y_i) + (1 − λ)·L(x̃, y_j); drawn from torch's global generator.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class SurrogateBPTT(Method):
     """Loss(outputs, y) + Σ_l w_l·L_r(l); gradients flow through spikes by the neurons' surrogate derivative."""
 
     def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
-                 reg_warmup: float = 0.0) -> None:
+                 reg_warmup: float = 0.0, mixup: float = 0.0) -> None:
         self.loss_name = loss
         self.loss_fn = LOSSES.get(loss)
         self.loss_kwargs = dict(loss_kwargs or {})
@@ -38,6 +40,9 @@ class SurrogateBPTT(Method):
         if reg_warmup < 0:
             raise ValueError(f"method.reg_warmup must be >= 0 epochs, got {reg_warmup}")
         self.reg_warmup, self.epochs_done = float(reg_warmup), 0.0
+        if mixup < 0:
+            raise ValueError(f"method.mixup is the Beta(α, α) parameter of the mixing weight, ≥ 0 (0: off), got {mixup}")
+        self.mixup = float(mixup)
 
     def set_progress(self, epochs: float) -> None:
         self.epochs_done = epochs
@@ -63,9 +68,16 @@ class SurrogateBPTT(Method):
         return self.loss_fn(outputs, y, **kwargs)
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        mixed = self.mixup > 0 and model.training
+        if mixed:  # time-major [T, B, ...]: pairs along the batch axis
+            lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
+            partner = torch.randperm(x.shape[1], device=x.device)
+            x = lam * x + (1 - lam) * x[:, partner]
         with SpikeRecorder(model) as rec:
             outputs = model(x)
         loss = self.loss(model, outputs, y)
+        if mixed:
+            loss = lam * loss + (1 - lam) * self.loss(model, outputs, y[partner])
         extras = {"task_loss": float(loss.detach())}
         spikes = list(rec.spikes.values())
         has_reg = any(w != 0 for w in self.reg_weight) if isinstance(self.reg_weight, (list, tuple)) else self.reg_weight != 0
@@ -79,6 +91,7 @@ class SurrogateBPTT(Method):
 
 @METHODS.register("surrogate_bptt")
 def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
-                   reg_warmup: float = 0.0) -> SurrogateBPTT:
-    """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs."""
-    return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup)
+                   reg_warmup: float = 0.0, mixup: float = 0.0) -> SurrogateBPTT:
+    """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs,
+    trained on mixed pairs with `mixup` α > 0."""
+    return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup)
