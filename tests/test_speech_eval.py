@@ -132,3 +132,39 @@ def test_run_summary_reports_balanced_accuracy_and_keyword_recall(run_and_heldou
 
     table = summary_table(metrics)
     assert "balanced accuracy" in table and "keyword recall" in table
+
+
+def test_eval_of_several_runs_is_their_ensemble_and_refuses_runs_on_other_samples(run_and_heldout, capsys, tmp_path):
+    import shutil
+
+    import yaml
+
+    run_dir, heldout = run_and_heldout
+    assert main(["train", str(run_dir / "config.yaml"), "--set", "seed=1", "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
+    other = next((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), str(other), "--data", str(heldout), "--protocol", "all"]) == 0
+    out = capsys.readouterr().out
+    # by hand: each run's softmax of its time-averaged scores, averaged over the two runs
+    data = SpeechCommands(heldout, "test", LogMelConfig(), silence=None)
+    with torch.no_grad():
+        probs = [torch.softmax(load_run(r)[1](data.features.transpose(0, 1)).mean(0), -1) for r in (run_dir, other)]
+    predicted = ((probs[0] + probs[1]) / 2).argmax(-1)
+    singles = [float((p.argmax(-1) == data.targets).double().mean()) for p in probs]
+    cm = confusion_matrix(data.targets, predicted, len(CLASSES))
+    assert f"ensemble of 2 runs (the mean of their softmax scores; best checkpoints) on the test split of {heldout}, {len(data)} samples" in out
+    assert percent(out, "accuracy") == pytest.approx(100 * float((predicted == data.targets).double().mean()), abs=0.01)
+    assert percent(out, "balanced accuracy") == pytest.approx(100 * balanced_accuracy(cm), abs=0.01)
+    for r, acc in zip((run_dir, other), singles):
+        assert f"  {r} (step " in out and f"accuracy {100 * acc:.2f}%" in out
+    assert "accuracy per engine:" in out
+    # a copy of the run reading another folder as its own data sees other test clips: refused, naming the run
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved)
+    config = yaml.safe_load((moved / "config.yaml").read_text())
+    config["dataset"]["root"] = str(heldout)
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["eval", str(run_dir), str(moved)]) == 2
+    assert f"{moved} sees other samples than {run_dir}" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), str(other), "--neurobench"]) == 2
+    assert "one run folder" in capsys.readouterr().err

@@ -31,6 +31,8 @@ class Evaluation:
     sample: tuple[dict[str, torch.Tensor], torch.Tensor, int] | None = None
     confusion: torch.Tensor | None = None  # [classes, classes] counts over all ranks (detailed only)
     predictions: torch.Tensor | None = None  # this rank's predicted class per sample, in dataset order (detailed only)
+    scores: torch.Tensor | None = None  # this rank's softmax of the method's scores `[N, classes]`, in dataset order (detailed only)
+    targets: torch.Tensor | None = None  # this rank's true class per sample, in dataset order (detailed only)
 
 
 def _per_step(model: nn.Module, method: Method, x: torch.Tensor, y: torch.Tensor, syn: SynOpsCounter, sample: list) -> torch.Tensor | None:
@@ -56,7 +58,7 @@ def evaluate(model: nn.Module, method: Method, dataset: Dataset, encoder: dict, 
     rate_sums: dict[str, float] = {}
     cvt: torch.Tensor | None = None
     sample: list = []
-    targets, predicted = [], []
+    targets, predicted, scores = [], [], []
     with SynOpsCounter(model) as syn:
         for x, y in loader:
             x, y = encode(x.to(ctx.device), encoder), y.to(ctx.device)
@@ -68,6 +70,7 @@ def evaluate(model: nn.Module, method: Method, dataset: Dataset, encoder: dict, 
             if detailed and out.logits.dim() == 2:
                 targets.append(y.cpu())
                 predicted.append(out.logits.argmax(-1).cpu())
+                scores.append(torch.softmax(out.logits.detach().float(), -1).cpu())
             for name, rate in out.spike_rates.items():
                 rate_sums[name] = rate_sums.get(name, 0.0) + rate * n
             if detailed:
@@ -93,4 +96,5 @@ def evaluate(model: nn.Module, method: Method, dataset: Dataset, encoder: dict, 
         loss=loss_sum / max(count, 1), accuracy=correct / max(count, 1), samples=int(count), spike_rates=rates,
         accuracy_vs_time=curve, synops=dict(zip(syn_names, ops.tolist())) if detailed else {}, sample=sample[0] if sample else None,
         confusion=confusion, predictions=predictions,
+        scores=torch.cat(scores) if scores else None, targets=torch.cat(targets) if targets else None,
     )
