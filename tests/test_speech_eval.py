@@ -119,6 +119,33 @@ def test_eval_tf_protocol_and_group_by_and_bad_folder(run_and_heldout, capsys, t
     assert "--group-by" in capsys.readouterr().err
 
 
+def test_eval_groups_by_a_clip_condition_from_clips_csv(run_and_heldout, capsys, tmp_path):
+    import shutil
+
+    run_dir, heldout = run_and_heldout
+    folder = tmp_path / "conditions"
+    shutil.copytree(heldout, folder)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/*_nohash_0.wav"))
+    band = {f: ("0–5 dB" if i % 2 else "20–25 dB") for i, f in enumerate(files)}
+    with open(folder / "clips.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "snr_db", "snr_band"])
+        w.writerows([name, "0", b] for name, b in band.items())
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--data", str(folder), "--protocol", "all", "--group-by", "snr_band"]) == 0
+    out = capsys.readouterr().out
+    config, model, _ = load_run(run_dir)
+    data = SpeechCommands(folder, "test", LogMelConfig(), silence=None)
+    with torch.no_grad():
+        predicted = model(data.features.transpose(0, 1)).mean(0).argmax(-1)
+    table = grouped_accuracy([band[s] if s is not None else "_background_" for s in data.sources], predicted == data.targets)
+    assert "accuracy per snr_band:" in out and {"0–5 dB", "20–25 dB"} <= set(table)
+    for name, (acc, n) in table.items():
+        assert re.search(rf"^  {name}\s+{100 * acc:6.2f}% \({n} clips\)", out, re.M)
+    _, groups = speaker_groups(folder, [files[0], None, "yes/unlisted_nohash_0.wav"], "snr_band")
+    assert groups == ["20–25 dB", "_background_", "?"]  # silence clips have no file of their own
+
+
 def test_run_summary_reports_balanced_accuracy_and_keyword_recall(run_and_heldout):
     import json
 

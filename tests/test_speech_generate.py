@@ -39,8 +39,9 @@ def test_augment_places_speech_at_the_requested_snr():
     rng = np.random.default_rng(0)
     speech = np.sin(np.linspace(0, 200 * np.pi, 8000)).astype(np.float32)
     noise = np.random.default_rng(1).standard_normal(3 * gen.CLIP_SAMPLES)
-    clip = gen.augment(speech, [noise], np.random.default_rng(0), snr_db=(20.0, 20.0))
+    clip, info = gen.augment(speech, {"white_noise": noise}, np.random.default_rng(0), snr_db=(20.0, 20.0))
     assert clip.shape == (gen.CLIP_SAMPLES,) and clip.dtype == np.float32
+    assert info == {"snr_db": 20.0, "background": "white_noise", "reverb": False, "telephone": False}
     # replay the same draws to separate speech from noise
     gain = rng.uniform(0.2, 0.9)
     start = int(rng.integers(0, gen.CLIP_SAMPLES - len(speech) + 1))
@@ -148,9 +149,18 @@ def test_full_effects_keep_the_clip_format_and_babble_is_unit_peak():
     rng = np.random.default_rng(0)
     speech = np.sin(np.linspace(0, 200 * np.pi, 8000)).astype(np.float32)
     noise = rng.standard_normal(3 * gen.CLIP_SAMPLES)
+    drawn = []
     for seed in range(20):
-        clip = gen.augment(speech, [noise], np.random.default_rng(seed), effects="full")
+        clip, info = gen.augment(speech, {"a": noise, "b": noise}, np.random.default_rng(seed), effects="full")
         assert clip.shape == (gen.CLIP_SAMPLES,) and clip.dtype == np.float32 and np.abs(clip).max() <= 1.0
+        drawn.append(info)
+        if info["telephone"]:  # band-limited: almost nothing left above 3.4 kHz
+            spectrum = np.abs(np.fft.rfft(clip)) ** 2
+            f = np.fft.rfftfreq(len(clip), 1 / gen.SAMPLE_RATE)
+            assert spectrum[f > 5000].sum() < 0.01 * spectrum.sum()
+    assert all(0.0 <= d["snr_db"] <= 30.0 for d in drawn) and {d["background"] for d in drawn} == {"a", "b"}
+    assert any(d["reverb"] for d in drawn) and any(d["telephone"] for d in drawn) and not all(d["reverb"] for d in drawn)
+    assert [gen.snr_band(v) for v in (0.0, 4.99, 12.3, 29.9)] == ["0–5 dB", "0–5 dB", "10–15 dB", "25–30 dB"]
     b = gen.babble([speech, speech[:3000]], 2.0, 4, rng)
     assert b.shape == (2 * gen.SAMPLE_RATE,) and np.isclose(np.abs(b).max(), 1.0)
     assert gen.warp(speech, 1.1).shape[0] == pytest.approx(len(speech) / 1.1, abs=2)
@@ -183,6 +193,12 @@ def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, caps
         spk = next(r["speaker"] for r in rows if r["engine"] == engine)
         wave, rate = sf.read(out / "yes" / f"{spk}_nohash_0.wav")
         assert rate == 16000 and len(wave) == 16000 and np.abs(wave).max() > 0.05
+    clips = list(csv.DictReader(open(out / "clips.csv")))  # every clip's conditions, one row each
+    assert sorted(r["file"] for r in clips) == sorted(p.relative_to(out).as_posix() for w in ("yes", "bed") for p in (out / w).glob("*.wav"))
+    noises = {p.stem for p in (out / "_background_noise_").glob("*.wav")}
+    for r in clips:
+        assert 0.0 <= float(r["snr_db"]) <= 30.0 and r["snr_band"] == gen.snr_band(float(r["snr_db"])) and r["background"] in noises
+        assert r["reverb"] in ("0", "1") and r["telephone"] in ("0", "1")
 
 
 def test_festival_speaks_with_every_installed_english_voice_and_follows_speed():

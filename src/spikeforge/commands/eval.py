@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="speech: only the speakers of this engine (speakers.csv; repeatable), e.g. the one a run left out")
     p.add_argument("--protocol", choices=("tf", "all"), default=None,
                    help="speech: TensorFlow's 12-class mix (all keywords, 10%% unknown, 10%% silence; default with --data, --engine or --split all) or every clip")
-    p.add_argument("--group-by", default=None, metavar="COLUMN", help="speakers.csv column to group accuracy by (default: engine, else voice)")
+    p.add_argument("--group-by", default=None, metavar="COLUMN",
+                   help="speakers.csv column to group accuracy by (default: engine, else voice), or a clips.csv column such as snr_band")
     p.add_argument("--neurobench", action="store_true", help="print NeuroBench 2.3's static and workload metrics for the split instead (needs the [interop] extra)")
     p.set_defaults(func=run)
 

@@ -33,6 +33,7 @@ SILENCE, UNKNOWN = "_silence_", "_unknown_"
 CLASSES = tuple(sorted((*KEYWORDS, SILENCE, UNKNOWN)))
 BACKGROUND = "_background_noise_"
 SPEAKER_TABLE = "speakers.csv"
+CLIP_TABLE = "clips.csv"  # per-clip conditions of a generated corpus (file, snr_db, snr_band, background, reverb, telephone)
 SPLIT_LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
 PROTOCOLS = ("all", "tf")
 #: Where silence clips of each split are cut from, as fractions of every background-noise file.
@@ -373,8 +374,24 @@ def speaker_table(root: str | os.PathLike, column: str | None = None) -> tuple[s
     return column, {r["speaker"]: r[column] for r in rows}
 
 
+def clip_table(root: str | os.PathLike, column: str) -> dict[str, str] | None:
+    """file → value of `column` from `root/clips.csv`; None without that table or column."""
+    path = Path(root) / CLIP_TABLE
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "file" not in rows[0] or column not in rows[0]:
+        return None
+    return {r["file"]: r[column] for r in rows}
+
+
 def speaker_groups(root: str | os.PathLike, sources: list[str | None], column: str | None = None) -> tuple[str, list[str]] | None:
-    """(column, group of each item) from `root/speakers.csv` (`speaker_table`); silence clips form the group `_background_`."""
+    """(column, group of each item) from `root/speakers.csv` (`speaker_table`), or per clip from `root/clips.csv` when
+    the column is one of its (e.g. `snr_band`); silence clips form the group `_background_`."""
+    per_clip = clip_table(root, column) if column is not None else None
+    if per_clip is not None:
+        return column, [per_clip.get(s, "?") if s is not None else "_background_" for s in sources]
     table = speaker_table(root, column)
     if table is None:
         return None

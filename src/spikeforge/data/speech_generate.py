@@ -2,7 +2,8 @@
 
 `spikeforge data speech-commands OUT` writes `OUT/<word>/<speaker>_nohash_<k>.wav` (16 kHz mono
 16-bit PCM, 1 s), `validation_list.txt` and `testing_list.txt` (speaker-disjoint splits), generated
-`_background_noise_/*.wav`, and `speakers.csv` (speaker, engine, voice, pitch, speed, warp, split).
+`_background_noise_/*.wav`, `speakers.csv` (speaker, engine, voice, pitch, speed, warp, split) and `clips.csv`
+(each clip's SNR, its 5-dB band, background, reverb and telephone band, for accuracy by condition: `eval --group-by snr_band`).
 Speakers come from every installed offline synthesiser (`speech_engines`: espeak-ng, flite,
 festival, GnuSpeech, SAM, Piper, Pico; DECtalk when named in `engines`), as evenly as the engines allow; a speaker is a voice with its own pitch,
 speed and (every engine but espeak-ng) a vocal-tract warp, a resampling that moves pitch and formants together. Each utterance
@@ -28,7 +29,7 @@ import scipy.signal
 import soundfile as sf
 
 from spikeforge.data.output import add_arguments, dataset_folder
-from spikeforge.data.speech_commands import BACKGROUND, KEYWORDS, SPLIT_LISTS
+from spikeforge.data.speech_commands import BACKGROUND, CLIP_TABLE, KEYWORDS, SPLIT_LISTS
 from spikeforge.data.speech_engines import DEFAULT_ENGINES, ENGINES, OPT_IN, SAMPLE_RATE, available_engines
 
 WORDS_V1 = (
@@ -175,29 +176,41 @@ def telephone(wave: np.ndarray) -> np.ndarray:
     return scipy.signal.sosfilt(sos, wave)
 
 
-def augment(speech: np.ndarray, noises: list[np.ndarray], rng: np.random.Generator, snr_db: tuple[float, float] = (10.0, 30.0),
-            effects: str = "light") -> np.ndarray:
+def augment(speech: np.ndarray, noises: dict[str, np.ndarray], rng: np.random.Generator, snr_db: tuple[float, float] = (10.0, 30.0),
+            effects: str = "light") -> tuple[np.ndarray, dict]:
     """A 1 s clip: `speech` at a random gain and time shift, plus a random background segment at a random SNR;
     `effects="full"` first reverberates the speech in a simulated room (probability 0.3, SNR range widened to
-    0–30 dB) and band-limits the clip to the telephone band (probability 0.2)."""
+    0–30 dB) and band-limits the clip to the telephone band (probability 0.2). Returns the clip and what was drawn
+    (`snr_db` of speech to background before band-limiting, `background`, `reverb`, `telephone`)."""
+    reverb = telephoned = False
     if effects == "full":
         snr_db = (0.0, snr_db[1])
         if rng.random() < 0.3:
+            reverb = True
             speech = scipy.signal.fftconvolve(speech, room_impulse(rng))[: len(speech) + SAMPLE_RATE // 4]
     speech = speech[:CLIP_SAMPLES] * (rng.uniform(0.2, 0.9) / max(float(np.abs(speech).max()), 1e-9))
     clip = np.zeros(CLIP_SAMPLES, dtype=np.float64)
     start = int(rng.integers(0, CLIP_SAMPLES - len(speech) + 1))
     clip[start : start + len(speech)] = speech
-    noise = noises[rng.integers(len(noises))]
+    background = list(noises)[rng.integers(len(noises))]
+    noise = noises[background]
     offset = int(rng.integers(0, len(noise) - CLIP_SAMPLES + 1))
     segment = noise[offset : offset + CLIP_SAMPLES]
     snr = rng.uniform(*snr_db)
     scale = np.sqrt(np.mean(speech**2) / (np.mean(segment**2) + 1e-12) / 10 ** (snr / 10))
     clip += scale * segment
     if effects == "full" and rng.random() < 0.2:
+        telephoned = True
         clip = telephone(clip)
         clip *= rng.uniform(0.2, 0.9) / max(float(np.abs(clip).max()), 1e-9)
-    return np.clip(clip, -1.0, 1.0).astype(np.float32)
+    info = {"snr_db": float(snr), "background": background, "reverb": reverb, "telephone": telephoned}
+    return np.clip(clip, -1.0, 1.0).astype(np.float32), info
+
+
+def snr_band(snr_db: float, width: float = 5.0) -> str:
+    """The `width`-dB band an SNR falls in, as a label: 12.3 → "10–15 dB"."""
+    low = width * np.floor(snr_db / width)
+    return f"{low:g}–{low + width:g} dB"
 
 
 def _clip_rng(seed: int, speaker: Speaker, word: str, k: int) -> np.random.Generator:
@@ -205,7 +218,7 @@ def _clip_rng(seed: int, speaker: Speaker, word: str, k: int) -> np.random.Gener
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def _backgrounds(out: Path, engines: list, noise_seconds: float, effects: str, rng: np.random.Generator) -> list[np.ndarray]:
+def _backgrounds(out: Path, engines: list, noise_seconds: float, effects: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Write `_background_noise_/*.wav` (the synthetic noises, and babble with full effects); returns them."""
     noises = {kind: background_noise(kind, noise_seconds, rng) for kind in NOISE_KINDS}
     if effects == "full":
@@ -218,7 +231,7 @@ def _backgrounds(out: Path, engines: list, noise_seconds: float, effects: str, r
     (out / BACKGROUND).mkdir(parents=True, exist_ok=True)
     for kind, wave in noises.items():
         sf.write(out / BACKGROUND / f"{kind}.wav", (0.5 * wave).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-    return list(noises.values())
+    return noises
 
 
 def generate(
@@ -268,14 +281,17 @@ def generate(
         written = []
         for (word, k), r, wave in zip(clips, rngs, waves):
             rel = f"{word}/{s.id}_nohash_{k}.wav"
-            sf.write(out / rel, augment(warp(wave, s.warp), bank, r, effects=effects), SAMPLE_RATE, subtype="PCM_16")
-            written.append(rel)
+            clip, info = augment(warp(wave, s.warp), bank, r, effects=effects)
+            sf.write(out / rel, clip, SAMPLE_RATE, subtype="PCM_16")
+            written.append((rel, info))
         return written
 
     lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    drawn: list[tuple[str, dict]] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for s, written in zip(people, pool.map(speak, people)):
-            lists[split_of[s.id]] += written
+            lists[split_of[s.id]] += [rel for rel, _ in written]
+            drawn += written
     for split, fname in SPLIT_LISTS.items():
         (out / fname).write_text("".join(f"{rel}\n" for rel in sorted(lists[split])))
     with open(out / "speakers.csv", "w", newline="") as f:
@@ -283,6 +299,11 @@ def generate(
         w.writerow(["speaker", "engine", "voice", "pitch", "speed", "warp", "split"])
         for s in sorted(people, key=lambda s: s.id):
             w.writerow([s.id, s.engine, s.voice, s.pitch, s.speed, s.warp, split_of[s.id]])
+    with open(out / CLIP_TABLE, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "snr_db", "snr_band", "background", "reverb", "telephone"])
+        for rel, info in sorted(drawn):
+            w.writerow([rel, f"{info['snr_db']:.1f}", snr_band(info["snr_db"]), info["background"], int(info["reverb"]), int(info["telephone"])])
     clips = sum(len(v) for v in lists.values())
     per_engine = {e.name: sum(1 for s in people if s.engine == e.name) for e in found}
     log("engines: " + ", ".join(f"{n} ({c} speakers)" for n, c in per_engine.items())
