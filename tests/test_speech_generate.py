@@ -354,3 +354,36 @@ def test_bad_piper_voices_are_named_with_the_fix(monkeypatch, tmp_path):
     (tmp_path / "broken.onnx.json").write_text('{"audio": {"sample_rate": 22050}, "num_speakers": 1}')
     with pytest.raises(RuntimeError, match=r"Piper voice .*broken.onnx cannot be loaded .*download the voice again"):
         ENGINES["piper"].synthesize("piper:broken", [("yes", 50, 175)])
+
+
+def test_the_same_seed_makes_the_same_corpus_with_every_installed_engine(tmp_path):
+    """Byte for byte, in one process and with two jobs: no engine may draw from an unseeded generator (GnuSpeech's random
+    intonation) or carry state from one utterance to the next (Pico)."""
+    from spikeforge.data.speech_engines import DEFAULT_ENGINES, ENGINES
+
+    installed = [n for n in DEFAULT_ENGINES if ENGINES[n].available()]
+    if not installed:
+        pytest.skip("no speech engine installed")
+    for name in ("a", "b"):
+        gen.generate(tmp_path / name, speakers=2 * len(installed), per_word=2, words=("yes", "off", "bed"), noise_seconds=2, jobs=2,
+                     engines=installed, log=lambda line: None)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len([f for f in files if f.suffix == ".wav"]) > 2 * len(installed) * 5
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    differ = [str(f) for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
+    assert not differ, f"{len(differ)} files differ, e.g. {differ[:3]}"
+
+
+def test_pico_says_a_speakers_words_the_same_whatever_was_said_before_in_the_process():
+    """Pico carries state from utterance to utterance, across its instances: each voice's list runs in a fresh process."""
+    from spikeforge.data.speech_engines import ENGINES
+
+    pico = ENGINES["pico"]
+    if not pico.available():
+        pytest.skip("pico not installed (the speech extra)")
+    words = [("bed", 50, 175), ("seven", 30, 150)]
+    first = pico.synthesize("pico:en-US", words)
+    for _ in range(4):
+        pico.synthesize("pico:en-GB", [("off", 70, 200), ("yes", 20, 120)])
+    again = pico.synthesize("pico:en-US", words)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again)) and len(again) == 2

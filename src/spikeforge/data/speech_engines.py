@@ -188,7 +188,8 @@ class NodeEngine:
 
 class GnuSpeech(NodeEngine):
     """GnuSpeech: articulatory synthesis (a tube model of the vocal tract); male, female and child voices, pitch → pitch
-    offset of ±8 semitones, speed → tempo."""
+    offset of ±8 semitones, speed → tempo. Its random intonation and pitch drift are off: they draw from an unseeded
+    generator, so the same word would come out different each time (the rule-based macro/micro intonation stays)."""
 
     name = "gnuspeech"
 
@@ -279,15 +280,29 @@ class Pico:
         return [f"pico:{v}" for v in PICO_VOICES]
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
-        from py_nanotts import NanoTTS
+        # Pico keeps state from one utterance to the next across its instances in a process, so the same word comes
+        # out different after other words: each voice's words are rendered in a fresh Python process.
+        markups = [f'<speed level="{round(100 * speed / 175)}"><pitch level="{round(100 * mean_f0(pitch) / 170)}"><volume level="20">{word}'
+                   for word, pitch, speed in requests]
+        with _scratch_folder(scratch) as tmp:
+            job = {"language": voice.split(":", 1)[1], "markups": markups, "out": tmp}
+            done = subprocess.run([sys.executable, "-c", PICO_WORKER], input=json.dumps(job), capture_output=True, text=True)
+            if done.returncode:
+                why = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), f"exit status {done.returncode}")
+                raise RuntimeError(f"speech engine pico failed on voice {voice}: {why}; reinstall it: {INSTALL['pico']}")
+            pcms = [(Path(tmp) / f"{i}.pcm").read_bytes() for i in range(len(markups))]
+        return [trim(np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768, SAMPLE_RATE) for pcm in pcms]
 
-        tts, language = NanoTTS(), voice.split(":", 1)[1]
-        out = []
-        for word, pitch, speed in requests:
-            markup = f'<speed level="{round(100 * speed / 175)}"><pitch level="{round(100 * mean_f0(pitch) / 170)}"><volume level="20">'
-            pcm = tts.speak(markup + word, voice=language)
-            out.append(trim(np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768, SAMPLE_RATE))
-        return out
+
+#: The Pico worker: a job {language, markups, out} on stdin → out/<i>.pcm, 16-bit PCM of each markup string in order.
+PICO_WORKER = """
+import json, sys
+from pathlib import Path
+from py_nanotts import NanoTTS
+job, tts = json.load(sys.stdin), NanoTTS()
+for i, markup in enumerate(job["markups"]):
+    (Path(job["out"]) / f"{i}.pcm").write_bytes(tts.speak(markup, voice=job["language"]))
+"""
 
 
 class Dectalk:

@@ -20,6 +20,7 @@ async function gnuspeech() {
     const config = model.replace('voice_name = male', `voice_name = ${job.voice}`)
       .replace('tempo = 1.0', `tempo = ${(speed / 175).toFixed(3)}`)
       .replace('pitch_offset = -4.0', `pitch_offset = ${((pitch - 50) / 6).toFixed(2)}`)
+      .replace('intonation_drift = 1', 'intonation_drift = 0').replace('random_intonation = 1', 'random_intonation = 0')
     m.FS.writeFile('/data/en/trm_control_model.txt', config)
     const args = [word, '/out.wav', '/data/en', '/params.txt'].map(str)
     m._GnuSpeech_synthesizeToFile(...args, false)
