@@ -33,6 +33,8 @@ def test_balanced_accuracy_and_keyword_recall_see_what_plain_accuracy_hides():
     empty = confusion_matrix(torch.tensor([0, 0]), torch.tensor([0, 1]), 3)
     assert torch.isnan(per_class_accuracy(empty)[2]) and balanced_accuracy(empty) == pytest.approx(0.5)
     assert grouped_accuracy(["a", "b", "a"], torch.tensor([True, False, False])) == {"a": (0.5, 2), "b": (0.0, 1)}
+    bands = ["10–15 dB", "5–10 dB", "0–5 dB", "25–30 dB"]  # natural order: numbers by value
+    assert list(grouped_accuracy(bands, torch.ones(4, dtype=torch.bool))) == ["0–5 dB", "5–10 dB", "10–15 dB", "25–30 dB"]
 
 
 def test_tf_protocol_keeps_every_keyword_and_ten_percent_unknown_and_silence():

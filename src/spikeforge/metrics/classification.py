@@ -7,6 +7,7 @@ fillers and the other classes are keywords.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -45,13 +46,19 @@ def keyword_recall(confusion: torch.Tensor, classes: Sequence[str]) -> float | N
 
 
 def grouped_accuracy(groups: Sequence[str], correct: torch.Tensor) -> dict[str, tuple[float, int]]:
-    """Accuracy and clip count of each group, for one group name and one correct/wrong flag per clip."""
+    """Accuracy and clip count of each group, for one group name and one correct/wrong flag per clip; groups in natural
+    order (numbers by value: "5–10 dB" before "10–15 dB")."""
     out: dict[str, list[int]] = {}
     for g, ok in zip(groups, correct.tolist()):
         tally = out.setdefault(g, [0, 0])
         tally[0] += int(ok)
         tally[1] += 1
-    return {g: (c / n, n) for g, (c, n) in sorted(out.items())}
+    return {g: (c / n, n) for g, (c, n) in sorted(out.items(), key=lambda item: _natural(item[0]))}
+
+
+def _natural(name: str) -> list:
+    """Sort key that orders the digit runs of `name` by value."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
 
 
 def class_metrics(confusion: torch.Tensor | None, classes: Sequence[str] | None) -> dict:
