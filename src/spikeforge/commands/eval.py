@@ -58,7 +58,7 @@ def _where(args: argparse.Namespace, root: Path | None) -> str:
 
 
 def _groups(args: argparse.Namespace, data, correct: torch.Tensor, world_size: int):
-    """(column, accuracy per speaker group) where the data has a speaker table; else None."""
+    """(column, accuracy per group) where the data has a speaker table or a clip table with that column; else None."""
     grouping = speaker_groups(data.root, data.sources, args.group_by) if hasattr(data, "sources") and world_size == 1 else None
     if grouping is None:
         return None
