@@ -360,10 +360,9 @@ def speaker_table(root: str | os.PathLike, column: str | None = None) -> tuple[s
     """(column, speaker → value) from `root/speakers.csv` (a `speaker` column and others, e.g. `engine`, `voice`);
     None without a table. `column` defaults to `engine`, else `voice` (None when the table has neither)."""
     path = Path(root) / SPEAKER_TABLE
-    if not path.is_file():
+    rows = _table_rows(path)
+    if rows is None:
         return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
     fields = list(rows[0]) if rows else []
     if column is None:
         column = next((c for c in ("engine", "voice") if c in fields), None)
@@ -376,14 +375,18 @@ def speaker_table(root: str | os.PathLike, column: str | None = None) -> tuple[s
 
 def clip_table(root: str | os.PathLike, column: str) -> dict[str, str] | None:
     """file → value of `column` from `root/clips.csv`; None without that table or column."""
-    path = Path(root) / CLIP_TABLE
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = _table_rows(Path(root) / CLIP_TABLE)
     if not rows or "file" not in rows[0] or column not in rows[0]:
         return None
     return {r["file"]: r[column] for r in rows}
+
+
+def _table_rows(path: Path) -> list[dict[str, str]] | None:
+    """The rows of the CSV table at `path` as dicts by column; None where there is no such file."""
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def speaker_groups(root: str | os.PathLike, sources: list[str | None], column: str | None = None) -> tuple[str, list[str]] | None:
