@@ -186,6 +186,8 @@ class SpeechCommands(Dataset):
     `sources` names each item's file relative to the root (None for a silence clip).
     `protocol="tf"` reads TensorFlow's class mix (`tf_protocol`) instead of every clip.
     `engines` keeps only the speakers of those engines, `exclude_engines` drops those (`select_engines`).
+    `domains` names a column of `speakers.csv` (e.g. 'engine'): items become (features, class, domain index), the index
+    of the clip's value among the column's sorted values (`domain_names`), −1 for silence clips.
     """
 
     classes = CLASSES
@@ -203,6 +205,7 @@ class SpeechCommands(Dataset):
         augment: Augmentation = Augmentation(),
         engines: list[str] | None = None,
         exclude_engines: list[str] = (),
+        domains: str | None = None,
     ) -> None:
         self.root, self.split, self.config, self.augment = Path(root), split, features, augment
         self.band_centres = band_centres(features)
@@ -232,6 +235,7 @@ class SpeechCommands(Dataset):
         self.report = {"files": len(files), "skipped": len(skipped), "skipped_files": skipped, "silence": silence}
         if skipped:
             warnings.warn(f"{self.root} ({split}): {len(skipped)} unreadable or empty WAV files skipped", stacklevel=2)
+        self.domain_names, self.domains = self._domain_labels(domains) if domains else ([], None)
         counts = torch.bincount(self.targets, minlength=len(CLASSES)).double()
         self.sample_weights = 1.0 / counts.clamp(min=1)[self.targets]
 
@@ -265,19 +269,32 @@ class SpeechCommands(Dataset):
             out["mel"] = torch.from_numpy(np.stack(mels)) if mels else torch.zeros(0, self.config.n_mels, self.config.steps)
         return out, {"skipped": json.dumps(skipped)}
 
+    def _domain_labels(self, column: str) -> tuple[list[str], torch.Tensor]:
+        """(sorted values of `column` in speakers.csv, each item's index among them; −1 for silence)."""
+        table = speaker_table(self.root, column)
+        if table is None:
+            raise ValueError(f"dataset.domains={column!r} needs {self.root / SPEAKER_TABLE} with 'speaker' and {column!r} columns (the generator writes it)")
+        names = sorted(set(table[1].values()))
+        missing = sorted({speaker_of(p) for p in self.sources if p is not None} - set(table[1]))
+        if missing:
+            raise ValueError(f"dataset.domains: speakers {', '.join(missing[:5])} of {self.root} are not in {SPEAKER_TABLE}; add them or drop dataset.domains")
+        index = {name: i for i, name in enumerate(names)}
+        return names, torch.tensor([-1 if p is None else index[table[1][speaker_of(p)]] for p in self.sources], dtype=torch.int64)
+
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple:
         x, aug = self.features[i], self.augment
-        if not aug.active:
-            return x, int(self.targets[i])
-        if self.noise_mel and float(torch.rand(())) < aug.background_prob:
-            noise = self.noise_mel[int(torch.randint(len(self.noise_mel), ()))]
-            lo, hi = aug.background_snr_db
-            mixed = mix_background(self.mel[i].double(), noise, lo + (hi - lo) * float(torch.rand(())))
-            x = features_from_mel(mixed.numpy(), self.config)
-        return augment_features(x, aug, self.band_centres, self._random_clip), int(self.targets[i])
+        if aug.active:
+            if self.noise_mel and float(torch.rand(())) < aug.background_prob:
+                noise = self.noise_mel[int(torch.randint(len(self.noise_mel), ()))]
+                lo, hi = aug.background_snr_db
+                mixed = mix_background(self.mel[i].double(), noise, lo + (hi - lo) * float(torch.rand(())))
+                x = features_from_mel(mixed.numpy(), self.config)
+            x = augment_features(x, aug, self.band_centres, self._random_clip)
+        label = int(self.targets[i])
+        return (x, label) if self.domains is None else (x, label, int(self.domains[i]))
 
     def _random_clip(self) -> torch.Tensor:
         """The features of a clip of this split drawn at random (torch's global generator)."""
@@ -328,6 +345,7 @@ def speech_commands(
     style_alpha: float = 0.3,
     engines: list[str] | None = None,
     exclude_engines: list[str] = (),
+    domains: str | None = None,
 ) -> SpeechCommands:
     """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, n_mels]` per clip.
 
@@ -342,6 +360,8 @@ def speech_commands(
     `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `formant_warp`, `time_stretch`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
     keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
+    `domains` (a `speakers.csv` column, e.g. 'engine') labels each training clip's domain for domain-adversarial training
+    (`method.domain_adversary`); the validation and test splits stay unlabelled.
     """
     augment = Augmentation(background_prob=background_prob, background_snr_db=tuple(background_snr_db),
                            time_shift_steps=time_shift_steps, time_masks=time_masks, time_mask_steps=time_mask_steps,
@@ -353,7 +373,7 @@ def speech_commands(
                             "n_mels": n_mels})
     return SpeechCommands(root, split, features, silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
-                          engines=engines, exclude_engines=exclude_engines)
+                          engines=engines, exclude_engines=exclude_engines, domains=domains if split == "train" else None)
 
 
 def speaker_table(root: str | os.PathLike, column: str | None = None) -> tuple[str, dict[str, str]] | None:

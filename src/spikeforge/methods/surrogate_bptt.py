@@ -6,6 +6,10 @@ ramped in linearly over the first `reg_warmup` epochs (the paper applies it from
 corpus the full weight silenced the deeper layers before the classifier learnt, docs/results/speech.md).
 `mixup` α > 0 trains on mixed pairs (Zhang et al. 2018; not in the papers): x̃ = λ·x_i + (1 − λ)·x_j with λ ~ Beta(α, α)
 and j a random permutation of the batch, loss λ·L(x̃, y_i) + (1 − λ)·L(x̃, y_j); drawn from torch's global generator.
+`domain_adversary` λ_d > 0 trains domain-adversarially (Ganin et al. 2016; not in the papers): the model's `domain_head`
+classifies each clip's domain d (e.g. its speech engine; `dataset.domains`) from the time-averaged spikes z of the last
+spiking layer, loss + CE(D(R(z)), d) with R the gradient reversal of weight λ_d·ramp: the classifier learns to tell the
+domains apart, the layers below to make them indistinguishable. Ramped in with the regulariser (`reg_warmup`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import inspect
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from spikeforge.layers.domain import grad_reverse
 from spikeforge.losses.regularizer import activity_regularizer, regularizer_weights
 from spikeforge.methods.base import Method, StepOutput
 from spikeforge.metrics.latency import output_reduction
@@ -27,7 +33,7 @@ class SurrogateBPTT(Method):
     """Loss(outputs, y) + Σ_l w_l·L_r(l); gradients flow through spikes by the neurons' surrogate derivative."""
 
     def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
-                 reg_warmup: float = 0.0, mixup: float = 0.0) -> None:
+                 reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0) -> None:
         self.loss_name = loss
         self.loss_fn = LOSSES.get(loss)
         self.loss_kwargs = dict(loss_kwargs or {})
@@ -43,6 +49,9 @@ class SurrogateBPTT(Method):
         if mixup < 0:
             raise ValueError(f"method.mixup is the Beta(α, α) parameter of the mixing weight, ≥ 0 (0: off), got {mixup}")
         self.mixup = float(mixup)
+        if domain_adversary < 0:
+            raise ValueError(f"method.domain_adversary is the gradient reversal's weight λ_d ≥ 0 (0: off), got {domain_adversary}")
+        self.domain_adversary = float(domain_adversary)
 
     def set_progress(self, epochs: float) -> None:
         self.epochs_done = epochs
@@ -67,7 +76,23 @@ class SurrogateBPTT(Method):
             kwargs.setdefault("time_reduction", output_reduction(model))
         return self.loss_fn(outputs, y, **kwargs)
 
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    def domain_loss(self, model: nn.Module, spikes: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(CE(D(R(z)), d), accuracy of D) over the clips with a domain (d ≥ 0); z = the spikes `[T, B, ...]` averaged over time."""
+        head = getattr(getattr(model, "module", model), "domain_head", None)
+        if head is None:
+            raise ValueError("method.domain_adversary needs a model with a domain classifier: set model.domain_classes to the number of domains "
+                             "(e.g. engines in the corpus's speakers.csv)")
+        known = domain >= 0
+        if int(domain.max()) >= head.domains:
+            raise ValueError(f"domain label {int(domain.max())} but model.domain_classes is {head.domains}; set it to the number of domains")
+        z = spikes.mean(0).flatten(1)[known]
+        scores = head(grad_reverse(z, self.domain_adversary * self.reg_ramp()))
+        if not bool(known.any()):  # a batch of silence clips only: no domain to classify, zero loss that keeps the graph
+            return scores.sum() * 0.0, float("nan")
+        target = domain[known]
+        return F.cross_entropy(scores, target), float((scores.argmax(-1) == target).float().mean())
+
+    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None) -> StepOutput:
         mixed = self.mixup > 0 and model.training
         if mixed:  # time-major [T, B, ...]: pairs along the batch axis
             lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
@@ -85,13 +110,19 @@ class SurrogateBPTT(Method):
             reg = activity_regularizer(spikes, self._weights(len(spikes)))  # low-activity paper §5
             loss = loss + reg
             extras["reg_loss"] = float(reg.detach())
+        if self.domain_adversary > 0 and model.training:
+            if domain is None:
+                raise ValueError("method.domain_adversary needs each training clip's domain: set dataset.domains (e.g. 'engine')")
+            adv, accuracy = self.domain_loss(model, spikes[-1], domain)
+            loss = loss + adv
+            extras |= {"domain_loss": float(adv.detach()), "domain_accuracy": accuracy}
         logits = reduce_time(outputs.detach(), output_reduction(model))
         return StepOutput(loss=loss, logits=logits, spike_rates=rec.rates(), extras=extras)
 
 
 @METHODS.register("surrogate_bptt")
 def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
-                   reg_warmup: float = 0.0, mixup: float = 0.0) -> SurrogateBPTT:
+                   reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0) -> SurrogateBPTT:
     """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs,
-    trained on mixed pairs with `mixup` α > 0."""
-    return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup)
+    trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0."""
+    return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup, domain_adversary)

@@ -9,6 +9,7 @@ Output: readout scores per step `[T, B, classes]`, averaged over time (`output_r
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 
 from spikeforge.checks import check_time_major
 from spikeforge.layers import Pool, Readout, SpikingConv
+from spikeforge.layers.domain import DomainHead
 from spikeforge.registry import MODELS
 
 Pair = Sequence[int]
@@ -97,7 +99,9 @@ class KWSNet(_KWSStack):
     Each layer: one learnable β, one learnable threshold b per channel (inits N(0.7, 0.01), N(1, 0.01)),
     threshold normalised by ‖W_i‖² (eq. 5), sigmoid surrogate a = 10 (eq. 8); NLIF (eq. 6) with `nlif`;
     lateral resets W·Wᵀ (report §5.3.2) with `lateral`. `dropout` p > 0 drops each layer's spikes with probability p
-    in training (the kept ones scaled by 1/(1 − p)); not in the paper, off by default.
+    in training (the kept ones scaled by 1/(1 − p)); not in the paper, off by default. `domain_classes` > 0 adds a
+    domain classifier on the last conv layer's spike rates for domain-adversarial training (`spikeforge.layers.domain`;
+    used only by the training method, never in `forward`).
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class KWSNet(_KWSStack):
         dropout: float = 0.0,
         time_reduction: str = "mean",
         readout_leak: float | None = None,
+        domain_classes: int = 0,
         **lif_kwargs,
     ) -> None:
         super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools, time_reduction, readout_leak)
@@ -123,6 +128,11 @@ class KWSNet(_KWSStack):
             SpikingConv(a, b, k[1], spatial_dims=1, time_kernel=k[0], dilation=d[1], time_dilation=d[0], padding="same", **lif_kwargs)
             for a, b, k, d in self.layer_sizes
         )
+        if domain_classes < 0:
+            raise ValueError(f"domain_classes is the number of domains (e.g. speech engines) to classify, 0 for none, got {domain_classes}")
+        # the last conv layer sees the bands left by the pools before it; the classifier reads its time-averaged spikes
+        last_bands = bands // math.prod(band_pools[:-1]) if band_pools else bands
+        self.domain_head = DomainHead(channels[-1] * last_bands, domain_classes) if domain_classes else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores `[T, B, classes]` for features `[T, B, C_in, F]`."""
@@ -208,11 +218,13 @@ def kws_dilated(
     dropout: float = 0.0,
     time_reduction: str = "mean",
     readout_leak: float | None = None,
+    domain_classes: int = 0,
 ) -> KWSNet:
-    """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments."""
+    """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments;
+    `domain_classes` > 0 adds the domain classifier of domain-adversarial training."""
     return KWSNet(
         in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations], readout_pool,
-        band_pools, dropout, time_reduction, readout_leak, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
+        band_pools, dropout, time_reduction, readout_leak, domain_classes, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
         surrogate=surrogate, scale=scale, input_scale=input_scale, reset=reset, impl=impl,
     )
 

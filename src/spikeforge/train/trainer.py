@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import signal
 import time
@@ -66,6 +67,17 @@ def build_datasets(spec: dict, seed: int) -> tuple[Dataset, Dataset, Dataset]:
     return train, val, test
 
 
+def _check_domains(method: Method, train: Dataset) -> None:
+    """Domain labels in the training data (`dataset.domains`) if and only if the method trains domain-adversarially."""
+    wants = getattr(method, "domain_adversary", 0.0) > 0
+    has = getattr(train, "domains", None) is not None
+    if wants and not has:
+        raise ValueError("method.domain_adversary needs each training clip's domain: set dataset.domains (e.g. 'engine', a column of speakers.csv)")
+    if has and not wants:
+        raise ValueError("dataset.domains labels each training clip's domain for domain-adversarial training; set method.domain_adversary > 0 "
+                         "(with model.domain_classes) or drop dataset.domains")
+
+
 def build(registry, spec: dict):
     """Call the factory `spec["name"]` of `registry` with the rest of `spec` as keyword arguments."""
     return registry.get(spec["name"])(**{k: v for k, v in spec.items() if k != "name"})
@@ -118,6 +130,7 @@ class Trainer:
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True) if config["ema_decay"] is not None else None
         self.evaluated = self.ema.module if self.ema is not None else self.model
         self.method: Method = build(METHODS, config["method"])
+        _check_domains(self.method, self.train_set)
         self.optimizer = build_optimizer(self.model.parameters(), config["optimizer"])
         self.state = Progress()
         self._best: dict[str, torch.Tensor] | None = None  # weights of the best epoch, on every rank
@@ -201,8 +214,8 @@ class Trainer:
         self.net.train()
         bar = tqdm(self._loader(), total=self.steps_per_epoch, initial=s.batch, desc=f"epoch {s.epoch + 1}/{cfg['epochs']}",
                    disable=(not self.ctx.is_main or not self.progress_bar) or None, leave=False, dynamic_ncols=True)
-        for x, y in bar:
-            self._step(x, y)
+        for x, y, *domain in bar:  # a dataset with `domains` adds each clip's domain (domain-adversarial training)
+            self._step(x, y, *domain)
             t = s.totals
             bar.set_postfix(loss=f"{t['loss'] / t['n']:.3f}", acc=f"{t['correct'] / t['n']:.3f}", **({"rate": f"{t['rate'] / t['n']:.3f}"} if "rate" in t else {}))
             stopping = self._stop_requested(stop)
@@ -215,12 +228,12 @@ class Trainer:
         bar.close()
         self._end_epoch()
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None) -> None:
         cfg, s = self.config, self.state
         set_learning_rate(self.optimizer, learning_rate(cfg["schedule"], cfg["optimizer"]["lr"], s.step, self.steps_per_epoch))
         x, y = encode(x.to(self.ctx.device), cfg["encoder"]), y.to(self.ctx.device)
         self.method.set_progress(s.step / self.steps_per_epoch)
-        out = self.method.step(self.net, x, y)
+        out = self.method.step(self.net, x, y, **({"domain": domain.to(self.ctx.device)} if domain is not None else {}))
         self._check_finite(out.loss, "loss is")
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -237,6 +250,10 @@ class Trainer:
         totals = distributed.sum_across(totals, self.ctx).tolist()
         for key, value in zip(("loss", "correct", "n", "rate"), totals):
             s.totals[key] = s.totals.get(key, 0.0) + value
+        for key, value in out.extras.items():  # the method's own numbers (this rank's), averaged over the epoch's batches that have them
+            if math.isfinite(value):
+                s.totals[f"sum/{key}"] = s.totals.get(f"sum/{key}", 0.0) + value * n
+                s.totals[f"n/{key}"] = s.totals.get(f"n/{key}", 0.0) + n
         s.step += 1
         s.batch += 1
         if self.tb is not None:
@@ -258,7 +275,9 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         t = self.state.totals
-        self._validate({"train_loss": t["loss"] / t["n"], "train_acc": t["correct"] / t["n"], **({"train_rate": t["rate"] / t["n"]} if "rate" in t else {})})
+        extras = {f"train_{k[4:]}": t[k] / t[f"n/{k[4:]}"] for k in t if k.startswith("sum/")}
+        self._validate({"train_loss": t["loss"] / t["n"], "train_acc": t["correct"] / t["n"], **({"train_rate": t["rate"] / t["n"]} if "rate" in t else {}),
+                        **extras})
 
     def _validate(self, train: dict) -> None:
         """Close an epoch (epoch 0: the start, `train` empty): validate, record the row, keep the best weights, checkpoint."""
