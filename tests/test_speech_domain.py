@@ -1,5 +1,6 @@
 """Domain-adversarial training: the gradient reversal, the domain labels of the speech dataset, the method's loss, a run."""
 
+import nir
 import pytest
 import torch
 import torch.nn.functional as F
@@ -80,7 +81,7 @@ def test_domain_loss_is_the_head_cross_entropy_on_time_averaged_spikes_with_reve
     assert torch.allclose(got["domain_head.out.weight"], adv_grads[1], atol=1e-7)
     assert adv_grads[0].abs().sum() > 0  # the reversal has something to reverse
     model.eval()  # validation and test: the task loss only
-    assert float(method.step(model, x, y).loss.detach()) == pytest.approx(float(LOSSES.get("cross_entropy")(model(x), y)), rel=1e-6)
+    assert float(method.step(model, x, y).loss.detach()) == pytest.approx(float(LOSSES.get("cross_entropy")(model(x), y).detach()), rel=1e-6)
 
 
 def test_domain_adversary_ramps_in_with_the_regulariser_and_explains_missing_parts():
@@ -124,12 +125,16 @@ def test_training_run_with_the_domain_adversary_logs_the_domain_classifier(corpu
     adversarial = {"domains": "engine"}
     recipe = tiny_kws_recipe(tmp_path / "tiny.yaml", {"root": str(corpus), **adversarial}, name="dann_tiny")
     sets = ["--set", "method.domain_adversary=0.3", "--set", "model.domain_classes=3"]
-    assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress", *sets]) == 0
+    exportable = ["--set", "model.reset=zero"]  # NIR has no subtractive reset
+    assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress", *sets, *exportable]) == 0
     run = next((tmp_path / "runs").iterdir())
     rows = read_history(run)
     trained = [r for r in rows if r["epoch"] > 0]
     assert trained and all(0.0 <= r["train_domain_accuracy"] <= 1.0 and r["train_domain_loss"] > 0 for r in trained)
     assert main(["eval", str(run), "--data", str(corpus), "--split", "all"]) == 0
+    assert main(["export", str(run)]) == 0  # the classifier is not part of the exported network
+    nodes = nir.read(run / "model.nir").nodes
+    assert any(k.startswith("convs") for k in nodes) and not any("domain" in k for k in nodes)
     # labels without an adversary, or an adversary without labels: one line naming the keys
     assert main(["train", str(recipe), "--out", str(tmp_path / "bad")]) == 2
     plain = tiny_kws_recipe(tmp_path / "plain.yaml", {"root": str(corpus)}, name="plain_tiny")
