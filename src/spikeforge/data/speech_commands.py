@@ -389,7 +389,7 @@ def speaker_table(root: str | os.PathLike, column: str | None = None) -> tuple[s
         if column is None:
             return None
     if "speaker" not in fields or column not in fields:
-        raise ValueError(f"{path} has columns {fields}; it needs 'speaker' and {column!r} (choose another with --group-by)")
+        raise ValueError(f"{path} has columns {fields}; it needs 'speaker' and {column!r} (name one of its columns: eval's --group-by, or dataset.domains in a recipe)")
     return column, {r["speaker"]: r[column] for r in rows}
 
 
