@@ -68,12 +68,9 @@ def build_datasets(spec: dict, seed: int) -> tuple[Dataset, Dataset, Dataset]:
 
 
 def _check_domains(method: Method, train: Dataset) -> None:
-    """Domain labels in the training data (`dataset.domains`) if and only if the method trains domain-adversarially."""
-    wants = getattr(method, "domain_adversary", 0.0) > 0
-    has = getattr(train, "domains", None) is not None
-    if wants and not has:
-        raise ValueError("method.domain_adversary needs each training clip's domain: set dataset.domains (e.g. 'engine', a column of speakers.csv)")
-    if has and not wants:
+    """No domain labels in the training data (`dataset.domains`) unless the method trains domain-adversarially (the method
+    itself says what it misses the other way round, at its first step)."""
+    if getattr(train, "domains", None) is not None and not getattr(method, "domain_adversary", 0.0) > 0:
         raise ValueError("dataset.domains labels each training clip's domain for domain-adversarial training; set method.domain_adversary > 0 "
                          "(with model.domain_classes) or drop dataset.domains")
 
