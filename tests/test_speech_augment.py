@@ -245,3 +245,23 @@ def test_robust_recipe_turns_augmentation_on_and_the_paper_recipes_keep_it_off()
     for name in ("kws_paper", "kws_cpu", "kws_fast"):
         dataset = validate(read_yaml(find_recipe(name)))["dataset"]
         assert not any(k in dataset for k in ("background_prob", "time_shift_steps", "time_masks", "freq_masks", "fmax")), name
+
+
+def test_deep_robust_recipe_is_kws_robust_with_a_fourth_layer_each_weighted_by_the_regulariser():
+    from spikeforge.registry import METHODS, MODELS
+    from spikeforge.train.config import load_recipe
+    from spikeforge.train.trainer import build
+
+    robust, deep = load_recipe("kws_robust"), load_recipe("kws_robust_deep")
+    changed = {k for k in robust.keys() | deep.keys() if robust.get(k) != deep.get(k)}
+    assert changed == {"name", "model", "method", "schedule", "epochs"}
+    assert {k for k in deep["method"] if deep["method"][k] != robust["method"].get(k)} == {"reg_weight"}
+    assert deep["schedule"]["gamma"] ** deep["epochs"] == pytest.approx(robust["schedule"]["gamma"] ** robust["epochs"], rel=0.06)
+
+    torch.manual_seed(0)
+    model, method = build(MODELS, deep["model"]), build(METHODS, deep["method"])
+    method.set_progress(deep["method"]["reg_warmup"])  # the regulariser at full weight
+    out = method.step(model, 3.0 * torch.rand(30, 2, 1, 40), torch.tensor([1, 5]))
+    assert len(out.spike_rates) == 4 and out.extras["reg_loss"] > 0  # four spiking layers, four weights (a count that differs raises)
+    out.loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.convs.parameters() if p.requires_grad)
