@@ -197,3 +197,37 @@ def test_eval_of_several_runs_is_their_ensemble_and_refuses_runs_on_other_sample
     assert f"{moved} sees other samples than {run_dir}" in capsys.readouterr().err
     assert main(["eval", str(run_dir), str(other), "--neurobench"]) == 2
     assert "one run folder" in capsys.readouterr().err
+
+
+def test_a_student_distilled_from_a_run_learns_from_its_softened_scores_on_the_same_batch(run_and_heldout, tmp_path):
+    import csv as csv_
+
+    import torch.nn.functional as F
+
+    from spikeforge.registry import METHODS
+    from spikeforge.train.encode import encode
+
+    run_dir, _ = run_and_heldout
+    config, teacher, _ = load_run(run_dir)
+    data = SpeechCommands(config["dataset"]["root"], "train", LogMelConfig(), silence=None)
+    x, y = encode(data.features[:6], {"name": "sequence"}), data.targets[:6]
+    torch.manual_seed(1)
+    student = load_run(run_dir)[1].train()
+    for p in student.parameters():  # another network than the teacher
+        p.data.add_(0.3 * torch.randn_like(p))
+    method = METHODS.get("surrogate_bptt")(distill_from=[str(run_dir), str(run_dir)], distill_weight=0.7, distill_temperature=3.0)
+    out = method.step(student, x, y)
+    with torch.no_grad():  # by hand, on the student's logits of this step: the two (equal) teachers' mean softmax(z / T), 0.3·CE + 0.7·T²·KL
+        p = F.softmax(teacher(x).mean(0) / 3.0, -1)
+        kl = (p * (p.log() - F.log_softmax(out.logits / 3.0, -1))).sum(-1).mean()
+        ce = F.cross_entropy(out.logits, y)
+    assert out.extras["distill_loss"] == pytest.approx(9 * float(kl), rel=1e-5) and float(kl) > 1e-3
+    assert out.extras["task_loss"] == pytest.approx(float(ce), rel=1e-5)
+    assert float(out.loss.detach()) == pytest.approx(0.3 * float(ce) + 0.7 * 9 * float(kl), rel=1e-5)
+    student.eval()  # validation and test: the task loss only
+    evaluated = method.step(student, x, y)
+    assert float(evaluated.loss.detach()) == pytest.approx(float(F.cross_entropy(evaluated.logits, y)), rel=1e-5)
+    # a whole run distilled from the trained one, recorded per epoch
+    assert main(["train", str(run_dir / "config.yaml"), "--set", f"method.distill_from=[{run_dir}]", "--out", str(tmp_path), "--no-progress"]) == 0
+    rows = list(csv_.DictReader(open(next(tmp_path.iterdir()) / "metrics.csv")))
+    assert len(rows) == config["epochs"] and all(float(r["train_distill_loss"]) > 0 for r in rows)

@@ -10,6 +10,9 @@ and j a random permutation of the batch, loss λ·L(x̃, y_i) + (1 − λ)·L(x�
 classifies each clip's domain d (e.g. its speech engine; `dataset.domains`) from the time-averaged spikes z of the last
 spiking layer, loss + CE(D(R(z)), d) with R the gradient reversal of weight λ_d·ramp: the classifier learns to tell the
 domains apart, the layers below to make them indistinguishable. Ramped in with the regulariser (`reg_warmup`).
+`distill_from` names trained runs to distil from (Hinton et al. 2015; not in the papers; spikeforge.methods.distillation):
+the task loss L becomes (1 − α)·L + α·T²·KL(p ‖ softmax(z / T)) with α = `distill_weight`, T = `distill_temperature`
+and p the runs' mean softened probabilities on the same batch.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.layers.domain import grad_reverse
+from spikeforge.methods.distillation import Teachers, distillation_loss
 from spikeforge.losses.regularizer import activity_regularizer, regularizer_weights
 from spikeforge.methods.base import Method, StepOutput
 from spikeforge.metrics.latency import output_reduction
@@ -33,7 +37,8 @@ class SurrogateBPTT(Method):
     """Loss(outputs, y) + Σ_l w_l·L_r(l); gradients flow through spikes by the neurons' surrogate derivative."""
 
     def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
-                 reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0) -> None:
+                 reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
+                 distill_weight: float = 0.5, distill_temperature: float = 2.0) -> None:
         self.loss_name = loss
         self.loss_fn = LOSSES.get(loss)
         self.loss_kwargs = dict(loss_kwargs or {})
@@ -52,6 +57,11 @@ class SurrogateBPTT(Method):
         if domain_adversary < 0:
             raise ValueError(f"method.domain_adversary is the gradient reversal's weight λ_d ≥ 0 (0: off), got {domain_adversary}")
         self.domain_adversary = float(domain_adversary)
+        if not 0 <= distill_weight <= 1 or distill_temperature <= 0:
+            raise ValueError(f"method.distill_weight α weighs the teachers' loss against the task's, in [0, 1], and method.distill_temperature T "
+                             f"softens both distributions, > 0; got α = {distill_weight}, T = {distill_temperature}")
+        self.distill_weight = float(distill_weight)
+        self.teachers = Teachers(distill_from, distill_temperature) if distill_from is not None else None
 
     def set_progress(self, epochs: float) -> None:
         self.epochs_done = epochs
@@ -103,7 +113,12 @@ class SurrogateBPTT(Method):
         loss = self.loss(model, outputs, y)
         if mixed:
             loss = lam * loss + (1 - lam) * self.loss(model, outputs, y[partner])
-        extras = {"task_loss": float(loss.detach())}
+        if self.teachers is not None and model.training:  # the teachers see the batch as the student does (mixed pairs included)
+            soft = distillation_loss(reduce_time(outputs, output_reduction(model)), self.teachers.probabilities(x), self.teachers.temperature)
+            extras = {"task_loss": float(loss.detach()), "distill_loss": float(soft.detach())}
+            loss = (1 - self.distill_weight) * loss + self.distill_weight * soft
+        else:
+            extras = {"task_loss": float(loss.detach())}
         spikes = list(rec.spikes.values())
         has_reg = any(w != 0 for w in self.reg_weight) if isinstance(self.reg_weight, (list, tuple)) else self.reg_weight != 0
         if has_reg and spikes and self.reg_ramp() > 0:
@@ -122,7 +137,9 @@ class SurrogateBPTT(Method):
 
 @METHODS.register("surrogate_bptt")
 def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
-                   reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0) -> SurrogateBPTT:
+                   reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
+                   distill_weight: float = 0.5, distill_temperature: float = 2.0) -> SurrogateBPTT:
     """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs,
-    trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0."""
-    return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup, domain_adversary)
+    trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0, distilled from the runs `distill_from`."""
+    return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup, domain_adversary, distill_from, distill_weight,
+                         distill_temperature)
