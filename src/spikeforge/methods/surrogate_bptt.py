@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.layers.domain import grad_reverse
-from spikeforge.methods.distillation import Teachers, distillation_loss
 from spikeforge.losses.regularizer import activity_regularizer, regularizer_weights
 from spikeforge.methods.base import Method, StepOutput
+from spikeforge.methods.distillation import Teachers, distillation_loss
 from spikeforge.metrics.latency import output_reduction
 from spikeforge.metrics.reduce import reduce_time
 from spikeforge.metrics.spikes import SpikeRecorder
@@ -113,12 +113,11 @@ class SurrogateBPTT(Method):
         loss = self.loss(model, outputs, y)
         if mixed:
             loss = lam * loss + (1 - lam) * self.loss(model, outputs, y[partner])
+        extras = {"task_loss": float(loss.detach())}
         if self.teachers is not None and model.training:  # the teachers see the batch as the student does (mixed pairs included)
             soft = distillation_loss(reduce_time(outputs, output_reduction(model)), self.teachers.probabilities(x), self.teachers.temperature)
-            extras = {"task_loss": float(loss.detach()), "distill_loss": float(soft.detach())}
+            extras["distill_loss"] = float(soft.detach())
             loss = (1 - self.distill_weight) * loss + self.distill_weight * soft
-        else:
-            extras = {"task_loss": float(loss.detach())}
         spikes = list(rec.spikes.values())
         has_reg = any(w != 0 for w in self.reg_weight) if isinstance(self.reg_weight, (list, tuple)) else self.reg_weight != 0
         if has_reg and spikes and self.reg_ramp() > 0:
