@@ -200,8 +200,6 @@ def test_eval_of_several_runs_is_their_ensemble_and_refuses_runs_on_other_sample
 
 
 def test_a_student_distilled_from_a_run_learns_from_its_softened_scores_on_the_same_batch(run_and_heldout, tmp_path):
-    import csv as csv_
-
     import torch.nn.functional as F
 
     from spikeforge.registry import METHODS
@@ -229,5 +227,5 @@ def test_a_student_distilled_from_a_run_learns_from_its_softened_scores_on_the_s
     assert float(evaluated.loss.detach()) == pytest.approx(float(F.cross_entropy(evaluated.logits, y)), rel=1e-5)
     # a whole run distilled from the trained one, recorded per epoch
     assert main(["train", str(run_dir / "config.yaml"), "--set", f"method.distill_from=[{run_dir}]", "--out", str(tmp_path), "--no-progress"]) == 0
-    rows = list(csv_.DictReader(open(next(tmp_path.iterdir()) / "metrics.csv")))
+    rows = list(csv.DictReader((next(tmp_path.iterdir()) / "metrics.csv").read_text().splitlines()))
     assert len(rows) == config["epochs"] and all(float(r["train_distill_loss"]) > 0 for r in rows)
