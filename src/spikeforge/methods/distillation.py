@@ -35,13 +35,13 @@ class Teachers:
         self.models: list[nn.Module] | None = None
 
     def _load(self, device: torch.device) -> list[nn.Module]:
-        from spikeforge.train.stages import trained_model  # the training package imports the methods
+        from spikeforge.train.loading import load_run  # the training package imports the methods
 
         models = []
         for run in self.runs:
             if not (run / "config.yaml").is_file():
                 raise FileNotFoundError(f"method.distill_from: {run} is not a run folder (no config.yaml); name a folder `spikeforge train` wrote")
-            models.append(trained_model(run, "best")[1].to(device).eval().requires_grad_(False))
+            models.append(load_run(run)[1].to(device).requires_grad_(False))
         return models
 
     @torch.no_grad()
