@@ -183,6 +183,24 @@ def test_regulariser_hand_worked():
     assert x.grad[0].item() == 0.0 and x.grad[1].item() > 0.0
 
 
+def test_regulariser_with_a_spike_budget_charges_only_the_rate_above_it_by_hand():
+    # 3 spikes of 4 (rate 0.75, L_r = 0.375) against a budget of 0.5: w·(0.375 − 0.25); a layer under the budget costs 0.
+    s = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])
+    quiet = torch.tensor([[[0.0, 0.0]], [[1.0, 0.0]]])  # rate 0.25
+    assert activity_regularizer([s, quiet], [0.1, 0.2], budget=0.5).item() == pytest.approx(0.1 * 0.125)
+    assert activity_regularizer([s], [0.1], budget=0.0).item() == pytest.approx(activity_regularizer([s], [0.1]).item())
+    # above the budget the gradient is the plain regulariser's, under it zero
+    from spikeforge.functional.surrogate import spike_fn
+    for budget, active in [(0.4, True), (0.6, False)]:
+        x = torch.tensor([-0.1, 0.1], requires_grad=True)  # one spike of two: rate 0.5
+        activity_regularizer([spike_fn(x).view(1, 1, 2)], [1.0], budget=budget).backward()
+        plain = torch.tensor([-0.1, 0.1], requires_grad=True)
+        layer_activity(spike_fn(plain).view(1, 1, 2)).backward()
+        torch.testing.assert_close(x.grad, plain.grad if active else torch.zeros(2))
+    with pytest.raises(ValueError, match=r"spike budget is a rate per layer in \[0, 1\)"):
+        activity_regularizer([s], [0.1], budget=1.5)
+
+
 @pytest.mark.parametrize("bad,match", [
     (torch.zeros(2, 3, dtype=torch.float32), r"time-major tensor \[T, B, 4\].*got shape \(2, 3\)"),
     (torch.zeros(5, 2, 4, dtype=torch.int64), "expected a floating tensor.*torch.int64"),

@@ -75,6 +75,19 @@ def test_regulariser_warm_up_ramps_the_weight_linearly_over_its_epochs():
         METHODS.get("surrogate_bptt")(reg_weight=0.4, reg_warmup=-1)
 
 
+def test_regulariser_budget_is_passed_to_the_regulariser():
+    torch.manual_seed(0)
+    model = Net(SpikingLinear(5, 6, threshold_init=0.05), SpikingLinear(6, 4, threshold_init=0.05), Readout(4, 3))
+    x, y = torch.rand(7, 2, 5), torch.tensor([0, 2])
+    out = METHODS.get("surrogate_bptt")(reg_weight=[0.1, 0.3], reg_budget=0.2).step(model, x, y)
+    s1 = model[0](x)
+    expected = activity_regularizer([s1, model[1](s1)], [0.1, 0.3], budget=0.2)
+    assert out.extras["reg_loss"] == pytest.approx(float(expected.detach()))
+    assert 0 < float(expected.detach()) < float(activity_regularizer([s1, model[1](s1)], [0.1, 0.3]).detach())
+    with pytest.raises(ValueError, match="method.reg_budget is the spike rate per layer"):
+        METHODS.get("surrogate_bptt")(reg_weight=0.1, reg_budget=-0.1)
+
+
 def test_mixup_trains_on_mixed_pairs_with_both_labels_weighted():
     torch.manual_seed(0)
     model = Net(SpikingLinear(5, 6, threshold_init=0.05), Readout(6, 3))

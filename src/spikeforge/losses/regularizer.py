@@ -21,10 +21,16 @@ def regularizer_weights(layers: int, weight: float = 0.1, schedule: str = "const
     raise ValueError(f"regulariser schedule must be 'constant' or 'linear', got {schedule!r}")
 
 
-def activity_regularizer(spikes: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-    """Σ_l w_l·L_r(l) over the spiking layers (dL/dU = 2·S·sig′ is zero where no spike)."""
+def activity_regularizer(spikes: Sequence[torch.Tensor], weights: Sequence[float], budget: float | None = None) -> torch.Tensor:
+    """Σ_l w_l·L_r(l) over the spiking layers (dL/dU = 2·S·sig′ is zero where no spike); with a spike budget ρ*,
+    Σ_l w_l·max(0, L_r(l) − ρ*/2): for binary spikes L_r(l) = ρ_l/2, so a layer firing at a rate ρ_l ≤ ρ* on the batch
+    costs nothing and one above it is pushed down as without the budget (not in the papers)."""
     if len(spikes) != len(weights):
         raise ValueError(f"one regulariser weight per spiking layer: {len(spikes)} layers, {len(weights)} weights")
     if not spikes:
         raise ValueError("activity_regularizer needs at least one spiking layer's spikes")
-    return sum(w * layer_activity(s) for w, s in zip(weights, spikes))
+    if budget is None:
+        return sum(w * layer_activity(s) for w, s in zip(weights, spikes))
+    if not 0 <= budget < 1:
+        raise ValueError(f"the spike budget is a rate per layer in [0, 1) (0.07: 7 % of the neurons each step), got {budget}")
+    return sum(w * torch.clamp(layer_activity(s) - budget / 2, min=0) for w, s in zip(weights, spikes))

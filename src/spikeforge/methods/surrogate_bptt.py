@@ -3,7 +3,8 @@
 The loss is a named entry of the LOSSES registry applied to the per-step outputs; an optional
 activity regulariser Σ_l w_l·L_r(l) (low-activity paper §5) is added on every spiking layer, optionally
 ramped in linearly over the first `reg_warmup` epochs (the paper applies it from the first step; on a diverse
-corpus the full weight silenced the deeper layers before the classifier learnt, docs/results/speech.md).
+corpus the full weight silenced the deeper layers before the classifier learnt, docs/results/speech.md). `reg_budget` ρ*
+charges only what a layer fires above the rate ρ* on the batch (not in the papers; `activity_regularizer`).
 `mixup` α > 0 trains on mixed pairs (Zhang et al. 2018; not in the papers): x̃ = λ·x_i + (1 − λ)·x_j with λ ~ Beta(α, α)
 and j a random permutation of the batch, loss λ·L(x̃, y_i) + (1 − λ)·L(x̃, y_j); drawn from torch's global generator.
 `domain_adversary` λ_d > 0 trains domain-adversarially (Ganin et al. 2016; not in the papers): the model's `domain_head`
@@ -38,7 +39,7 @@ class SurrogateBPTT(Method):
 
     def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
                  reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
-                 distill_weight: float = 0.5, distill_temperature: float = 2.0) -> None:
+                 distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None) -> None:
         self.loss_name = loss
         self.loss_fn = LOSSES.get(loss)
         self.loss_kwargs = dict(loss_kwargs or {})
@@ -51,6 +52,9 @@ class SurrogateBPTT(Method):
         if reg_warmup < 0:
             raise ValueError(f"method.reg_warmup must be >= 0 epochs, got {reg_warmup}")
         self.reg_warmup, self.epochs_done = float(reg_warmup), 0.0
+        if reg_budget is not None and not 0 <= reg_budget < 1:
+            raise ValueError(f"method.reg_budget is the spike rate per layer the regulariser lets pass free, in [0, 1) (null: none), got {reg_budget}")
+        self.reg_budget = reg_budget
         if mixup < 0:
             raise ValueError(f"method.mixup is the Beta(α, α) parameter of the mixing weight, ≥ 0 (0: off), got {mixup}")
         self.mixup = float(mixup)
@@ -121,7 +125,7 @@ class SurrogateBPTT(Method):
         spikes = list(rec.spikes.values())
         has_reg = any(w != 0 for w in self.reg_weight) if isinstance(self.reg_weight, (list, tuple)) else self.reg_weight != 0
         if has_reg and spikes and self.reg_ramp() > 0:
-            reg = activity_regularizer(spikes, self._weights(len(spikes)))  # low-activity paper §5
+            reg = activity_regularizer(spikes, self._weights(len(spikes)), self.reg_budget)  # low-activity paper §5
             loss = loss + reg
             extras["reg_loss"] = float(reg.detach())
         if self.domain_adversary > 0 and model.training:
@@ -137,8 +141,8 @@ class SurrogateBPTT(Method):
 @METHODS.register("surrogate_bptt")
 def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
                    reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
-                   distill_weight: float = 0.5, distill_temperature: float = 2.0) -> SurrogateBPTT:
-    """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs,
-    trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0, distilled from the runs `distill_from`."""
+                   distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None) -> SurrogateBPTT:
+    """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs
+    on the spikes above the rate `reg_budget` (all of them by default), trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0, distilled from the runs `distill_from`."""
     return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup, domain_adversary, distill_from, distill_weight,
-                         distill_temperature)
+                         distill_temperature, reg_budget)
