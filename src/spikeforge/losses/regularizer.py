@@ -30,7 +30,7 @@ def activity_regularizer(spikes: Sequence[torch.Tensor], weights: Sequence[float
     if not spikes:
         raise ValueError("activity_regularizer needs at least one spiking layer's spikes")
     if budget is None:
-        return sum(w * layer_activity(s) for w, s in zip(weights, spikes))
+        budget = 0.0  # L_r(l) ≥ 0, so max(0, L_r(l) − 0) is the paper's term
     if not 0 <= budget < 1:
         raise ValueError(f"the spike budget is a rate per layer in [0, 1) (0.07: 7 % of the neurons each step), got {budget}")
     return sum(w * torch.clamp(layer_activity(s) - budget / 2, min=0) for w, s in zip(weights, spikes))
