@@ -81,9 +81,10 @@ def test_regulariser_budget_is_passed_to_the_regulariser():
     x, y = torch.rand(7, 2, 5), torch.tensor([0, 2])
     out = METHODS.get("surrogate_bptt")(reg_weight=[0.1, 0.3], reg_budget=0.2).step(model, x, y)
     s1 = model[0](x)
-    expected = activity_regularizer([s1, model[1](s1)], [0.1, 0.3], budget=0.2)
+    spikes = [s1, model[1](s1)]
+    expected = activity_regularizer(spikes, [0.1, 0.3], budget=0.2)
     assert out.extras["reg_loss"] == pytest.approx(float(expected.detach()))
-    assert 0 < float(expected.detach()) < float(activity_regularizer([s1, model[1](s1)], [0.1, 0.3]).detach())
+    assert 0 < float(expected.detach()) < float(activity_regularizer(spikes, [0.1, 0.3]).detach())
     with pytest.raises(ValueError, match="method.reg_budget is the spike rate per layer"):
         METHODS.get("surrogate_bptt")(reg_weight=0.1, reg_budget=-0.1)
 
