@@ -158,8 +158,12 @@ def test_write_sample_stores_strided_views_as_they_read(tmp_path):
 @needs_fmnist
 def test_failed_start_leaves_no_run_folder(tmp_path, capsys):
     out = tmp_path / "runs"
+    out.mkdir()
     assert main(["train", str(tiny_recipe(tmp_path)), "--out", str(out), "--set", "dataset.root=/no/such/folder"]) == 2
-    assert capsys.readouterr().err.count("\n") == 1 and list(out.iterdir()) == []
+    assert capsys.readouterr().err.count("\n") == 1 and list(out.iterdir()) == []  # the --out folder that was there stays
+    # an --out folder the start made for it goes with the run folder: the working directory is as it was
+    assert main(["train", str(tiny_recipe(tmp_path)), "--out", str(tmp_path / "new" / "runs"), "--set", "dataset.root=/no/such/folder"]) == 2
+    assert not (tmp_path / "new").exists()
 
 
 @needs_fmnist
@@ -174,7 +178,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_leaves_no_run_folder(tmp_path, c
     assert main(["train", str(tiny_recipe(tmp_path)), "--out", str(out), "--no-progress"]) == 130
     err = capsys.readouterr().err
     assert err == "spikeforge train: interrupted before training started; no run folder was made\n"
-    assert list(out.iterdir()) == []
+    assert not out.exists()
 
 
 # -- point 8: a full disk during training -------------------------------------------------------

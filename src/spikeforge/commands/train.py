@@ -40,10 +40,11 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
     return config, run, run
 
 
-def _start(args: argparse.Namespace, config: dict, run_dir: Path | None, resume: Path | None) -> Trainer | Pipeline | None:
-    """Build the trainer (loading the checkpoint), then write config.yaml; None after a Ctrl-C, leaving nothing behind."""
+def _start(args: argparse.Namespace, config: dict, run_dir: Path | None, resume: Path | None, made: Path | None) -> Trainer | Pipeline | None:
+    """Build the trainer (loading the checkpoint), then write config.yaml; None after a Ctrl-C, leaving nothing behind
+    (`made`: the outermost folder this start created, the new run folder or an `--out` folder that was not there)."""
     try:
-        with runfolder.removed_on_failure(run_dir, new=resume is None) if run_dir is not None else contextlib.nullcontext():
+        with runfolder.removed_on_failure(made or run_dir, new=resume is None) if run_dir is not None else contextlib.nullcontext():
             trainer = trainer_for(config, run_dir, resume=resume, progress_bar=not args.no_progress)  # the stages' Pipeline for a staged recipe
             if run_dir is not None:
                 runfolder.write_config(run_dir, config)  # after the checkpoint loaded: a failed resume changes nothing
@@ -57,8 +58,10 @@ def _start(args: argparse.Namespace, config: dict, run_dir: Path | None, resume:
 def run(args: argparse.Namespace) -> int:
     config, run_dir, resume = _resolve(args)
     is_main = int(os.environ.get("RANK", "0")) == 0
-    if is_main:
-        run_dir = run_dir or runfolder.new_run_dir(args.out, config["name"])
+    made = None
+    if is_main and run_dir is None:
+        made = runfolder.first_missing(args.out)
+        run_dir = runfolder.new_run_dir(args.out, config["name"])
     with runfolder.locked(run_dir) if is_main else contextlib.nullcontext():
         if resume is not None and is_complete(run_dir, config):
             if "stages" in config:  # a finished stage is never trained again
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{run_dir} is complete ({config['epochs']} epochs); nothing changed. To train it longer: "
                       f"spikeforge train {args.recipe} --resume {run_dir} --set epochs=N (N > {config['epochs']})")
             return 0
-        trainer = _start(args, config, run_dir if is_main else None, resume)
+        trainer = _start(args, config, run_dir if is_main else None, resume, made)
         if trainer is None:
             return 130
         try:

@@ -1,7 +1,8 @@
 """The run folder: resolved config, metrics.csv per epoch, metrics.json, a recorded sample, TensorBoard logs.
 
 A run folder is `OUT/<name>-<YYYYmmdd-HHMMSS>[-k]`; the process training or resuming it holds `.lock`
-(an flock, so the lock of a killed process is free again); a start that fails leaves no new folder behind.
+(an flock, so the lock of a killed process is free again); a start that fails leaves no new folder behind (nor the
+`OUT` folders it made for it).
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ def new_run_dir(out: str | os.PathLike, name: str) -> Path:
         except FileExistsError:
             k += 1
             path = base.with_name(f"{base.name}-{k}")
+
+
+def first_missing(path: str | os.PathLike) -> Path | None:
+    """The outermost folder of `path` (itself or one of its parents) that does not exist yet; None if `path` exists."""
+    path, missing = Path(path).absolute(), None
+    while not path.exists():
+        path, missing = path.parent, path
+    return missing
 
 
 def latest_run(out: str | os.PathLike, name: str) -> Path:
