@@ -70,6 +70,15 @@ def test_failed_generation_leaves_the_target_as_it_was(tmp_path, monkeypatch, ca
     assert _listing(out) == before and [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+@pytest.mark.parametrize("command", sorted(GENERATORS))
+def test_failed_generation_into_new_folders_leaves_none_of_them(tmp_path, monkeypatch, capsys, command):
+    module, counts = GENERATORS[command]
+    _fake(module, monkeypatch, counts, fail=True)
+    assert main(["data", command, str(tmp_path / "new" / "deeper" / "out")]) == 2
+    assert "generator failed halfway" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # the folders made for OUT went with it
+
+
 @pytest.mark.skipif(not FASHION_MNIST_DEBIAN.exists(), reason="needs Debian's dataset-fashion-mnist")
 def test_saccade_events_force_does_not_mix_datasets(tmp_path):
     out = tmp_path / "events"

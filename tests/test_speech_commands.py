@@ -113,3 +113,12 @@ def test_skipped_wavs_are_counted_in_the_run_report(tmp_path):
     assert metrics["data_report"]["train"]["skipped"] == 1
     assert metrics["data_report"]["train"]["skipped_files"][0].endswith("ffffffff_nohash_0.wav")
     assert metrics["data_report"]["test"]["skipped"] == 0
+
+
+def test_ablate_that_cannot_start_leaves_no_run_folder(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tmp_path / "no_such_folder")))
+    out = tmp_path / "runs"
+    assert main(["ablate", str(recipe), "--variants", "full", "--out", str(out / "ablation")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()  # neither the run folder nor the --out folders made for it

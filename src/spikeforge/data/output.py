@@ -1,8 +1,9 @@
 """The folder a `spikeforge data` command writes: new or empty, or with --force a dataset replaced whole.
 
 The dataset is written into a temporary folder beside OUT and renamed to OUT only when complete, so a failed
-or interrupted run leaves OUT as it was, and --force never mixes old and new files. OUT gets a marker file
-`.spikeforge-data`; --force replaces only folders that hold it (so it cannot delete an unrelated folder).
+or interrupted run leaves OUT as it was (and removes the folders above OUT it made), and --force never mixes old and
+new files. OUT gets a marker file `.spikeforge-data`; --force replaces only folders that hold it (so it cannot delete
+an unrelated folder).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from spikeforge.train.atomic import umask, write_failed
+from spikeforge.train.atomic import first_missing, umask, write_failed
 
 MARKER = ".spikeforge-data"
 
@@ -44,6 +45,8 @@ def check_target(out: str | os.PathLike, force: bool) -> Path:
 def dataset_folder(out: str | os.PathLike, force: bool, command: str) -> Iterator[Path]:
     """Yield a temporary folder beside `out`; when the block succeeds it becomes `out`, replacing the old dataset whole."""
     out = check_target(out, force).absolute()
+    made = first_missing(out.parent)  # removed again with the temporary folder if the dataset is not finished
+    done = False
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -63,7 +66,10 @@ def dataset_folder(out: str | os.PathLike, force: bool, command: str) -> Iterato
                 os.replace(old, out)
             raise
         shutil.rmtree(old, ignore_errors=True)
+        done = True
     except OSError as err:
         raise write_failed(err, out.parent) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made is not None and not done:
+            shutil.rmtree(made, ignore_errors=True)

@@ -62,11 +62,10 @@ def ablate(recipe: str, overrides: list[str], variants: list[str], out: Path, ta
     title = f"Ablations of `{find_recipe(recipe)}` {' '.join(f'--set {o}' for o in overrides)}".rstrip()
     rows = []
     for variant, config in configs:
-        run_dir = runfolder.new_run_dir(out, config["name"])
-        runfolder.write_config(run_dir, config)
-        log(f"[{variant}] run folder: {run_dir}")
         start = time.perf_counter()
-        metrics = Trainer(config, run_dir, progress_bar=False).fit()
+        run_dir, trainer = runfolder.start_run(out, config["name"], config, lambda run: Trainer(config, run, progress_bar=False))
+        log(f"[{variant}] run folder: {run_dir}")
+        metrics = trainer.fit()
         rows.append(table_row(VARIANTS[variant][0], metrics))
         table.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(table, f"{title} (valid ER: best epoch; test ER and spike rates: test split, best epoch)\n\n{HEADER}\n" + "\n".join(rows) + "\n")

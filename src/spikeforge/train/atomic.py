@@ -46,6 +46,14 @@ def file_mode() -> int:
     return 0o666 & ~umask()
 
 
+def first_missing(path: str | os.PathLike) -> Path | None:
+    """The outermost folder of `path` (itself or one of its parents) that does not exist yet; None if `path` exists."""
+    path, missing = Path(path).absolute(), None
+    while not path.exists():
+        path, missing = path.parent, path
+    return missing
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)` then rename the finished file to `path`; readers never see a partial file."""
     path = Path(path)

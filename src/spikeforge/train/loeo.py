@@ -90,10 +90,10 @@ def leave_one_engine_out(config: dict, root: Path, out: Path, engines: list[str]
     folds = [(e, fold_recipe(config, Path(root), e, Path(out) / "features")) for e in engines]  # every fold checked first
     rows = []
     for engine, fold in folds:
-        run_dir = runfolder.new_run_dir(out, fold["name"])
-        runfolder.write_config(run_dir, fold)
+        run_dir, trainer = runfolder.start_run(out, fold["name"], fold,
+                                               lambda run, fold=fold: trainer_for(fold, run, log=log, progress_bar=progress_bar))
         log(f"[without {engine}] run folder: {run_dir}")
-        metrics = trainer_for(fold, run_dir, log=log, progress_bar=progress_bar).fit()
+        metrics = trainer.fit()
         rows.append({"engine": engine, "run": str(run_dir), "own_test": metrics["accuracy"],
                      "own_spike_rates": metrics.get("spike_rates", {}), "heldout": heldout_scores(run_dir, Path(root), engine)})
         atomic_write_text(Path(out) / TABLE, f"Leave-one-engine-out of `{config['name']}` on {root}\n\n" + loeo_table(rows))

@@ -90,10 +90,9 @@ def compare_losses(recipe: str, overrides: list[str], losses: list[str], given: 
     for loss in losses:
         kwargs = json.dumps(loss_kwargs(loss, base["method"].get("loss_kwargs") or {}, given))
         config = load_recipe(recipe, [*overrides, f"method.loss={loss}", f"method.loss_kwargs={kwargs}"])
-        run_dir = runfolder.new_run_dir(out, f"{config['name']}_{loss}")
-        runfolder.write_config(run_dir, config)
+        run_dir, trainer = runfolder.start_run(out, f"{config['name']}_{loss}", config,
+                                               lambda run, config=config: Trainer(config, run, progress_bar=progress_bar))
         log(f"{loss} ({kwargs}): run folder {run_dir}")
-        trainer = Trainer(config, run_dir, progress_bar=progress_bar)
         metrics = trainer.fit()
         steps = len(metrics["accuracy_vs_time"])
         neurons = neurons_per_layer(trainer)

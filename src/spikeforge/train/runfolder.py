@@ -17,18 +17,19 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
 import yaml
 from safetensors.numpy import load_file, save_file
 
-from spikeforge.train.atomic import atomic_write, atomic_write_text, file_mode
+from spikeforge.train.atomic import atomic_write, atomic_write_text, file_mode, first_missing
 from spikeforge.train.checkpoint import load_state
 from spikeforge.train.config import read_yaml
 
 CONFIG, CSV, JSON, SAMPLE, TENSORBOARD, LOCK = "config.yaml", "metrics.csv", "metrics.json", "sample.safetensors", "tensorboard", ".lock"
+T = TypeVar("T")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _STAMP = r"-(\d{8}-\d{6})(?:-(\d+))?"
 
@@ -56,14 +57,6 @@ def new_run_dir(out: str | os.PathLike, name: str) -> Path:
         except FileExistsError:
             k += 1
             path = base.with_name(f"{base.name}-{k}")
-
-
-def first_missing(path: str | os.PathLike) -> Path | None:
-    """The outermost folder of `path` (itself or one of its parents) that does not exist yet; None if `path` exists."""
-    path, missing = Path(path).absolute(), None
-    while not path.exists():
-        path, missing = path.parent, path
-    return missing
 
 
 def latest_run(out: str | os.PathLike, name: str) -> Path:
@@ -120,6 +113,17 @@ def removed_on_failure(run: Path, new: bool) -> Iterator[None]:
         if new:
             shutil.rmtree(run, ignore_errors=True)
         raise
+
+
+def start_run(out: str | os.PathLike, name: str, config: dict, build: Callable[[Path], T]) -> tuple[Path, T]:
+    """A new run folder `out/<name>-<time>`, `build(run)` (the trainer), then its config.yaml; a build that fails or is
+    interrupted removes the folder again, with the `out` folders made for it."""
+    made = first_missing(out)
+    run = new_run_dir(out, name)
+    with removed_on_failure(made or run, new=True):
+        built = build(run)
+        write_config(run, config)
+    return run, built
 
 
 def write_config(run: Path, config: dict) -> None:
