@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import nir
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from nir_families import (FAMILIES, NORSE_GAPS, NOT_IMPORTED, NOT_IMPORTED_SNN_MLIR, ROCKPOOL_GAPS, SINABS_GAPS, SNN_MLIR_DT, SNN_MLIR_GAPS,
@@ -232,6 +234,13 @@ def test_export_command_writes_the_trained_deployable_model(tmp_path, capsys):
     with torch.no_grad():
         for path in (run / "model.nir", tmp_path / "mlir.nir"):
             torch.testing.assert_close(simulate(nir.read(str(path)), x), original(x), atol=1e-5, rtol=1e-5)
+    # the run folder alone exports, on a machine without the dataset: the input shape comes from metrics.json
+    assert json.loads((run / "metrics.json").read_text())["input_shape"] == [1, 28, 28]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["dataset"]["root"] = str(tmp_path / "not_here")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["export", str(run), "--dt", "1e-4", "--output", str(tmp_path / "moved.nir")]) == 0
+    assert (tmp_path / "moved.nir").read_bytes() == (run / "model.nir").read_bytes()
 
 
 def test_the_usage_matrix_says_what_the_interop_tests_measure():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from spikeforge.export.nir_graph import COMPATS, export_nir
 from spikeforge.neurons.noisy import convert
+from spikeforge.train import runfolder
 from spikeforge.train.encode import encode
 from spikeforge.train.stages import trained_model
 from spikeforge.train.trainer import build_datasets
@@ -27,12 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def input_shape(run_dir: Path, config: dict) -> tuple[int, ...]:
+    """The network's input per sample and step: from the run's metrics.json, else from one encoded sample of its dataset
+    (a run that has not finished, or one trained before metrics.json recorded it)."""
+    metrics = run_dir / runfolder.JSON
+    if metrics.exists() and "input_shape" in (recorded := runfolder.read_metrics(run_dir)):
+        return tuple(recorded["input_shape"])
+    _, _, test = build_datasets(config["dataset"], config["seed"])
+    return tuple(encode(test[0][0].unsqueeze(0), config["encoder"]).shape[2:])  # one sample [T, 1, ...]
+
+
 def run(args: argparse.Namespace) -> int:
     config, model, _ = trained_model(args.run_dir, args.checkpoint)  # the last stage's model for a staged recipe
     if args.convert:
         convert(model, mode=args.convert)
-    _, _, test = build_datasets(config["dataset"], config["seed"])
-    x = encode(test[0][0].unsqueeze(0), config["encoder"])  # one sample [T, 1, ...] gives the per-step input shape
-    out = export_nir(model, tuple(x.shape[2:]), args.output or args.run_dir / "model.nir", dt=args.dt, compat=args.compat)
-    print(f"wrote {out} (NIR graph of {config['model']['name']}, input shape {tuple(x.shape[2:])} per step, dt = {args.dt:g} s)")
+    shape = input_shape(args.run_dir, config)
+    out = export_nir(model, shape, args.output or args.run_dir / "model.nir", dt=args.dt, compat=args.compat)
+    print(f"wrote {out} (NIR graph of {config['model']['name']}, input shape {shape} per step, dt = {args.dt:g} s)")
     return 0

@@ -328,9 +328,14 @@ class Trainer:
             "epochs": s.epoch, "steps": s.step, "wall_time_s": round(wall, 2),
             "peak_memory_mb": round(peak_memory_mb(self.ctx.device), 1), "world_size": self.ctx.world_size,
             "device": str(self.ctx.device), "ranks_in_sync": len(set(hashes)) == 1, "parameter_hashes": hashes,
-            "data_report": self._data_report(),
+            "data_report": self._data_report(), "input_shape": self._input_shape(),
             **class_metrics(test.confusion, getattr(self.test_set, "classes", None)),
         }
+
+    def _input_shape(self) -> list[int]:
+        """The network's input per sample and step, as the encoder gives it (what `spikeforge export` traces)."""
+        with torch.random.fork_rng(devices=[]):  # a random encoder's draw leaves the generators as they were
+            return list(encode(self.test_set[0][0].unsqueeze(0), self.config["encoder"]).shape[2:])
 
     def _data_report(self) -> dict:
         """What each split's loader reports about its files (e.g. skipped corrupt WAVs), where it reports any."""
