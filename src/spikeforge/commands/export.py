@@ -8,7 +8,7 @@ from pathlib import Path
 from spikeforge.export.nir_graph import COMPATS, export_nir
 from spikeforge.neurons.noisy import convert
 from spikeforge.train import runfolder
-from spikeforge.train.encode import encode
+from spikeforge.train.encode import step_shape
 from spikeforge.train.stages import trained_model
 from spikeforge.train.trainer import build_datasets
 
@@ -35,7 +35,7 @@ def input_shape(run_dir: Path, config: dict) -> tuple[int, ...]:
     if metrics.exists() and "input_shape" in (recorded := runfolder.read_metrics(run_dir)):
         return tuple(recorded["input_shape"])
     _, _, test = build_datasets(config["dataset"], config["seed"])
-    return tuple(encode(test[0][0].unsqueeze(0), config["encoder"]).shape[2:])  # one sample [T, 1, ...]
+    return step_shape(test[0][0], config["encoder"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from spikeforge.train import runfolder
-from spikeforge.train.atomic import first_missing
 from spikeforge.train.config import RecipeError, apply_overrides, load_recipe, validate
 from spikeforge.train.report import summary_table
 from spikeforge.train.stages import Pipeline, is_complete, trainer_for
@@ -61,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
     is_main = int(os.environ.get("RANK", "0")) == 0
     made = None
     if is_main and run_dir is None:
-        made = first_missing(args.out)
-        run_dir = runfolder.new_run_dir(args.out, config["name"])
+        run_dir, made = runfolder.new_run_dir(args.out, config["name"])
     with runfolder.locked(run_dir) if is_main else contextlib.nullcontext():
         if resume is not None and is_complete(run_dir, config):
             if "stages" in config:  # a finished stage is never trained again

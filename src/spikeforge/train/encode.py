@@ -28,6 +28,13 @@ def encode(x: torch.Tensor, spec: dict) -> torch.Tensor:
     return to_model_dtype(encoders()[spec["name"]](x, **kwargs))
 
 
+def step_shape(sample: torch.Tensor, spec: dict) -> tuple[int, ...]:
+    """The network's input per sample and step for one dataset `sample` under the recipe's `encoder` section; a random
+    encoder's draw leaves the generators as they were."""
+    with torch.random.fork_rng(devices=[]):
+        return tuple(encode(sample.unsqueeze(0), spec).shape[2:])
+
+
 def to_model_dtype(x: torch.Tensor) -> torch.Tensor:
     """A floating batch in the dtype the harness builds models in (torch's default, float32), with one warning if cast."""
     dtype = torch.get_default_dtype()

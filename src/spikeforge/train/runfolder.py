@@ -46,14 +46,16 @@ def check_name(name: str) -> str:
     return name
 
 
-def new_run_dir(out: str | os.PathLike, name: str) -> Path:
-    """A fresh folder `out/<name>-<YYYYmmdd-HHMMSS>` (suffixed -2, -3, … if taken)."""
+def new_run_dir(out: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """A fresh folder `out/<name>-<YYYYmmdd-HHMMSS>` (suffixed -2, -3, … if taken), and the outermost folder this made:
+    the run folder, or an `out` folder that was not there (what a start that fails removes again)."""
     base = Path(out) / f"{check_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    made = first_missing(out)
     path, k = base, 1
     while True:
         try:
             path.mkdir(parents=True)
-            return path
+            return path, made or path
         except FileExistsError:
             k += 1
             path = base.with_name(f"{base.name}-{k}")
@@ -118,9 +120,8 @@ def removed_on_failure(run: Path, new: bool) -> Iterator[None]:
 def start_run(out: str | os.PathLike, name: str, config: dict, build: Callable[[Path], T]) -> tuple[Path, T]:
     """A new run folder `out/<name>-<time>`, `build(run)` (the trainer), then its config.yaml; a build that fails or is
     interrupted removes the folder again, with the `out` folders made for it."""
-    made = first_missing(out)
-    run = new_run_dir(out, name)
-    with removed_on_failure(made or run, new=True):
+    run, made = new_run_dir(out, name)
+    with removed_on_failure(made, new=True):
         built = build(run)
         write_config(run, config)
     return run, built

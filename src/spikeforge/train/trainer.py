@@ -20,7 +20,7 @@ from spikeforge.methods.base import Method, StageData
 from spikeforge.metrics.classification import class_metrics
 from spikeforge.registry import DATASETS, METHODS, MODELS
 from spikeforge.train import checkpoint, distributed, runfolder
-from spikeforge.train.encode import encode
+from spikeforge.train.encode import encode, step_shape
 from spikeforge.train.evaluate import Evaluation, evaluate
 from spikeforge.train.optim import build_optimizer
 from spikeforge.train.report import write_plots
@@ -334,8 +334,7 @@ class Trainer:
 
     def _input_shape(self) -> list[int]:
         """The network's input per sample and step, as the encoder gives it (what `spikeforge export` traces)."""
-        with torch.random.fork_rng(devices=[]):  # a random encoder's draw leaves the generators as they were
-            return list(encode(self.test_set[0][0].unsqueeze(0), self.config["encoder"]).shape[2:])
+        return list(step_shape(self.test_set[0][0], self.config["encoder"]))
 
     def _data_report(self) -> dict:
         """What each split's loader reports about its files (e.g. skipped corrupt WAVs), where it reports any."""
