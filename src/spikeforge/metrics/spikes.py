@@ -47,7 +47,3 @@ class SpikeRecorder:
     def rates(self) -> dict[str, float]:
         """Mean spikes per neuron per step, per layer."""
         return {name: float(s.detach().float().mean()) for name, s in self.spikes.items()}
-
-    def counts_per_sample(self) -> dict[str, float]:
-        """Total spikes per sample, per layer (axis 1 is the batch)."""
-        return {name: float(s.detach().float().sum() / s.shape[1]) for name, s in self.spikes.items()}
