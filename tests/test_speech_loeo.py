@@ -1,6 +1,7 @@
 """Leave-one-engine-out: the engine filters of the speech dataset, `eval --engine/--split all`, and `spikeforge loeo`."""
 
 import csv
+import json
 import re
 
 import numpy as np
@@ -12,7 +13,7 @@ from spikeforge.cli import main
 from spikeforge.data.speech_commands import CLASSES, SILENCE, speaker_of
 from spikeforge.registry import DATASETS
 from spikeforge.train.loeo import loeo_table
-from test_harness_tiny import percent, tiny_kws_recipe
+from test_harness_tiny import cli_in_subprocess, percent, tiny_kws_recipe
 
 SR = 16000
 ENGINES = {"alpha": 250.0, "beta": 600.0, "gamma": 1400.0}  # each engine's "voice": a base pitch of its chirps
@@ -80,8 +81,27 @@ def test_engine_filters_need_a_speaker_table(corpus, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_loeo_trains_without_each_engine_and_its_table_equals_eval(corpus, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("SPIKEFORGE_CACHE", str(tmp_path / "user-cache"))  # the default cache must stay unused
+def _files(folder) -> dict:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_training_caches_features_beside_its_runs_and_eval_writes_nothing(corpus, tmp_path, capsys):
+    home, out = tmp_path / "home", tmp_path / "work" / "runs"
+    home.mkdir()
+    recipe = tiny_kws_recipe(tmp_path / "tiny.yaml", {"root": str(corpus)}, epochs=1)
+    done = cli_in_subprocess(["train", str(recipe), "--out", str(out)], HOME=str(home), MPLCONFIGDIR=str(tmp_path / "mpl"))
+    assert done.returncode == 0, done.stderr
+    assert _files(home) == {}  # nothing in the user's home: the cache lies under --out
+    assert len(list((out / "features").glob("*.safetensors"))) == 3  # train, val, test
+    (run,) = [p for p in out.iterdir() if p.name != "features"]
+    before = _files(tmp_path)
+    assert main(["eval", str(run)]) == 0
+    assert _files(tmp_path) == before  # eval computes the features it reads and writes no file
+    accuracy = json.loads((run / "metrics.json").read_text())["accuracy"]
+    assert percent(capsys.readouterr().out, "accuracy") == pytest.approx(100 * accuracy, abs=0.01)  # the cached features, recomputed
+
+
+def test_loeo_trains_without_each_engine_and_its_table_equals_eval(corpus, tmp_path, capsys):
     out = tmp_path / "out"
     recipe = tiny_kws_recipe(tmp_path / "tiny.yaml", {"root": str(tmp_path / "elsewhere"), "time_shift_steps": 2}, name="loeo_tiny")  # the recipe's own root is replaced by --data
     assert main(["loeo", str(recipe), "--data", str(corpus), "--out", str(out), "--engines", "gamma,alpha"]) == 0
@@ -90,7 +110,7 @@ def test_loeo_trains_without_each_engine_and_its_table_equals_eval(corpus, tmp_p
     assert table.split("\n\n", 1)[1] in printed
     runs = sorted(p for p in out.iterdir() if p.is_dir() and p.name != "features")
     assert [p.name.rsplit("-", 2)[0] for p in runs] == ["loeo_tiny-without-alpha", "loeo_tiny-without-gamma"]
-    assert sorted(p.name for p in out.iterdir() if not p.is_dir()) == ["loeo.md"] and not (tmp_path / "user-cache").exists()
+    assert sorted(p.name for p in out.iterdir() if not p.is_dir()) == ["loeo.md"] and any((out / "features").iterdir())
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines()[4:]}
     assert list(rows) == ["gamma", "alpha", "mean"]
     for run in runs:

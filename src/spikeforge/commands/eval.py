@@ -14,7 +14,7 @@ from spikeforge.train.distributed import setup
 from spikeforge.train.evaluate import evaluate
 from spikeforge.train.heldout import dataset_at
 from spikeforge.train.stages import trained_model
-from spikeforge.train.trainer import build, build_datasets
+from spikeforge.train.trainer import build, build_split
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def _split_of(args: argparse.Namespace, config: dict):
         if config["dataset"]["name"] != "speech_commands":
             raise ValueError(f"--protocol is the class mix of speech_commands; this run was trained on {config['dataset']['name']!r}")
         config["dataset"]["protocol"] = args.protocol
-    return dict(zip(("train", "val", "test"), build_datasets(config["dataset"], config["seed"])))[args.split], None
+    return build_split(config["dataset"], config["seed"], args.split), None
 
 
 def _where(args: argparse.Namespace, root: Path | None) -> str:

@@ -10,7 +10,7 @@ from spikeforge.neurons.noisy import convert
 from spikeforge.train import runfolder
 from spikeforge.train.encode import step_shape
 from spikeforge.train.stages import trained_model
-from spikeforge.train.trainer import build_datasets
+from spikeforge.train.trainer import build_split
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +34,7 @@ def input_shape(run_dir: Path, config: dict) -> tuple[int, ...]:
     metrics = run_dir / runfolder.JSON
     if metrics.exists() and "input_shape" in (recorded := runfolder.read_metrics(run_dir)):
         return tuple(recorded["input_shape"])
-    _, _, test = build_datasets(config["dataset"], config["seed"])
-    return step_shape(test[0][0], config["encoder"])
+    return step_shape(build_split(config["dataset"], config["seed"], "test")[0][0], config["encoder"])
 
 
 def run(args: argparse.Namespace) -> int:

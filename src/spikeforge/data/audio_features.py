@@ -198,12 +198,6 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     return torch.from_numpy(np.ascontiguousarray(stacked.transpose(2, 0, 1), dtype=np.float32))
 
 
-def default_cache_dir() -> Path:
-    """`$SPIKEFORGE_CACHE/features`, else `~/.cache/spikeforge/features`."""
-    base = os.environ.get("SPIKEFORGE_CACHE")
-    return Path(base) / "features" if base else Path.home() / ".cache" / "spikeforge" / "features"
-
-
 def cache_key(config: LogMelConfig, files: list[Path], extra: dict) -> str:
     """A digest of the feature settings, the files (path, size, mtime) and `extra`: any change gives a new key."""
     h = hashlib.sha256(json.dumps({"config": asdict(config), "extra": extra}, sort_keys=True).encode())

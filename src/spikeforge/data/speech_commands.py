@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from spikeforge.data.audio_features import (
-    LogMelConfig, band_centres, cache_key, cached, clip_mel, default_cache_dir, features_from_mel, mel_power,
+    LogMelConfig, band_centres, cache_key, cached, clip_mel, features_from_mel, mel_power,
 )
 from spikeforge.data.augment import Augmentation, augment_features, mix_background
 from spikeforge.registry import DATASETS
@@ -351,7 +351,7 @@ def speech_commands(
 
     `deltas` adds the Δ/ΔΔ channels; `silence` sets the number of silence clips (default: the mean
     keyword-class size); `per_class` caps the clips read per class; features are cached under
-    `cache_dir` (default `~/.cache/spikeforge/features`) unless `cache` is false; `normalization`
+    `cache_dir` unless `cache` is false (a training run passes `features/` beside its run folder; None: computed each time); `normalization`
     'running' gives the causal features `spikeforge detect` streams, 'cmvn' log-Mel with per-utterance mean and
     variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope, 'pcen' per-channel
     energy normalisation; `fmin`/`fmax` bound the `n_mels` Mel bands (the papers': 40 over 20–4000 Hz; up to 8000 Hz
@@ -368,7 +368,7 @@ def speech_commands(
                            freq_masks=freq_masks, freq_mask_bands=freq_mask_bands,
                            freq_warp=tuple(freq_warp) if isinstance(freq_warp, (list, tuple)) else freq_warp,
                            formant_warp=formant_warp, time_stretch=time_stretch, style_mix=style_mix, style_alpha=style_alpha)
-    directory = (Path(cache_dir) if cache_dir else default_cache_dir()) if cache else None
+    directory = Path(cache_dir) if cache and cache_dir else None
     features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax,
                             "n_mels": n_mels})
     return SpeechCommands(root, split, features, silence, per_class, directory,

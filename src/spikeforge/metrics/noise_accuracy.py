@@ -21,7 +21,7 @@ from spikeforge.metrics.latency import correct_vs_time
 from spikeforge.neurons.noisy import NoisyLIF, converted
 from spikeforge.train import checkpoint, runfolder
 from spikeforge.train.config import validate
-from spikeforge.train.trainer import build, build_datasets
+from spikeforge.train.trainer import build, build_split
 from spikeforge.registry import METHODS, MODELS
 
 STEPS = (1, 2, 5, 10, 20)
@@ -81,7 +81,7 @@ def accuracy_vs_t(runs: list[Path], steps: list[int], modes: list[str], alphas: 
     rows, notes = [], []
     for run in runs:
         config, model = trained_noise_net(run)
-        test = build_datasets(config["dataset"], config["seed"])[2]
+        test = build_split(config["dataset"], config["seed"], "test")
         loader = DataLoader(test if test_limit is None else Subset(test, range(min(test_limit, len(test)))), batch_size=batch_size)
         noise = config["model"].get("noise", "gaussian")
         label = f"{'no noise' if noise == 'none' else noise + ' noise'} ({Path(run).name})"

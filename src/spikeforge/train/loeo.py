@@ -39,22 +39,21 @@ def engines_of(root: Path) -> list[str]:
     return engines
 
 
-def fold_recipe(config: dict, root: Path, engine: str, cache_dir: Path) -> dict:
-    """`config` trained on `root` without `engine`'s speakers; features cached under `cache_dir` unless the recipe says otherwise."""
+def fold_recipe(config: dict, root: Path, engine: str) -> dict:
+    """`config` trained on `root` without `engine`'s speakers."""
     if config["dataset"]["name"] != "speech_commands":
         raise ValueError(f"leave-one-engine-out needs a speech_commands recipe, got dataset {config['dataset']['name']!r}")
     fold = copy.deepcopy(config)
     fold["dataset"].update(root=str(root), exclude_engines=[engine])
-    if not fold["dataset"].get("cache_dir"):
-        fold["dataset"]["cache_dir"] = str(cache_dir)
     fold["name"] = f"{config['name']}-without-{engine}"
     return validate(fold)
 
 
 def heldout_scores(run_dir: Path, root: Path, engine: str) -> dict:
-    """TF-mix accuracy, balanced accuracy, keyword recall and spike rates of a run's best checkpoint on every clip of `engine`."""
+    """TF-mix accuracy, balanced accuracy, keyword recall and spike rates of a run's best checkpoint on every clip of `engine`
+    (features cached with the training's, beside the run folder)."""
     config, model, _ = trained_model(run_dir)
-    data = dataset_at(config["dataset"], root, "all", "tf", [engine])
+    data = dataset_at(config["dataset"], root, "all", "tf", [engine], runfolder.feature_cache(run_dir))
     ctx = setup(config["device"])
     result = evaluate(model.to(ctx.device), build(METHODS, config["method"]), data, config["encoder"], config["eval_batch_size"], ctx, detailed=True)
     return {"accuracy": result.accuracy, "balanced_accuracy": balanced_accuracy(result.confusion),
@@ -87,7 +86,7 @@ def leave_one_engine_out(config: dict, root: Path, out: Path, engines: list[str]
     unknown = [e for e in engines if e not in known]
     if unknown:
         raise ValueError(f"--engines names {', '.join(map(repr, unknown))}, not an engine of {root}/speakers.csv (known: {', '.join(known)})")
-    folds = [(e, fold_recipe(config, Path(root), e, Path(out) / "features")) for e in engines]  # every fold checked first
+    folds = [(e, fold_recipe(config, Path(root), e)) for e in engines]  # every fold checked first
     rows = []
     for engine, fold in folds:
         run_dir, trainer = runfolder.start_run(out, fold["name"], fold,

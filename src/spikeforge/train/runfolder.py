@@ -2,7 +2,7 @@
 
 A run folder is `OUT/<name>-<YYYYmmdd-HHMMSS>[-k]`; the process training or resuming it holds `.lock`
 (an flock, so the lock of a killed process is free again); a start that fails leaves no new folder behind (nor the
-`OUT` folders it made for it).
+`OUT` folders it made for it). `OUT/features/` is the feature cache the runs of `OUT` share (speech features).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from spikeforge.train.checkpoint import load_state
 from spikeforge.train.config import read_yaml
 
 CONFIG, CSV, JSON, SAMPLE, TENSORBOARD, LOCK = "config.yaml", "metrics.csv", "metrics.json", "sample.safetensors", "tensorboard", ".lock"
+FEATURES = "features"
 T = TypeVar("T")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _STAMP = r"-(\d{8}-\d{6})(?:-(\d+))?"
@@ -59,6 +60,11 @@ def new_run_dir(out: str | os.PathLike, name: str) -> tuple[Path, Path]:
         except FileExistsError:
             k += 1
             path = base.with_name(f"{base.name}-{k}")
+
+
+def feature_cache(run: Path) -> Path:
+    """The feature cache a training of `run` fills: `features/` beside the run folders of its `--out` folder."""
+    return Path(run).parent / FEATURES
 
 
 def latest_run(out: str | os.PathLike, name: str) -> Path:

@@ -107,7 +107,8 @@ class Pipeline:
             if self.ctx.is_main:
                 self.log(f"stage {index + 1}/{len(self.names)}: {name} ({self.stages[name]['method']['name']}, {self.stages[name]['epochs']} epochs)")
             trainer = Trainer(self.stages[name], folder, resume=last.get(name), log=self.log, progress_bar=self.progress_bar,
-                              model_factory=lambda data, i=index: self.model(i, data))
+                              model_factory=lambda data, i=index: self.model(i, data),
+                              feature_cache=runfolder.feature_cache(self.run) if self.run is not None else None)
             results[name] = trainer.fit()
             self._trained[index] = trainer.model.cpu()  # fit() left the best epoch's weights in it
         return results

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import resource
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -51,20 +53,46 @@ class Progress:
     totals: dict[str, float] = field(default_factory=dict)  # running sums of the current epoch
 
 
-def build_datasets(spec: dict, seed: int) -> tuple[Dataset, Dataset, Dataset]:
-    """(train, validation, test) from the recipe's dataset section; validation is carved from train if asked."""
-    factory = DATASETS.get(spec["name"])
+def dataset_kwargs(spec: dict, factory: Callable, feature_cache: Path | None) -> dict:
+    """The factory's keyword arguments from a dataset section; `feature_cache` as its `cache_dir` where it caches features
+    and the recipe names no `cache_dir` of its own."""
     kwargs = {k: v for k, v in spec.items() if k not in ("name", "val_fraction")}
+    if feature_cache is not None and not kwargs.get("cache_dir") and "cache_dir" in inspect.signature(factory).parameters:
+        kwargs["cache_dir"] = str(feature_cache)
+    return kwargs
+
+
+@contextmanager
+def _named_dataset(spec: dict) -> Iterator[None]:
+    """A missing dataset file or folder raised in the block is named with the recipe key that sets it."""
     try:
+        yield
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"dataset {spec['name']!r}: {err} (set it with --set dataset.root=PATH)") from None
+
+
+def build_datasets(spec: dict, seed: int, feature_cache: Path | None = None) -> tuple[Dataset, Dataset, Dataset]:
+    """(train, validation, test) from the recipe's dataset section; validation is carved from train if asked. Features
+    are cached in `feature_cache` (a training's: `runfolder.feature_cache`), else computed."""
+    factory = DATASETS.get(spec["name"])
+    kwargs = dataset_kwargs(spec, factory, feature_cache)
+    with _named_dataset(spec):
         train = factory(split="train", **kwargs)
         if spec["val_fraction"] > 0:
             train, val = carve_validation(train, spec["val_fraction"], seed)
         else:
             val = factory(split="val", **kwargs)
         test = factory(split="test", **kwargs)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"dataset {spec['name']!r}: {err} (set it with --set dataset.root=PATH)") from None
     return train, val, test
+
+
+def build_split(spec: dict, seed: int, split: str) -> Dataset:
+    """One split of `build_datasets` (features computed, no cache), building only that split unless it is carved from train."""
+    if split == "test" or (split == "val" and not spec["val_fraction"] > 0):
+        factory = DATASETS.get(spec["name"])
+        with _named_dataset(spec):
+            return factory(split=split, **dataset_kwargs(spec, factory, None))
+    return dict(zip(("train", "val", "test"), build_datasets(spec, seed)))[split]
 
 
 def _check_domains(method: Method, train: Dataset) -> None:
@@ -110,15 +138,18 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class Trainer:
-    """Trains `config` (a validated recipe) into `run` (a run folder; None on ranks other than 0)."""
+    """Trains `config` (a validated recipe) into `run` (a run folder; None on ranks other than 0), its features cached in
+    `feature_cache` (default: `runfolder.feature_cache(run)`, beside the run folder)."""
 
     def __init__(self, config: dict, run: Path | None, resume: Path | None = None, log: Callable[[str], None] = print, progress_bar: bool = True,
-                 model_factory: Callable[[StageData], nn.Module] | None = None) -> None:
+                 model_factory: Callable[[StageData], nn.Module] | None = None, feature_cache: Path | None = None) -> None:
         self.config, self.run, self.log_fn = config, run, log
         self.progress_bar = progress_bar
         self.ctx = distributed.setup(config["device"])
         seed_everything(config["seed"])
-        self.train_set, self.val_set, self.test_set = build_datasets(config["dataset"], config["seed"])
+        if feature_cache is None and run is not None:
+            feature_cache = runfolder.feature_cache(run)
+        self.train_set, self.val_set, self.test_set = build_datasets(config["dataset"], config["seed"], feature_cache)
         # a stage of a staged recipe starts from the previous stage's model (spikeforge.train.stages)
         data = StageData(self.train_set, self.val_set, self.test_set, config["encoder"], config["eval_batch_size"])
         self._new_model = (lambda: model_factory(data)) if model_factory is not None else (lambda: build(MODELS, config["model"]))
