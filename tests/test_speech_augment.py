@@ -240,7 +240,8 @@ def test_robust_recipe_turns_augmentation_on_and_the_paper_recipes_keep_it_off()
     from spikeforge.train.config import find_recipe, read_yaml
 
     robust = validate(read_yaml(find_recipe("kws_robust")))["dataset"]
-    assert robust["background_prob"] == 0.8 and robust["time_shift_steps"] == 10 and robust["time_masks"] == robust["freq_masks"] == 2
+    assert robust["background_prob"] == 0.8 and robust["time_shift_steps"] == 10 and robust["freq_masks"] == 2
+    assert robust.get("time_masks", 0) == 0  # frequency masks alone: as good on the engines left out, better on the own test
     assert robust["fmax"] == 8000.0  # the robust recipe hears the fricatives above the papers' 4 kHz
     for name in ("kws_paper", "kws_cpu", "kws_fast"):
         dataset = validate(read_yaml(find_recipe(name)))["dataset"]
