@@ -167,14 +167,17 @@ def test_full_effects_keep_the_clip_format_and_babble_is_unit_peak():
 
 
 def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, capsys, monkeypatch):
-    """... and writes nothing outside the output folder: with the system's temporary folder missing, every engine still runs."""
+    """... and writes nothing outside the output folder: with the system's temporary folder missing, every engine still runs,
+    and the user's home folder stays empty (espeak-ng's PulseAudio client would write ~/.config/pulse)."""
     import tempfile
 
     from spikeforge.data.speech_engines import DEFAULT_ENGINES, ENGINES
 
-    nowhere = tmp_path / "no-system-tmp"
+    nowhere, home = tmp_path / "no-system-tmp", tmp_path / "home"
+    home.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(nowhere))
     monkeypatch.setenv("TMPDIR", str(nowhere))
+    monkeypatch.setenv("HOME", str(home))
 
     installed = [n for n in DEFAULT_ENGINES if ENGINES[n].available()]
     if not installed:
@@ -189,6 +192,7 @@ def test_every_installed_engine_speaks_and_is_named_in_the_output(tmp_path, caps
     assert sorted({r["engine"] for r in rows}) == sorted(installed)
     assert (out / "_background_noise_" / "babble_noise.wav").exists()
     assert not nowhere.exists() and not list(out.glob(".synth-*"))  # the engines' scratch folders are gone
+    assert [p.relative_to(home).as_posix() for p in home.rglob("*")] == [], str([p.relative_to(home).as_posix() for p in home.rglob("*")])
     for engine in installed:
         spk = next(r["speaker"] for r in rows if r["engine"] == engine)
         wave, rate = sf.read(out / "yes" / f"{spk}_nohash_0.wav")

@@ -99,8 +99,12 @@ class Espeak:
         return [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
-        return [_wav_bytes(subprocess.run(["espeak-ng", "-v", voice, "-p", str(p), "-s", str(s), "--stdout", w],
-                                          capture_output=True, check=True).stdout) for w, p, s in requests]
+        # espeak-ng opens PulseAudio even when it writes to stdout, and libpulse then writes ~/.config/pulse and a
+        # $TMPDIR/pulse-* folder; its state and runtime folders are pointed into the scratch folder instead.
+        with _scratch_folder(scratch) as tmp:
+            env = {**os.environ, "PULSE_STATE_PATH": tmp, "PULSE_RUNTIME_PATH": tmp}
+            return [_wav_bytes(subprocess.run(["espeak-ng", "-v", voice, "-p", str(p), "-s", str(s), "--stdout", w],
+                                              capture_output=True, check=True, env=env).stdout) for w, p, s in requests]
 
 
 class Flite:
@@ -253,6 +257,8 @@ class Piper:
         return out
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
+        # read when onnxruntime (Piper's runtime) is imported; else it keeps a telemetry device id and event store in ~/.cache/Microsoft
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         from piper import SynthesisConfig
 
         name, _, speaker = voice.split(":", 1)[1].partition("#")

@@ -221,6 +221,7 @@ def _clip_rng(seed: int, speaker: Speaker, word: str, k: int) -> np.random.Gener
 def _backgrounds(out: Path, engines: list, noise_seconds: float, effects: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Write `_background_noise_/*.wav` (the synthetic noises, and babble with full effects); returns them."""
     noises = {kind: background_noise(kind, noise_seconds, rng) for kind in NOISE_KINDS}
+    (out / BACKGROUND).mkdir(parents=True, exist_ok=True)  # before the engines' scratch folders go into `out`
     if effects == "full":
         engine = engines[0]
         talkers = [engine.voices()[int(i)] for i in rng.choice(len(engine.voices()), size=min(6, len(engine.voices())), replace=False)]
@@ -228,7 +229,6 @@ def _backgrounds(out: Path, engines: list, noise_seconds: float, effects: str, r
         picks = [others[int(i)] for i in rng.choice(len(others), size=8, replace=False)]
         words = [w for v in talkers for w in engine.synthesize(v, [(word, 50, 175) for word in picks], scratch=out)]
         noises["babble_noise"] = babble(words, noise_seconds, 6, rng)
-    (out / BACKGROUND).mkdir(parents=True, exist_ok=True)
     for kind, wave in noises.items():
         sf.write(out / BACKGROUND / f"{kind}.wav", (0.5 * wave).astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
     return noises
