@@ -6,6 +6,8 @@ import torch
 from spikeforge.layers import Flatten, Pool, Readout, RecurrentPool, SpikingConv, SpikingLinear
 from spikeforge.layers.delay import AxonalDelay
 from spikeforge.models.kws import kws_dilated
+from spikeforge.models.shorthand import parse_shorthand
+from spikeforge.neurons.srm import SRM
 
 
 def _stream(module, x):
@@ -56,6 +58,43 @@ def test_step_equals_sequence(name):
     if name not in ("pool_min", "flatten", "delay", "readout", "readout_integrate"):
         assert 0 < whole.mean() < 1, "the case must produce some spikes and some silences to test anything"
     torch.testing.assert_close(stepped, whole)
+
+
+@pytest.mark.parametrize("tau_s, tau_r", [(1.0, 1.0), (5.0, 2.0)])
+def test_srm_step_equals_the_scan_in_spikes_and_membrane(tau_s, tau_r):
+    """Eqs. (1)–(2), spikemax paper: the four filter states carried step by step give the scan's u and spikes."""
+    torch.manual_seed(0)
+    neuron = SRM(tau_s, tau_r, threshold=1.0)
+    current = torch.randn(60, 3, 4, 2, dtype=torch.float64)
+    spikes, membrane = neuron(current)
+    state, got, u = neuron.init_state(3), [], []
+    for t in range(60):
+        s, state = neuron.step(current[t], state)
+        got.append(s)
+        u.append(state["membrane"])
+    assert 0.02 < float(spikes.mean()) < 0.5, "the case must spike, and the refractory kernel must act"
+    torch.testing.assert_close(torch.stack(got), spikes, rtol=0, atol=0)
+    torch.testing.assert_close(torch.stack(u), membrane)
+
+
+def test_spikemax_shorthand_net_with_delays_streams_as_its_forward():
+    """Conv, aggregate pooling and dense SRM layers with fractional axonal delays (the spikemax networks), step by step."""
+    torch.manual_seed(0)
+    model = parse_shorthand("8x8x2-4c3-2a-6-3", threshold=1.0, weight_scale=5.0).double()
+    with torch.no_grad():
+        for layer in model.layers:
+            if layer.delay is not None:
+                layer.delay.delay.uniform_(0.0, 4.0)
+    x = _spiky(30, 2, 2, 8, 8, p=0.3)
+    with torch.no_grad():
+        whole = model(x)
+        h = x
+        for layer in model.layers:
+            h = layer(h)
+            assert 0 < float(h.mean()) < 1, "every layer must spike sometimes for the test to mean anything"
+    torch.testing.assert_close(_stream(model, x), whole, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"one time step \[B, \.\.\.\] with \.\.\. = \(2, 8, 8\)"):
+        model.step(x, model.init_state(2))
 
 
 @pytest.mark.parametrize("readout_pool, band_pools, leak", [(1, None, None), (5, None, None), (1, [2, 1, 5], None), (1, None, 0.9)])

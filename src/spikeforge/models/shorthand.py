@@ -20,6 +20,7 @@ from torch import nn
 
 from spikeforge.checks import check_time_major
 from spikeforge.functional import events
+from spikeforge.layers.base import check_step_input
 from spikeforge.layers.delay import AxonalDelay
 from spikeforge.neurons.srm import SRM
 from spikeforge.registry import MODELS
@@ -51,6 +52,21 @@ class SRMLayer(nn.Module):
             current = _per_step(self.synapse, x)
         spikes, _ = self.neuron(current)
         return spikes if self.delay is None else self.delay(spikes)
+
+    def init_state(self, batch: int) -> dict:
+        """The zero state of `batch` streams for `step`: the neurons' and the delay's."""
+        return {"batch": batch, "neuron": self.neuron.init_state(batch), "delay": None if self.delay is None else self.delay.init_state(batch)}
+
+    def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One step of input spikes `[B, ...]` → (output spikes at that step, next state), as `forward` at that step."""
+        check_step_input(x_t, state, "SRMLayer")
+        with torch.no_grad():
+            current = self.synapse(x_t.flatten(1) if isinstance(self.synapse, nn.Linear) else x_t)
+            spikes, neuron = self.neuron.step(current, state["neuron"])
+            delay = state["delay"]
+            if self.delay is not None:
+                spikes, delay = self.delay.step(spikes, delay)
+        return spikes, {"batch": state["batch"], "neuron": neuron, "delay": delay}
 
 
 class SumPool(nn.Module):
@@ -85,6 +101,20 @@ class ShorthandSNN(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def init_state(self, batch: int) -> list[dict]:
+        """The zero state of `batch` streams for `step`, one per layer."""
+        return [layer.init_state(batch) for layer in self.layers]
+
+    def step(self, x_t: torch.Tensor, state: list[dict]) -> tuple[torch.Tensor, list[dict]]:
+        """One step of input events `[B, ...]` → (output spikes `[B, classes]`, next state), as `forward` at that step."""
+        if tuple(x_t.shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.arch}: step expects one time step [B, ...] with ... = {self.input_shape}, got shape {tuple(x_t.shape)}")
+        new = []
+        for layer, s in zip(self.layers, state):
+            x_t, s = layer.step(x_t, s)
+            new.append(s)
+        return x_t, new
 
 
 @MODELS.register("shorthand")
