@@ -85,6 +85,9 @@ def test_predict_resamples_a_stereo_44k_file_and_rejects_a_corrupt_one(trained, 
     assert main(["predict", str(run), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "not a readable WAV file" in err and err.count("\n") == 1
+    assert main(["predict", str(run), str(tmp_path / "missing.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.wav: no such file" in err and err.count("\n") == 1
 
 
 def test_variant_configs_change_only_what_table2_changes(tmp_path):

@@ -51,8 +51,10 @@ def read_wav(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     """Mono float32 samples of a WAV file at `sample_rate`.
 
     Multi-channel files are averaged to mono and other rates resampled, each with a warning.
-    An unreadable or empty file raises ValueError.
+    A missing file raises FileNotFoundError, an unreadable or empty one ValueError.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file; give the path of a WAV file")
     try:
         wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
