@@ -100,15 +100,16 @@ def test_stereo_44k_is_downmixed_and_resampled_with_warnings(tmp_path):
     assert np.corrcoef(wave[100:-100], direct[100:-100])[0, 1] > 0.99
 
 
-def test_corrupt_and_empty_wavs_are_skipped_counted_and_warned(tree):
+def test_corrupt_empty_and_dangling_wavs_are_skipped_counted_and_warned(tree):
     (tree / "yes" / "e000000_nohash_0.wav").write_bytes(b"RIFF garbage, not a wave file")
     write(tree / "no" / "f000000_nohash_0.wav", np.zeros(0, dtype=np.float32))
+    (tree / "no" / "g000000_nohash_0.wav").symlink_to(tree / "gone.wav")  # a link whose target was deleted
     with pytest.warns(UserWarning) as rec:
         ds = SpeechCommands(tree, "train", silence=0, cache_dir=None)
-    assert len(ds) == 6 and ds.report["skipped"] == 2
-    assert sorted(p.split("/")[-1] for p in ds.report["skipped_files"]) == ["e000000_nohash_0.wav", "f000000_nohash_0.wav"]
+    assert len(ds) == 6 and ds.report["skipped"] == 3
+    assert sorted(p.split("/")[-1] for p in ds.report["skipped_files"]) == ["e000000_nohash_0.wav", "f000000_nohash_0.wav", "g000000_nohash_0.wav"]
     text = " ".join(str(w.message) for w in rec)
-    assert "empty WAV" in text and "not a readable WAV" in text and "2 unreadable or empty WAV files skipped" in text
+    assert "empty WAV" in text and "not a readable WAV" in text and "no such file" in text and "3 unreadable or empty WAV files skipped" in text
 
 
 def test_missing_split_list_and_unknown_root_are_one_line_errors(tree, tmp_path):

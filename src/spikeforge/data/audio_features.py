@@ -202,7 +202,11 @@ def cache_key(config: LogMelConfig, files: list[Path], extra: dict) -> str:
     """A digest of the feature settings, the files (path, size, mtime) and `extra`: any change gives a new key."""
     h = hashlib.sha256(json.dumps({"config": asdict(config), "extra": extra}, sort_keys=True).encode())
     for f in files:
-        st = f.stat()
+        try:
+            st = f.stat()
+        except FileNotFoundError:  # a dangling link: the loader skips and reports it
+            h.update(f"{f}|missing\n".encode())
+            continue
         h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:24]
 

@@ -246,7 +246,7 @@ class SpeechCommands(Dataset):
         for path, label in tqdm(files, desc=f"log-Mel {self.split}", disable=None, leave=False):
             try:
                 wave = read_wav(path, self.config.sample_rate)
-            except ValueError as err:
+            except (ValueError, FileNotFoundError) as err:  # a dangling link is missing
                 warnings.warn(f"skipped: {err}", stacklevel=2)
                 skipped.append(str(path))
                 continue
@@ -257,7 +257,7 @@ class SpeechCommands(Dataset):
         for path in noise_files:
             try:
                 noises.append(read_wav(path, self.config.sample_rate))
-            except ValueError as err:
+            except (ValueError, FileNotFoundError) as err:  # a dangling link is missing
                 warnings.warn(f"skipped: {err}", stacklevel=2)
                 skipped.append(str(path))
         for clip in silence_clips(noises, silence, self.split, self.config.clip_samples, seed):
@@ -310,7 +310,7 @@ def _noise_mel(noise_files: list[Path], config: LogMelConfig) -> list[torch.Tens
     for path in noise_files:
         try:
             wave = read_wav(path, config.sample_rate)
-        except ValueError:
+        except (ValueError, FileNotFoundError):
             continue  # already reported when the silence clips were cut
         mel = mel_power(wave[int(lo * len(wave)) : int(hi * len(wave))], config)
         if mel.shape[1] >= config.steps:
