@@ -141,6 +141,8 @@ def test_loeo_rejects_unknown_engines_and_non_speech_recipes(corpus, tmp_path, c
     assert "--engines names 'flite'" in capsys.readouterr().err
     assert main(["loeo", "noise_mnist", "--data", str(corpus), "--out", str(tmp_path / "o")]) == 2
     assert "needs a speech_commands recipe" in capsys.readouterr().err
+    assert main(["loeo", "kws_fast", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "nowhere does not exist; give --data a Speech Commands folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

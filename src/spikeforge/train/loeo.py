@@ -29,6 +29,9 @@ TABLE = "loeo.md"
 
 def engines_of(root: Path) -> list[str]:
     """The engines named in `root/speakers.csv`, sorted."""
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root} does not exist; give --data a Speech Commands folder with speakers.csv "
+                                "(`spikeforge data speech-commands OUT` writes one)")
     table = speaker_table(root, "engine")
     if table is None:
         raise FileNotFoundError(f"{root} has no speakers.csv; leave-one-engine-out needs one with 'speaker' and 'engine' columns "
