@@ -47,9 +47,28 @@ def psp(current: torch.Tensor, tau_s: float, impl: str = "fused") -> torch.Tenso
     return (math.e / tau_s) * x2
 
 
+def _refractory_filter(threshold: float, tau_r: float) -> tuple[float, float]:
+    """(b, κ): the decay b = exp(−1/τ_r) of ν's two filters and the gain κ = −2ϑe/τ_r with ν[n] = κ·z2[n]."""
+    return math.exp(-1.0 / tau_r), -2 * threshold * math.e / tau_r
+
+
+def srm_step(current_t: torch.Tensor, filters: list[torch.Tensor] | None, tau_s: float, tau_r: float, threshold: float
+             ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """One step of eqs. (1)–(2) without autograd: (spikes, membrane u, next filters) for the input W·s_in `[B, ...]`,
+    `filters` = [x1, x2, z1, z2] of ε and ν after the previous step (None: at rest); `srm_scan` at that step."""
+    a, (b, kappa) = math.exp(-1.0 / tau_s), _refractory_filter(threshold, tau_r)
+    x1, x2, z1, z2 = filters or [torch.zeros_like(current_t) for _ in range(4)]
+    x2 = a * x2 + a * x1  # x2[n] = a·x2[n−1] + a·x1[n−1]
+    x1 = a * x1 + current_t
+    z2 = b * z2 + b * z1
+    u = (math.e / tau_s) * x2 + kappa * z2  # (ε * W s_in)[n] + (ν * s)[n]
+    spikes = (u > threshold).to(current_t.dtype)
+    return spikes, u, [x1, x2, b * z1 + spikes, z2]
+
+
 def _refractory_reference(drive, threshold, tau_r, surrogate, scale):
     """Step-by-step autograd loop: u[n] = drive[n] + κ·z2[n], s[n] = Θ(u[n] − ϑ), κ = −2ϑe/τ_r."""
-    b, kappa = math.exp(-1.0 / tau_r), -2 * threshold * math.e / tau_r
+    b, kappa = _refractory_filter(threshold, tau_r)
     z1 = z2 = torch.zeros_like(drive[0])
     spikes, membrane = [], []
     for n in range(drive.shape[0]):
@@ -67,7 +86,7 @@ class _RefractoryScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, drive, threshold, tau_r, surrogate, scale):  # type: ignore[override]
-        b, kappa = math.exp(-1.0 / tau_r), -2 * threshold * math.e / tau_r
+        b, kappa = _refractory_filter(threshold, tau_r)
         u = torch.empty_like(drive)
         s = torch.empty_like(drive)
         z1 = torch.zeros_like(drive[0])

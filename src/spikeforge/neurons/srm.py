@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from spikeforge.functional.srm import IMPLS, srm_scan
+from spikeforge.functional.srm import IMPLS, srm_scan, srm_step
 from spikeforge.layers.base import check_step_input
 
 
@@ -47,17 +45,10 @@ class SRM(nn.Module):
     @torch.no_grad()
     def step(self, current_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         """One step of synaptic input `[B, ...]` → (spikes, next state), as `forward` at that step; the state holds the
-        membrane u and the two cascaded filters of ε (x1, x2) and of ν (z1, z2) of `functional.srm`, eqs. (1)–(2)."""
+        membrane u and the two cascaded filters of ε and of ν (`functional.srm.srm_step`)."""
         check_step_input(current_t, state, "SRM")
-        a, b = math.exp(-1.0 / self.tau_s), math.exp(-1.0 / self.tau_r)
-        x1, x2, z1, z2 = state["filters"] or [torch.zeros_like(current_t) for _ in range(4)]
-        x2 = a * x2 + a * x1  # x2[n] = a·x2[n−1] + a·x1[n−1]
-        x1 = a * x1 + current_t
-        z2 = b * z2 + b * z1
-        u = (math.e / self.tau_s) * x2 - 2 * self.threshold * math.e / self.tau_r * z2  # (ε * W s_in)[n] + (ν * s)[n]
-        spikes = (u > self.threshold).to(current_t.dtype)
-        z1 = b * z1 + spikes
-        return spikes, {"batch": state["batch"], "filters": [x1, x2, z1, z2], "membrane": u}
+        spikes, u, filters = srm_step(current_t, state["filters"], self.tau_s, self.tau_r, self.threshold)
+        return spikes, {"batch": state["batch"], "filters": filters, "membrane": u}
 
     def extra_repr(self) -> str:
         return f"tau_s={self.tau_s}, tau_r={self.tau_r}, threshold={self.threshold}, surrogate={self.surrogate}({self.scale})"
