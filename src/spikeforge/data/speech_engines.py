@@ -93,7 +93,7 @@ def _numbered_waves(folder: Path, count: int) -> list[np.ndarray]:
     return [_wav_bytes((folder / f"{i}.wav").read_bytes()) for i in range(count)]
 
 
-def _espeak(args: list[str], scratch: Path | None) -> list[bytes]:
+def _espeak(args: list[list[str]], scratch: Path | None) -> list[bytes]:
     """espeak-ng's stdout for each argument list. espeak-ng opens PulseAudio even when it writes to stdout, and libpulse
     would write ~/.config/pulse and a $TMPDIR/pulse-* folder: its state and runtime folders go to a scratch folder instead."""
     with _scratch_folder(scratch) as tmp:
@@ -392,7 +392,7 @@ class Kokoro:
         phonemes = [out.decode().strip() for out in _espeak([["-q", "--ipa", "-v", "en-us", w] for w, _, _ in requests], scratch)]
         out = []
         for (_word, _pitch, speed), ipa in zip(requests, phonemes):
-            tokens = [vocab[c] for c in ipa if c in vocab]  # stress marks and IPA letters are Kokoro's own symbols
+            tokens = [vocab[c] for c in ipa if c in vocab]  # a symbol outside Kokoro's set is dropped (none in WORDS_V1: tested)
             inputs = {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),  # 0: the start and end token
                       "style": style[min(len(tokens), len(style)) - 1].reshape(1, -1).astype(np.float32),  # the style for this length
                       "speed": np.array([speed / 175], dtype=np.float32)}
