@@ -266,15 +266,15 @@ class Piper:
         return importlib.util.find_spec("piper") is not None and bool(piper_models())
 
     def voices(self) -> list[str]:
-        own, accented = [], []
+        own, english = [], []
         for name, path in piper_models().items():
             config = json.loads(path.with_suffix(".onnx.json").read_text())
             speakers = config.get("num_speakers", 1)
             names = [f"piper:{name}"] if speakers <= 1 else [f"piper:{name}#{i}" for i in range(speakers)]
             own += names
             if config.get("espeak", {}).get("voice", "").startswith("en") and shutil.which("espeak-ng"):
-                accented += [(a, v) for a in ENGLISH_ACCENTS[1:] for v in names]
-        return own + [f"{v}@{a}" for a, v in sorted(accented, key=lambda av: ENGLISH_ACCENTS.index(av[0]))]
+                english += names
+        return own + [f"{v}@{a}" for a in ENGLISH_ACCENTS[1:] for v in english]
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
         # read when onnxruntime (Piper's runtime) is imported; else it keeps a telemetry device id and event store in ~/.cache/Microsoft
