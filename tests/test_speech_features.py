@@ -134,6 +134,22 @@ def test_cmvn_is_zero_mean_unit_variance_log_mel_that_a_fixed_gain_per_band_does
     assert band_centres(cmvn).shape == (40,)
 
 
+def test_db_features_are_decibels_below_the_peak_with_the_bands_levels_kept():
+    from spikeforge.data.audio_features import features_from_mel, peak_db
+
+    config = LogMelConfig(normalization="db")
+    mel = np.array([[1.0, 0.01], [1e-12, 0.1]])  # [F, T]: 0, −20, −120 (floored to −80) and −10 dB below the peak
+    expected = [[2.0, -2.0], [1.0, 1.5]]  # (dB + 40) / 20, time-major
+    np.testing.assert_allclose(peak_db(mel).T, expected, atol=1e-9)
+    x = features_from_mel(mel, config)
+    assert x.shape == (2, 1, 2) and x.dtype == torch.float32
+    torch.testing.assert_close(x[:, 0], torch.tensor(expected, dtype=torch.float32))
+    torch.testing.assert_close(features_from_mel(mel * 7.0, config), x)  # a gain on every band: the same
+    # band 1 ten times stronger (the peak stays 1): its bin above the floor 10 dB / 20 = 0.5 higher, band 0 unchanged
+    tilted = features_from_mel(mel * np.array([[1.0], [10.0]]), config)[:, 0]
+    torch.testing.assert_close(tilted, torch.tensor([[2.0, -2.0], [1.0, 2.0]]))
+
+
 def test_pcen_is_the_per_channel_energy_normalisation_of_wang_et_al_by_hand():
     from spikeforge.data.audio_features import features_from_mel, pcen
 

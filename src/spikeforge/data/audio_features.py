@@ -14,6 +14,8 @@ which removes the harmonics of the voice's pitch and the fine detail a synthesis
 `"pcen"` is per-channel energy normalisation (Wang et al. 2017, the front end of robust keyword spotting):
 each band divided by a causal running mean of itself, then root-compressed, so a band's level and a
 voice's spectral tilt are normalised away while onsets (bursts, fricatives) stand out.
+`"db"` is the one that keeps the bands' levels: dB below the clip's peak, no band rescaled, so the shape of the
+spectrum across the bands (where the formants lie, how strong each is) reaches the network.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 
-NORMALIZATIONS = ("clip", "running", "cmvn", "pcen")
+NORMALIZATIONS = ("clip", "running", "cmvn", "pcen", "db")
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,13 @@ def centred_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
     return db - db.mean(axis=1, keepdims=True)
 
 
+def peak_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """Mel power `[F, T]` as dB below its peak, floored `top_db` below it, mapped linearly onto [−2, 2]:
+    (dB + top_db/2) / (top_db/4). No band is rescaled, so the bands' levels relative to each other are kept."""
+    db = librosa.power_to_db(mel, ref=float(mel.max()) or 1.0, amin=1e-20, top_db=top_db)
+    return (db + top_db / 2) / (top_db / 4)
+
+
 def pcen(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
     """Per-channel energy normalisation of Mel power `[F, T]` (Wang et al. 2017, eq. (1); librosa's defaults):
     PCEN(t, f) = (E / (ε + M)^α + δ)^r − δ^r, with E the band's magnitude on the int32 scale (√S · 2³¹),
@@ -187,6 +196,8 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
         feat = centred_db(mel)
     elif config.normalization == "pcen":
         feat = pcen(mel, config)
+    elif config.normalization == "db":
+        feat = peak_db(mel)
     else:
         feat = compress(mel)
     if config.cepstra:
@@ -194,7 +205,9 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     channels = [feat]
     if config.deltas:
         channels += [librosa.feature.delta(feat, order=1), librosa.feature.delta(feat, order=2)]
-    stacked = np.stack([rescale_bands(c) for c in channels])  # [C, F, T]
+    if config.normalization != "db":  # "db" keeps the bands' levels
+        channels = [rescale_bands(c) for c in channels]
+    stacked = np.stack(channels)  # [C, F, T]
     return torch.from_numpy(np.ascontiguousarray(stacked.transpose(2, 0, 1), dtype=np.float32))
 
 
