@@ -136,18 +136,22 @@ def mel_power(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.nda
     )
 
 
+def db_below_peak(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """Mel power `[F, T]` in dB relative to its peak, floored `top_db` below it."""
+    return librosa.power_to_db(mel, ref=float(mel.max()) or 1.0, amin=1e-20, top_db=top_db)
+
+
 def centred_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
     """Mel power `[F, T]` as dB below its peak (at most `top_db` below), each band minus its mean across time
     (with `rescale_bands` after it: cepstral mean and variance normalisation in the log-Mel domain)."""
-    db = librosa.power_to_db(mel, ref=float(mel.max()) or 1.0, amin=1e-20, top_db=top_db)
+    db = db_below_peak(mel, top_db)
     return db - db.mean(axis=1, keepdims=True)
 
 
 def peak_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
-    """Mel power `[F, T]` as dB below its peak, floored `top_db` below it, mapped linearly onto [−2, 2]:
-    (dB + top_db/2) / (top_db/4). No band is rescaled, so the bands' levels relative to each other are kept."""
-    db = librosa.power_to_db(mel, ref=float(mel.max()) or 1.0, amin=1e-20, top_db=top_db)
-    return (db + top_db / 2) / (top_db / 4)
+    """Mel power `[F, T]` as dB below its peak (`db_below_peak`), mapped linearly onto [−2, 2]: (dB + top_db/2) / (top_db/4).
+    No band is rescaled, so the bands' levels relative to each other are kept."""
+    return (db_below_peak(mel, top_db) + top_db / 2) / (top_db / 4)
 
 
 def pcen(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
