@@ -356,8 +356,9 @@ def speech_commands(
     `cache_dir` unless `cache` is false (a training run passes `features/` beside its run folder; None: computed each time); `normalization`
     'running' gives the causal features `spikeforge detect` streams, 'cmvn' log-Mel with per-utterance mean and
     variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope, 'pcen' per-channel
-    energy normalisation, 'db' dB below the clip's peak with the bands' levels kept; `fmin`/`fmax` bound the `n_mels` Mel bands (the papers': 40 over 20–4000 Hz; up to 8000 Hz
-    keeps the fricatives' energy; a model takes `n_mels` as its `bands`); `protocol`
+    energy normalisation, 'db' dB below the clip's peak with the bands' levels kept; `fmin`/`fmax` bound the `n_mels`
+    Mel bands (the papers': 40 over 20–4000 Hz; up to 8000 Hz keeps the fricatives' energy; a model takes `n_mels` as
+    its `bands`); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
     `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `formant_warp`, `time_stretch`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
