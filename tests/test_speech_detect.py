@@ -1,13 +1,16 @@
 """Streaming keyword detection: causal features equal the whole-signal ones, the stepped model equals its forward,
 the TF-style rule, and `spikeforge detect` finding the words of a long recording with a model trained here."""
 
+import shutil
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 from spikeforge.cli import main
-from spikeforge.data.audio_features import LogMelConfig, log_mel, mel_power, running_normalize
+from spikeforge.data.audio_features import LogMelConfig, log_mel, mel_power, running_normalize, running_peak_db
 from spikeforge.data.speech_commands import CLASSES, KEYWORDS
 from spikeforge.models.kws import kws_dilated
 from spikeforge.streaming.accuracy import read_labels, score
@@ -18,6 +21,7 @@ from test_harness_tiny import tiny_kws_recipe
 
 SR = 16000
 RUNNING = LogMelConfig(normalization="running")
+CAUSAL_FEATURES = {"running": running_normalize, "running_db": running_peak_db}  # each causal normalisation, whole-signal
 
 
 def _word(kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -64,12 +68,15 @@ def run_dir(tmp_path_factory):
     return next((base / "runs").iterdir())
 
 
-def test_streamed_features_equal_the_whole_signal_ones_in_any_chunking():
+@pytest.mark.parametrize("normalization", sorted(CAUSAL_FEATURES))
+def test_streamed_features_equal_the_whole_signal_ones_in_any_chunking(normalization):
+    config, normalize = LogMelConfig(normalization=normalization), CAUSAL_FEATURES[normalization]
     rng = np.random.default_rng(1)
     n = 3 * SR + 77
     wave = (rng.standard_normal(n) * np.repeat(rng.uniform(0, 1, 41), 1201)[:n]).astype(np.float32)
-    whole = running_normalize(mel_power(wave, RUNNING), RUNNING.steps)
-    extractor, parts, i = StreamingLogMel(RUNNING), [], 0
+    wave[: SR // 2] = 0  # digital silence first: frames with nothing heard yet
+    whole = normalize(mel_power(wave, config), config.steps)
+    extractor, parts, i = StreamingLogMel(config), [], 0
     while i < n:
         k = int(rng.integers(1, 3000))
         parts.append(extractor.push(wave[i : i + k]))
@@ -79,8 +86,21 @@ def test_streamed_features_equal_the_whole_signal_ones_in_any_chunking():
     assert streamed.shape == whole.shape == (40, 1 + n // 160)
     np.testing.assert_allclose(streamed, whole, atol=1e-4, rtol=1e-4)
     # a training clip's running features are the first second of a stream that starts with it
-    np.testing.assert_allclose(log_mel(wave[:SR], RUNNING)[:, 0].numpy().T, running_normalize(mel_power(wave[:SR], RUNNING), 100)[:, :100],
+    np.testing.assert_allclose(log_mel(wave[:SR], config)[:, 0].numpy().T, normalize(mel_power(wave[:SR], config), 100)[:, :100],
                                rtol=1e-4, atol=1e-5)
+
+
+def test_running_peak_db_is_db_below_the_last_frames_peak_with_the_bands_levels_kept():
+    # two bands, window 2: each frame's reference is the largest power of it and the frame before (0 before the signal)
+    mel = np.array([[0.0, 1.0, 0.01, 100.0, 1e-12],
+                    [0.0, 0.1, 0.001, 10.0, 1.0]])
+    # references 0, 1, 1, 100, 100; dB below them, floored at −80, mapped by (dB + 40) / 20; nothing heard yet: the floor
+    expected = np.array([[-2.0, 2.0, 1.0, 2.0, -2.0],
+                         [-2.0, 1.5, 0.5, 1.5, 1.0]])
+    np.testing.assert_allclose(running_peak_db(mel, 2), expected, atol=1e-6)
+    later = mel.copy()
+    later[:, 3:] *= 1e4
+    np.testing.assert_array_equal(running_peak_db(later, 2)[:, :3], running_peak_db(mel, 2)[:, :3])  # causal
 
 
 def test_running_normalisation_is_causal_and_matches_its_definition():
@@ -170,3 +190,20 @@ def test_detect_scores_a_streaming_test_recording_as_tf(run_dir, tmp_path, capsy
     assert summary == f"streaming accuracy: {stats.line(750.0)}"
     print(summary)
     assert stats.words == len(truth) >= 10 and stats.correct >= 0.8 * stats.words and stats.false_positives <= 1, summary
+
+
+@pytest.mark.parametrize("trained_on, streamed_as", [("clip", "running"), ("db", "running_db"), ("cmvn", None)])
+def test_detect_streams_a_whole_clip_normalisation_as_its_causal_twin_and_refuses_one_without(run_dir, tmp_path, capsys, trained_on, streamed_as):
+    run = tmp_path / run_dir.name
+    shutil.copytree(run_dir, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["dataset"]["normalization"] = trained_on
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    long = tmp_path / "long.wav"
+    sf.write(long, 0.01 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32), SR, subtype="PCM_16")
+    code = main(["detect", str(run), str(long)])
+    out, err = capsys.readouterr()
+    if streamed_as is None:
+        assert code == 2 and "no causal twin" in err and "'running'" in err and "'running_db'" in err, err
+    else:
+        assert code == 0 and f"their causal twin ({streamed_as!r})" in out and f"dataset.normalization={streamed_as} " in out, out

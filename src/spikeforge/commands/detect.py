@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from spikeforge.data.audio_features import CAUSAL
 from spikeforge.data.speech_commands import CLASSES, KEYWORDS, features_of, read_wav
 from spikeforge.streaming.accuracy import read_labels, score
 from spikeforge.streaming.detector import DetectionRule
@@ -33,11 +34,15 @@ def run(args: argparse.Namespace) -> int:
     truth = read_labels(args.labels) if args.labels is not None else None  # a bad file fails before the model runs
     config, model, _ = load_run(args.run_dir, args.checkpoint, "speech_commands")
     features = features_of(config["dataset"])
-    if features.normalization != "running":
-        print(f"warning: {args.run_dir} was trained on whole-clip normalised features; the stream uses their causal twin, "
-              "on which such a model can lose most of its accuracy (docs/results/speech.md); train with "
-              "dataset.normalization=running for a model that sees the same features in training and on the stream")
-        features = replace(features, normalization="running")
+    if not features.causal:
+        if features.normalization not in CAUSAL:
+            raise ValueError(f"{args.run_dir} was trained on normalization={features.normalization!r} features, which have no causal "
+                             f"twin to stream; train with dataset.normalization set to one of {sorted(CAUSAL.values())}")
+        twin = CAUSAL[features.normalization]
+        print(f"warning: {args.run_dir} was trained on whole-clip normalised features ({features.normalization!r}); the stream uses "
+              f"their causal twin ({twin!r}), on which such a model can lose most of its accuracy (docs/results/speech.md); train "
+              f"with dataset.normalization={twin} for a model that sees the same features in training and on the stream")
+        features = replace(features, normalization=twin)
     hop = features.hop_ms
     rule = DetectionRule(features.steps, max(1, round(args.average_ms / hop)), args.threshold, round(args.suppression_ms / hop))
     result = stream(model, read_wav(args.wav, features.sample_rate), features, rule, CLASSES, KEYWORDS)

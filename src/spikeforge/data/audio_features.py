@@ -15,7 +15,8 @@ which removes the harmonics of the voice's pitch and the fine detail a synthesis
 each band divided by a causal running mean of itself, then root-compressed, so a band's level and a
 voice's spectral tilt are normalised away while onsets (bursts, fricatives) stand out.
 `"db"` is the one that keeps the bands' levels: dB below the clip's peak, no band rescaled, so the shape of the
-spectrum across the bands (where the formants lie, how strong each is) reaches the network.
+spectrum across the bands (where the formants lie, how strong each is) reaches the network; `"running_db"` is its
+causal twin, dB below the peak of the last `steps` frames.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 
-NORMALIZATIONS = ("clip", "running", "cmvn", "pcen", "db")
+NORMALIZATIONS = ("clip", "running", "cmvn", "pcen", "db", "running_db")
+CAUSAL = {"clip": "running", "db": "running_db"}  # each whole-clip normalisation's twin over the last `steps` frames
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,13 @@ class LogMelConfig:
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise ValueError(f"the Mel bands need 0 ≤ fmin < fmax ≤ {self.sample_rate / 2:g} Hz (half the sample rate), "
                              f"got fmin={self.fmin:g}, fmax={self.fmax:g}")
-        if self.normalization == "running" and self.deltas:
-            raise ValueError("Δ/ΔΔ features look ahead in time; use deltas=false with normalization='running'")
+        if self.causal and self.deltas:
+            raise ValueError(f"Δ/ΔΔ features look ahead in time; use deltas=false with normalization={self.normalization!r}")
+
+    @property
+    def causal(self) -> bool:
+        """Whether each frame's features depend only on it and the frames before it (a stream can compute them)."""
+        return self.normalization in CAUSAL.values()
 
     @property
     def win_length(self) -> int:
@@ -148,10 +155,34 @@ def centred_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
     return db - db.mean(axis=1, keepdims=True)
 
 
+def db_to_unit_range(db: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """dB in [−top_db, 0] mapped linearly onto [−2, 2]: (dB + top_db/2) / (top_db/4)."""
+    return (db + top_db / 2) / (top_db / 4)
+
+
 def peak_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
-    """Mel power `[F, T]` as dB below its peak (`db_below_peak`), mapped linearly onto [−2, 2]: (dB + top_db/2) / (top_db/4).
+    """Mel power `[F, T]` as dB below its peak (`db_below_peak`) on [−2, 2] (`db_to_unit_range`).
     No band is rescaled, so the bands' levels relative to each other are kept."""
-    return (db_below_peak(mel, top_db) + top_db / 2) / (top_db / 4)
+    return db_to_unit_range(db_below_peak(mel, top_db), top_db)
+
+
+def frame_db(mel: np.ndarray, ref: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """Mel power `[F, T]` in dB below `ref` (`[T]`, each frame's reference power), floored `top_db` down, on [−2, 2];
+    a frame whose reference is 0 (nothing heard yet) is all floor."""
+    db = 10 * np.log10(np.maximum(mel, 1e-20) / np.where(ref > 0, ref, 1.0))
+    return db_to_unit_range(np.where(ref > 0, np.clip(db, -top_db, 0.0), -top_db), top_db)
+
+
+def running_peak(mel: np.ndarray, window: int) -> np.ndarray:
+    """The largest Mel power `[T]` of the last `window` frames up to each frame (zeros before the signal)."""
+    pad = np.pad(mel.max(0), (window - 1, 0))
+    return np.lib.stride_tricks.sliding_window_view(pad, window).max(-1)
+
+
+def running_peak_db(mel: np.ndarray, window: int, top_db: float = 80.0) -> np.ndarray:
+    """The causal twin of `peak_db`: Mel power `[F, T]` in dB below the peak of the last `window` frames (`frame_db`)."""
+    mel = mel.astype(np.float64)
+    return frame_db(mel, running_peak(mel, window), top_db).astype(np.float32)
 
 
 def pcen(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
@@ -177,8 +208,7 @@ def running_normalize(mel: np.ndarray, window: int) -> np.ndarray:
     """The causal normalisation of Mel power `[F, T]`: log(1 + S / max S over the last `window` frames),
     each band divided by its deviation over the last `window` frames (zeros before the signal)."""
     mel = mel.astype(np.float64)
-    pad = np.pad(mel.max(0), (window - 1, 0))
-    ref = np.lib.stride_tricks.sliding_window_view(pad, window).max(-1)
+    ref = running_peak(mel, window)
     compressed = np.log1p(mel / np.where(ref > 0, ref, 1.0))
     past = np.lib.stride_tricks.sliding_window_view(np.pad(compressed, ((0, 0), (window - 1, 0))), window, axis=1)
     std = past.std(-1)
@@ -187,8 +217,8 @@ def running_normalize(mel: np.ndarray, window: int) -> np.ndarray:
 
 def log_mel(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> torch.Tensor:
     """Features `[T, C, F]` of a mono clip: the log-Mel spectrogram (plus Δ, ΔΔ when `config.deltas`),
-    each channel's bands rescaled to unit variance across time (report §6.1.1); with `normalization="running"`
-    the clip's frames as a stream that starts with it (`running_normalize`)."""
+    each channel's bands rescaled to unit variance across time (report §6.1.1); with a causal normalisation
+    (`"running"`, `"running_db"`) the clip's frames as a stream that starts with it."""
     return features_from_mel(clip_mel(wave, config), config)
 
 
@@ -196,6 +226,8 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     """Features `[T, C, F]` from a clip's Mel power `[F, T]` (`clip_mel`): compression and band scaling as `config` says."""
     if config.normalization == "running":
         return torch.from_numpy(np.ascontiguousarray(running_normalize(mel, config.steps).T[:, None]))
+    if config.normalization == "running_db":
+        return torch.from_numpy(np.ascontiguousarray(running_peak_db(mel, config.steps).T[:, None]))
     if config.normalization == "cmvn":
         feat = centred_db(mel)
     elif config.normalization == "pcen":

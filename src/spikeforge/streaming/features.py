@@ -1,4 +1,5 @@
-"""Log-Mel frames of an endless signal, as it arrives: the same frames as `audio_features.mel_power` + `running_normalize`."""
+"""Log-Mel frames of an endless signal, as it arrives: the same frames as `audio_features.mel_power` followed by
+`running_normalize` or `running_peak_db`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import librosa
 import numpy as np
 import scipy.signal
 
-from spikeforge.data.audio_features import LogMelConfig
+from spikeforge.data.audio_features import LogMelConfig, frame_db
 
 
 class StreamingLogMel:
@@ -18,8 +19,9 @@ class StreamingLogMel:
     """
 
     def __init__(self, config: LogMelConfig = LogMelConfig()) -> None:
-        if config.deltas:
-            raise ValueError("Δ/ΔΔ features look ahead in time and cannot be streamed; the run must use deltas=false")
+        if not config.causal:
+            raise ValueError(f"normalization={config.normalization!r} looks at the whole clip and cannot be streamed; "
+                             "use 'running' or 'running_db' (audio_features.CAUSAL)")
         self.config = config
         self.window = scipy.signal.get_window("hann", config.win_length, fftbins=True)
         self.filters = librosa.filters.mel(sr=config.sample_rate, n_fft=config.win_length, n_mels=config.n_mels,
@@ -63,10 +65,12 @@ class StreamingLogMel:
         return out
 
     def _normalize(self, mel: np.ndarray) -> np.ndarray:
-        """`running_normalize` for one new frame, from the last `steps` frames' peaks and compressed values."""
+        """`running_normalize` or `running_peak_db` for one new frame, from the last `steps` frames' peaks (and compressed values)."""
         self.peaks = np.roll(self.peaks, -1)
         self.peaks[-1] = mel.max()
         ref = self.peaks.max()
+        if self.config.normalization == "running_db":
+            return frame_db(mel[:, None], np.array([ref]))[:, 0]
         compressed = np.log1p(mel / (ref if ref > 0 else 1.0))
         self.past = np.roll(self.past, -1, axis=0)
         self.past[-1] = compressed
