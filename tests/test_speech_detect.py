@@ -90,6 +90,12 @@ def test_streamed_features_equal_the_whole_signal_ones_in_any_chunking(normaliza
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("normalization", ["clip", "db", "cmvn", "pcen"])
+def test_streamed_features_refuse_a_whole_clip_normalisation_naming_the_causal_ones(normalization):
+    with pytest.raises(ValueError, match=f"normalization='{normalization}'.*cannot be streamed.*'running'.*'running_db'"):
+        StreamingLogMel(LogMelConfig(normalization=normalization))
+
+
 def test_running_peak_db_is_db_below_the_last_frames_peak_with_the_bands_levels_kept():
     # two bands, window 2: each frame's reference is the largest power of it and the frame before (0 before the signal)
     mel = np.array([[0.0, 1.0, 0.01, 100.0, 1e-12],

@@ -7,7 +7,7 @@ import librosa
 import numpy as np
 import scipy.signal
 
-from spikeforge.data.audio_features import LogMelConfig, frame_db
+from spikeforge.data.audio_features import CAUSAL, LogMelConfig, frame_db
 
 
 class StreamingLogMel:
@@ -15,13 +15,14 @@ class StreamingLogMel:
 
     Frame n is centred on sample n·hop, so it is finished once half a window past that sample has
     arrived (15 ms with the defaults); `flush()` ends the stream with zeros, as the whole-signal
-    features do. Normalisation is `running_normalize` over the last `config.steps` frames.
+    features do. Normalisation is `config.normalization` over the last `config.steps` frames (`running_normalize` or
+    `running_peak_db`).
     """
 
     def __init__(self, config: LogMelConfig = LogMelConfig()) -> None:
         if not config.causal:
             raise ValueError(f"normalization={config.normalization!r} looks at the whole clip and cannot be streamed; "
-                             "use 'running' or 'running_db' (audio_features.CAUSAL)")
+                             f"use one of {sorted(CAUSAL.values())}")
         self.config = config
         self.window = scipy.signal.get_window("hann", config.win_length, fftbins=True)
         self.filters = librosa.filters.mel(sr=config.sample_rate, n_fft=config.win_length, n_mels=config.n_mels,
