@@ -135,12 +135,14 @@ def test_cmvn_is_zero_mean_unit_variance_log_mel_that_a_fixed_gain_per_band_does
 
 
 def test_db_features_are_decibels_below_the_peak_with_the_bands_levels_kept():
-    from spikeforge.data.audio_features import features_from_mel, peak_db
+    from spikeforge.data.audio_features import features_from_mel, peak_db, running_peak_db
 
     config = LogMelConfig(normalization="db")
     mel = np.array([[1.0, 0.01], [1e-12, 0.1]])  # [F, T]: 0, −20, −120 (floored to −80) and −10 dB below the peak
     expected = [[2.0, -2.0], [1.0, 1.5]]  # (dB + 40) / 20, time-major
     np.testing.assert_allclose(peak_db(mel).T, expected, atol=1e-9)
+    np.testing.assert_array_equal(peak_db(np.zeros((2, 3))), np.full((2, 3), -2.0))  # digital silence: the floor
+    np.testing.assert_allclose(running_peak_db(mel, 2), peak_db(mel), atol=1e-6)  # peak in frame 0: the causal twin agrees
     x = features_from_mel(mel, config)
     assert x.shape == (2, 1, 2) and x.dtype == torch.float32
     torch.testing.assert_close(x[:, 0], torch.tensor(expected, dtype=torch.float32))

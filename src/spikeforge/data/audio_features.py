@@ -161,9 +161,9 @@ def db_to_unit_range(db: np.ndarray, top_db: float = 80.0) -> np.ndarray:
 
 
 def peak_db(mel: np.ndarray, top_db: float = 80.0) -> np.ndarray:
-    """Mel power `[F, T]` as dB below its peak (`db_below_peak`) on [−2, 2] (`db_to_unit_range`).
-    No band is rescaled, so the bands' levels relative to each other are kept."""
-    return db_to_unit_range(db_below_peak(mel, top_db), top_db)
+    """Mel power `[F, T]` as dB below the clip's peak on [−2, 2] (`frame_db` with every frame's reference the peak;
+    a clip of digital silence is all floor). No band is rescaled, so the bands' levels relative to each other are kept."""
+    return frame_db(mel, np.full(mel.shape[1], mel.max()), top_db)
 
 
 def frame_db(mel: np.ndarray, ref: np.ndarray, top_db: float = 80.0) -> np.ndarray:
