@@ -87,6 +87,19 @@ def test_background_mixing_reaches_the_drawn_snr_and_its_probability(root):
     assert 70 <= changed <= 130  # 25 % of 400 = 100
 
 
+@pytest.mark.parametrize("normalization", ["clip", "db"])
+def test_background_mixing_recomputes_every_feature_channel_from_the_mixed_mel(root, normalization):
+    ds = DATASETS.get("speech_commands")(root=root, cache=False, deltas=True, normalization=normalization,
+                                         background_prob=1.0, background_snr_db=[3.0, 3.0])
+    torch.manual_seed(2)
+    x = ds[0][0]
+    torch.manual_seed(2)
+    torch.rand(()), torch.randint(1, ()), torch.rand(())  # the draws of the mixing's probability, recording and SNR
+    mixed = mix_background(ds.mel[0].double(), ds.noise_mel[0], 3.0)
+    assert x.shape == (100, 3, 40) and not torch.equal(x, ds.features[0])
+    torch.testing.assert_close(x, features_from_mel(mixed.numpy(), ds.config))  # the clip, its Δ and ΔΔ of the mix
+
+
 def test_freq_warp_moves_each_band_to_its_scaled_frequency():
     from spikeforge.data.audio_features import band_centres
     from spikeforge.data.augment import warp_bands

@@ -211,8 +211,6 @@ class SpeechCommands(Dataset):
     ) -> None:
         self.root, self.split, self.config, self.augment = Path(root), split, features, augment
         self.band_centres = band_centres(features)
-        if augment.background_prob > 0 and features.deltas:
-            raise ValueError("background mixing recomputes features from Mel power and has no Δ/ΔΔ; use deltas=false or background_prob=0")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         files = _per_class(select_engines(self.root, split_files(self.root, split), engines, list(exclude_engines)), per_class, seed)
