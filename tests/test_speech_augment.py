@@ -264,7 +264,7 @@ def test_robust_recipe_turns_augmentation_on_and_the_paper_recipes_keep_it_off()
         assert dataset.get("fmax", 4000.0) == (8000.0 if name == "kws_fast" else 4000.0), name
 
 
-def test_deep_robust_recipe_is_kws_robust_with_a_fourth_layer_each_weighted_by_the_regulariser():
+def test_deep_robust_recipes_are_kws_robust_with_a_fourth_layer_each_weighted_by_the_regulariser():
     from spikeforge.registry import METHODS, MODELS
     from spikeforge.train.config import load_recipe
     from spikeforge.train.trainer import build
@@ -276,6 +276,12 @@ def test_deep_robust_recipe_is_kws_robust_with_a_fourth_layer_each_weighted_by_t
     assert (robust["dataset"]["normalization"], deep["dataset"]["normalization"]) == ("db", "clip")  # deep: as measured
     assert {k for k in deep["method"] if deep["method"][k] != robust["method"].get(k)} == {"reg_weight"}
     assert deep["schedule"]["gamma"] ** deep["epochs"] == pytest.approx(robust["schedule"]["gamma"] ** robust["epochs"], rel=0.06)
+
+    deep_db = load_recipe("kws_robust_deep_db")  # the ensemble partner: the same network on the dB front end
+    assert {k for k in deep.keys() | deep_db.keys() if deep.get(k) != deep_db.get(k)} == {"name", "dataset", "method"}
+    assert {k for k in deep_db["dataset"] if deep_db["dataset"][k] != deep["dataset"][k]} == {"normalization"}
+    assert deep_db["dataset"]["normalization"] == "db" and deep_db["method"]["reg_weight"] == [2.0, 0.5, 0.5, 4.0]
+    assert {k for k in deep_db["method"] if deep_db["method"][k] != deep["method"][k]} == {"reg_weight"}
 
     torch.manual_seed(0)
     model, method = build(MODELS, deep["model"]), build(METHODS, deep["method"])
