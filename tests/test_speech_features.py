@@ -189,17 +189,20 @@ def test_spectral_envelope_keeps_the_first_cepstra_and_removes_the_pitch_ripple(
     np.testing.assert_allclose(spectral_envelope(feat, 1), np.full_like(feat, feat.mean(0)), atol=1e-9)  # c0: the mean level
 
 
-def test_cepstra_feature_option_smooths_cmvn_features_and_is_checked():
-    from spikeforge.data.audio_features import clip_mel, features_from_mel
+@pytest.mark.parametrize("normalization", ["cmvn", "db", "running_db"])
+def test_cepstra_feature_option_smooths_db_spectra_and_is_checked(normalization):
+    from spikeforge.data.audio_features import clip_mel, features_from_mel, spectral_envelope
 
     wave = tone(220) + tone(440) + tone(660)  # harmonics 220 Hz apart: peaks and valleys across the Mel bands
     mel = clip_mel(wave)
-    plain = features_from_mel(mel, LogMelConfig(normalization="cmvn"))[:, 0].numpy()
-    smooth = features_from_mel(mel, LogMelConfig(normalization="cmvn", cepstra=8))[:, 0].numpy()
+    plain = features_from_mel(mel, LogMelConfig(normalization=normalization))[:, 0].numpy()
+    smooth = features_from_mel(mel, LogMelConfig(normalization=normalization, cepstra=8))[:, 0].numpy()
     assert smooth.shape == plain.shape == (100, 40)
     roughness = lambda x: np.abs(np.diff(x, n=2, axis=1)).mean()  # second difference across the bands
     assert roughness(smooth) < 0.5 * roughness(plain)
-    with pytest.raises(ValueError, match="normalization='cmvn'"):
+    if normalization != "cmvn":  # the dB front ends rescale no band: the envelope of their own frames, levels kept
+        np.testing.assert_allclose(smooth, spectral_envelope(plain.T, 8).T, atol=1e-5)
+    with pytest.raises(ValueError, match="one of \\('cmvn', 'db', 'running_db'\\).*normalization='clip'"):
         LogMelConfig(cepstra=8)
     with pytest.raises(ValueError, match="0 \\(off\\) to n_mels=40"):
         LogMelConfig(normalization="cmvn", cepstra=41)

@@ -8,7 +8,7 @@ optionally the Δ and ΔΔ spectrograms as two more channels. Output is time-maj
 clip's band deviations; `"running"` is its causal twin for streaming: frame n is compressed by
 the largest Mel power of the last `steps` frames and rescaled by the band deviations of those
 frames (frames before the signal count as zeros), so a clip's features equal a stream's.
-`cepstra=k` (with "cmvn") keeps only the spectral envelope: each frame's dB spectrum is cut to its
+`cepstra=k` (with "cmvn", "db" or "running_db") keeps only the spectral envelope: each frame's dB spectrum is cut to its
 first k cepstral coefficients (DCT-II over the bands, as MFCCs) and transformed back to the bands,
 which removes the harmonics of the voice's pitch and the fine detail a synthesiser's source leaves.
 `"pcen"` is per-channel energy normalisation (Wang et al. 2017, the front end of robust keyword spotting):
@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 
 
 NORMALIZATIONS = ("clip", "running", "cmvn", "pcen", "db", "running_db")
+DB_SPECTRA = ("cmvn", "db", "running_db")  # the normalisations whose frames are dB spectra, which `cepstra` can smooth
 CAUSAL = {"clip": "running", "db": "running_db"}  # each whole-clip normalisation's twin over the last `steps` frames
 
 
@@ -61,8 +62,8 @@ class LogMelConfig:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
         if not 0 <= self.cepstra <= self.n_mels:
             raise ValueError(f"cepstra is the number of cepstral coefficients kept, 0 (off) to n_mels={self.n_mels}, got {self.cepstra}")
-        if self.cepstra and self.normalization != "cmvn":
-            raise ValueError("cepstra smooths dB spectra; use it with normalization='cmvn' "
+        if self.cepstra and self.normalization not in DB_SPECTRA:
+            raise ValueError(f"cepstra smooths dB spectra; use it with normalization set to one of {DB_SPECTRA} "
                              f"(got normalization={self.normalization!r})")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise ValueError(f"the Mel bands need 0 ≤ fmin < fmax ≤ {self.sample_rate / 2:g} Hz (half the sample rate), "
@@ -227,8 +228,8 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     if config.normalization == "running":
         return torch.from_numpy(np.ascontiguousarray(running_normalize(mel, config.steps).T[:, None]))
     if config.normalization == "running_db":
-        return torch.from_numpy(np.ascontiguousarray(running_peak_db(mel, config.steps).T[:, None]))
-    if config.normalization == "cmvn":
+        feat = running_peak_db(mel, config.steps)
+    elif config.normalization == "cmvn":
         feat = centred_db(mel)
     elif config.normalization == "pcen":
         feat = pcen(mel, config)
@@ -241,7 +242,7 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     channels = [feat]
     if config.deltas:
         channels += [librosa.feature.delta(feat, order=1), librosa.feature.delta(feat, order=2)]
-    if config.normalization != "db":  # "db" keeps the bands' levels
+    if config.normalization not in ("db", "running_db"):  # these keep the bands' levels
         channels = [rescale_bands(c) for c in channels]
     stacked = np.stack(channels)  # [C, F, T]
     return torch.from_numpy(np.ascontiguousarray(stacked.transpose(2, 0, 1), dtype=np.float32))

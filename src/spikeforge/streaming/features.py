@@ -1,5 +1,5 @@
 """Log-Mel frames of an endless signal, as it arrives: the same frames as `audio_features.mel_power` followed by
-`running_normalize` or `running_peak_db`."""
+`running_normalize` or `running_peak_db` (with `config.cepstra`, its spectral envelope)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import librosa
 import numpy as np
 import scipy.signal
 
-from spikeforge.data.audio_features import CAUSAL, LogMelConfig, frame_db
+from spikeforge.data.audio_features import CAUSAL, LogMelConfig, frame_db, spectral_envelope
 
 
 class StreamingLogMel:
@@ -71,7 +71,8 @@ class StreamingLogMel:
         self.peaks[-1] = mel.max()
         ref = self.peaks.max()
         if self.config.normalization == "running_db":
-            return frame_db(mel[:, None], np.array([ref]))[:, 0]
+            db = frame_db(mel[:, None], np.array([ref]))
+            return (spectral_envelope(db, self.config.cepstra) if self.config.cepstra else db)[:, 0]
         compressed = np.log1p(mel / (ref if ref > 0 else 1.0))
         self.past = np.roll(self.past, -1, axis=0)
         self.past[-1] = compressed
