@@ -215,3 +215,25 @@ def test_detect_streams_a_whole_clip_normalisation_as_its_causal_twin_and_refuse
         assert code == 2 and "no causal twin" in err and "'running'" in err and "'running_db'" in err, err
     else:
         assert code == 0 and f"their causal twin ({streamed_as!r})" in out and f"dataset.normalization={streamed_as} " in out, out
+
+
+def test_detect_streams_a_db_envelope_model_with_the_same_cepstra(run_dir, tmp_path, capsys, monkeypatch):
+    import spikeforge.streaming.run as streaming_run
+
+    run = tmp_path / run_dir.name
+    shutil.copytree(run_dir, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["dataset"].update(normalization="db", cepstra=13)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    streamed = []
+
+    class Recording(StreamingLogMel):
+        def __init__(self, features):
+            streamed.append(features)
+            super().__init__(features)
+
+    monkeypatch.setattr(streaming_run, "StreamingLogMel", Recording)
+    long = tmp_path / "long.wav"
+    sf.write(long, 0.01 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32), SR, subtype="PCM_16")
+    assert main(["detect", str(run), str(long)]) == 0, capsys.readouterr()
+    assert [(f.normalization, f.cepstra) for f in streamed] == [("running_db", 13)]
