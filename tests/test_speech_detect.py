@@ -200,15 +200,21 @@ def test_detect_scores_a_streaming_test_recording_as_tf(run_dir, tmp_path, capsy
     assert stats.words == len(truth) >= 10 and stats.correct >= 0.8 * stats.words and stats.false_positives <= 1, summary
 
 
-@pytest.mark.parametrize("trained_on, streamed_as", [("clip", "running"), ("db", "running_db"), ("cmvn", None)])
-def test_detect_streams_a_whole_clip_normalisation_as_its_causal_twin_and_refuses_one_without(run_dir, tmp_path, capsys, trained_on, streamed_as):
+def _run_on_features(run_dir, tmp_path, **dataset) -> tuple:
+    """A copy of `run_dir` whose recipe names other feature settings, and 2 s of faint noise to stream through it."""
     run = tmp_path / run_dir.name
     shutil.copytree(run_dir, run)
     config = yaml.safe_load((run / "config.yaml").read_text())
-    config["dataset"]["normalization"] = trained_on
+    config["dataset"].update(dataset)
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     long = tmp_path / "long.wav"
     sf.write(long, 0.01 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32), SR, subtype="PCM_16")
+    return run, long
+
+
+@pytest.mark.parametrize("trained_on, streamed_as", [("clip", "running"), ("db", "running_db"), ("cmvn", None)])
+def test_detect_streams_a_whole_clip_normalisation_as_its_causal_twin_and_refuses_one_without(run_dir, tmp_path, capsys, trained_on, streamed_as):
+    run, long = _run_on_features(run_dir, tmp_path, normalization=trained_on)
     code = main(["detect", str(run), str(long)])
     out, err = capsys.readouterr()
     if streamed_as is None:
@@ -220,11 +226,7 @@ def test_detect_streams_a_whole_clip_normalisation_as_its_causal_twin_and_refuse
 def test_detect_streams_a_db_envelope_model_with_the_same_cepstra(run_dir, tmp_path, capsys, monkeypatch):
     import spikeforge.streaming.run as streaming_run
 
-    run = tmp_path / run_dir.name
-    shutil.copytree(run_dir, run)
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    config["dataset"].update(normalization="db", cepstra=13)
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    run, long = _run_on_features(run_dir, tmp_path, normalization="db", cepstra=13)
     streamed = []
 
     class Recording(StreamingLogMel):
@@ -233,7 +235,5 @@ def test_detect_streams_a_db_envelope_model_with_the_same_cepstra(run_dir, tmp_p
             super().__init__(features)
 
     monkeypatch.setattr(streaming_run, "StreamingLogMel", Recording)
-    long = tmp_path / "long.wav"
-    sf.write(long, 0.01 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32), SR, subtype="PCM_16")
     assert main(["detect", str(run), str(long)]) == 0, capsys.readouterr()
     assert [(f.normalization, f.cepstra) for f in streamed] == [("running_db", 13)]
