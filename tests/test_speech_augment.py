@@ -6,7 +6,9 @@ import soundfile as sf
 import torch
 
 from spikeforge.data.audio_features import LogMelConfig, clip_mel, features_from_mel, log_mel
-from spikeforge.data.augment import Augmentation, augment_features, mask, mix_background, mix_band_statistics, shift_time
+from spikeforge.data.augment import (
+    Augmentation, augment_features, eq_curve, equalise, mask, mix_background, mix_band_statistics, shift_time,
+)
 from spikeforge.registry import DATASETS
 from spikeforge.train.config import RecipeError, validate
 
@@ -239,6 +241,45 @@ def test_band_statistics_mixing_draws_partners_from_the_split_at_its_probability
         Augmentation(style_alpha=0.0)
 
 
+def test_eq_curve_is_the_drawn_sum_of_three_cosines_within_its_bound():
+    torch.manual_seed(3)
+    gain = eq_curve(40, 12.0)
+    torch.manual_seed(3)
+    a = 2 * torch.rand(3, dtype=torch.float64) - 1
+    k = 5  # band 5 of 40 by hand: 4 · Σ_j a_j cos(π j · 5.5 / 40)
+    assert float(gain[k]) == pytest.approx(4 * sum(float(a[j]) * np.cos(np.pi * (j + 1) * 5.5 / 40) for j in range(3)))
+    torch.manual_seed(4)
+    curves = torch.stack([eq_curve(40, 12.0) for _ in range(500)])
+    assert float(curves.abs().max()) <= 12.0 and float(curves.abs().max()) > 8.0
+    assert float(curves[:, 1:].sub(curves[:, :-1]).abs().max()) < 12.0 * np.pi * 6 / 40 / 3 * 1.01  # smooth: |g'| ≤ Σ π j / 40 · 4
+
+
+def test_equalise_adds_the_gain_in_db_to_each_band():
+    mel = torch.rand(40, 100, dtype=torch.float64) + 0.1
+    gain = torch.linspace(-6.0, 6.0, 40, dtype=torch.float64)
+    out = equalise(mel, gain)
+    torch.testing.assert_close(10 * torch.log10(out / mel), gain.unsqueeze(1).expand(40, 100))
+
+
+def test_eq_recomputes_db_features_from_the_equalised_mel_and_moves_the_levels(root):
+    ds = DATASETS.get("speech_commands")(root=root, cache=False, normalization="db", eq_db=10.0)
+    assert ds.mel is not None and ds.noise_mel == []  # the Mel power is kept; no background recording is read
+    torch.manual_seed(5)
+    x = ds[0][0]
+    torch.manual_seed(5)
+    expected = features_from_mel(equalise(ds.mel[0].double(), eq_curve(40, 10.0)).numpy(), ds.config)
+    torch.testing.assert_close(x, expected)
+    assert not torch.equal(x, ds.features[0])
+    test = DATASETS.get("speech_commands")(root=root, split="test", cache=False, normalization="db", eq_db=10.0)
+    assert torch.equal(test[0][0], test.features[0])  # only the training split is equalised
+
+
+@pytest.mark.parametrize("normalization", ["clip", "cmvn", "pcen", "running"])
+def test_eq_is_refused_where_each_band_is_scaled_on_its_own(root, normalization):
+    with pytest.raises(ValueError, match="eq_db moves the bands' levels.*'db', 'running_db'"):
+        DATASETS.get("speech_commands")(root=root, cache=False, normalization=normalization, eq_db=6.0)
+
+
 def test_augmentation_keys_are_validated():
     base = {"name": "x", "dataset": {"name": "speech_commands"}, "model": {"name": "kws_dilated"}, "method": {"name": "surrogate_bptt"}}
     with pytest.raises(RecipeError, match="time_mask"):
@@ -247,6 +288,8 @@ def test_augmentation_keys_are_validated():
         Augmentation(background_prob=1.5)
     with pytest.raises(ValueError, match="low ≤ high"):
         Augmentation(background_snr_db=(10.0, 0.0))
+    with pytest.raises(ValueError, match="eq_db"):
+        Augmentation(eq_db=-1.0)
 
 
 def test_robust_recipe_turns_augmentation_on_and_the_paper_recipes_keep_it_off():

@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 
 NORMALIZATIONS = ("clip", "running", "cmvn", "pcen", "db", "running_db")
 DB_SPECTRA = ("cmvn", "db", "running_db")  # the normalisations whose frames are dB spectra, which `cepstra` can smooth
+LEVEL_KEEPING = ("db", "running_db")  # the normalisations that scale no band on its own: the bands' levels reach the network
 CAUSAL = {"clip": "running", "db": "running_db"}  # each whole-clip normalisation's twin over the last `steps` frames
 
 
@@ -242,7 +243,7 @@ def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) ->
     channels = [feat]
     if config.deltas:
         channels += [librosa.feature.delta(feat, order=1), librosa.feature.delta(feat, order=2)]
-    if config.normalization not in ("db", "running_db"):  # these keep the bands' levels
+    if config.normalization not in LEVEL_KEEPING:
         channels = [rescale_bands(c) for c in channels]
     stacked = np.stack(channels)  # [C, F, T]
     return torch.from_numpy(np.ascontiguousarray(stacked.transpose(2, 0, 1), dtype=np.float32))

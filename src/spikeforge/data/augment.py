@@ -1,4 +1,4 @@
-"""Training-time augmentation of keyword-spotting clips: background mixing, band statistics mixing, frequency warp, tempo, time shift, SpecAugment masks.
+"""Training-time augmentation of keyword-spotting clips: background mixing, equalisation, band statistics mixing, frequency warp, tempo, time shift, SpecAugment masks.
 
 Each is a recipe key of the `speech_commands` dataset, off by default (the paper-faithful recipes)
 and on in `kws_robust`. Applied to the training split only, drawn from torch's global generator
@@ -8,6 +8,10 @@ and on in `kws_robust`. Applied to the training split only, drawn from torch's g
    the training part of each recording) added in the Mel-power domain at an SNR drawn uniformly from
    `background_snr_db` (ratio of summed Mel powers), then compressed and scaled as the clip's
    features (power adds for uncorrelated signals, so this equals mixing the waves in expectation);
+   equalisation (`eq_db`): the clip's (or mixture's) Mel power times a smooth random gain curve of at most
+   ±`eq_db` dB, g(k) = `eq_db`/3 · Σ_{j=1..3} a_j cos(π j (k + ½)/F) over the F bands, each a_j uniform in [−1, 1]
+   (a tilt, one bump, two bumps), as a microphone, loudspeaker or synthesiser with another frequency response
+   would colour it; it moves the bands' levels, so it acts only on the features that keep them (`db`, `running_db`);
 2. band statistics mixing (probability `style_mix`; MixStyle, Zhou et al. 2021, on the input bands): each
    band's mean and standard deviation over time are replaced by a mix, weight λ ~ Beta(`style_alpha`,
    `style_alpha`), of the clip's own and those of another training clip drawn at random, so the
@@ -58,6 +62,7 @@ class Augmentation:
     style_mix: float = 0.0
     style_alpha: float = 0.3
     formant_warp: float = 0.0
+    eq_db: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.background_prob <= 1.0:
@@ -77,6 +82,8 @@ class Augmentation:
         if not 0.0 <= self.formant_warp < 0.25:
             raise ValueError(f"formant_warp is the largest relative move of a formant knot, in [0, 0.25) (wider would fold "
                              f"the frequency axis), got {self.formant_warp}")
+        if not 0.0 <= self.eq_db <= 40.0:
+            raise ValueError(f"eq_db is the largest gain of the random equalisation in dB, in [0, 40], got {self.eq_db}")
         if not 0.0 <= self.time_stretch < 1.0:
             raise ValueError(f"time_stretch is the largest relative change of duration, in [0, 1), got {self.time_stretch}")
         for name in ("time_shift_steps", "time_masks", "time_mask_steps", "freq_masks", "freq_mask_bands"):
@@ -92,7 +99,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return (self.background_prob > 0 or self.style_mix > 0 or self.warp_range != (1.0, 1.0) or self.formant_warp > 0 or self.time_stretch > 0
+        return (self.background_prob > 0 or self.eq_db > 0 or self.style_mix > 0 or self.warp_range != (1.0, 1.0) or self.formant_warp > 0 or self.time_stretch > 0
                 or self.time_shift_steps > 0 or self.time_masks > 0 or self.freq_masks > 0)
 
 
@@ -108,6 +115,18 @@ def mix_background(mel: torch.Tensor, noise: torch.Tensor, snr_db: float) -> tor
     segment = noise[:, start : start + steps]
     scale = mel.sum() / segment.sum().clamp(min=1e-20) / 10 ** (snr_db / 10)
     return mel + scale * segment
+
+
+def eq_curve(bands: int, largest_db: float) -> torch.Tensor:
+    """A random gain curve (dB) over `bands` Mel bands: `largest_db`/3 · Σ_{j=1..3} a_j cos(π j (k + ½)/bands), a_j ~ U(−1, 1)."""
+    k = (torch.arange(bands, dtype=torch.float64) + 0.5) / bands
+    a = 2 * torch.rand(3, dtype=torch.float64) - 1
+    return largest_db / 3 * sum(a[j] * torch.cos(math.pi * (j + 1) * k) for j in range(3))
+
+
+def equalise(mel: torch.Tensor, gain_db: torch.Tensor) -> torch.Tensor:
+    """Mel power `[F, T]` with band k scaled by 10^(gain_db[k]/10)."""
+    return mel * (10 ** (gain_db / 10)).unsqueeze(1)
 
 
 def shift_time(x: torch.Tensor, steps: int) -> torch.Tensor:

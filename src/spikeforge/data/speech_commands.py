@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from spikeforge.data.audio_features import (
-    LogMelConfig, band_centres, cache_key, cached, clip_mel, features_from_mel, mel_power,
+    LEVEL_KEEPING, LogMelConfig, band_centres, cache_key, cached, clip_mel, features_from_mel, mel_power,
 )
-from spikeforge.data.augment import Augmentation, augment_features, mix_background
+from spikeforge.data.augment import Augmentation, augment_features, eq_curve, equalise, mix_background
 from spikeforge.registry import DATASETS
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -221,14 +221,14 @@ class SpeechCommands(Dataset):
         if silence is None:  # as many silence clips as the average keyword class
             counts = np.bincount([y for _, y in files if CLASSES[y] in KEYWORDS], minlength=len(CLASSES))
             silence = int(round(counts[counts > 0].mean())) if counts.any() else 0
-        keep_mel = augment.background_prob > 0
+        keep_mel = augment.background_prob > 0 or augment.eq_db > 0
         extra = {"split": split, "silence": silence, "per_class": per_class, "seed": seed, **({"mel": True} if keep_mel else {})}
         key = cache_key(features, [p for p, _ in files] + noise_files, extra)
         tensors, meta = cached(
             cache_dir, key, lambda: self._compute(files, noise_files, silence, seed, keep_mel)
         )
         self.features, self.targets, self.mel = tensors["features"], tensors["targets"], tensors.get("mel")
-        self.noise_mel = _noise_mel(noise_files, features) if keep_mel else []
+        self.noise_mel = _noise_mel(noise_files, features) if augment.background_prob > 0 else []
         skipped = json.loads(meta.get("skipped", "[]"))
         lost = set(skipped)
         self.sources = [p.relative_to(self.root).as_posix() for p, _ in files if str(p) not in lost] + [None] * silence
@@ -287,11 +287,15 @@ class SpeechCommands(Dataset):
     def __getitem__(self, i: int) -> tuple:
         x, aug = self.features[i], self.augment
         if aug.active:
+            mel = None
             if self.noise_mel and float(torch.rand(())) < aug.background_prob:
                 noise = self.noise_mel[int(torch.randint(len(self.noise_mel), ()))]
                 lo, hi = aug.background_snr_db
-                mixed = mix_background(self.mel[i].double(), noise, lo + (hi - lo) * float(torch.rand(())))
-                x = features_from_mel(mixed.numpy(), self.config)
+                mel = mix_background(self.mel[i].double(), noise, lo + (hi - lo) * float(torch.rand(())))
+            if aug.eq_db:
+                mel = equalise(self.mel[i].double() if mel is None else mel, eq_curve(self.config.n_mels, aug.eq_db))
+            if mel is not None:
+                x = features_from_mel(mel.numpy(), self.config)
             x = augment_features(x, aug, self.band_centres, self._random_clip)
         label = int(self.targets[i])
         return (x, label) if self.domains is None else (x, label, int(self.domains[i]))
@@ -343,6 +347,7 @@ def speech_commands(
     time_stretch: float = 0.0,
     style_mix: float = 0.0,
     style_alpha: float = 0.3,
+    eq_db: float = 0.0,
     engines: list[str] | None = None,
     exclude_engines: list[str] = (),
     domains: str | None = None,
@@ -358,7 +363,7 @@ def speech_commands(
     Mel bands (the papers': 40 over 20–4000 Hz; up to 8000 Hz keeps the fricatives' energy; a model takes `n_mels` as
     its `bands`); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
-    `background_*`, `style_mix`/`style_alpha`, `freq_warp`, `formant_warp`, `time_stretch`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
+    `background_*`, `eq_db`, `style_mix`/`style_alpha`, `freq_warp`, `formant_warp`, `time_stretch`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
     keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
     `domains` (a `speakers.csv` column, e.g. 'engine') labels each training clip's domain for domain-adversarial training
@@ -368,7 +373,11 @@ def speech_commands(
                            time_shift_steps=time_shift_steps, time_masks=time_masks, time_mask_steps=time_mask_steps,
                            freq_masks=freq_masks, freq_mask_bands=freq_mask_bands,
                            freq_warp=tuple(freq_warp) if isinstance(freq_warp, (list, tuple)) else freq_warp,
-                           formant_warp=formant_warp, time_stretch=time_stretch, style_mix=style_mix, style_alpha=style_alpha)
+                           formant_warp=formant_warp, time_stretch=time_stretch, style_mix=style_mix, style_alpha=style_alpha,
+                           eq_db=eq_db)
+    if eq_db and normalization not in LEVEL_KEEPING:
+        raise ValueError(f"eq_db moves the bands' levels, which normalization {normalization!r} scales away band by band; "
+                         f"use it with normalization set to one of {LEVEL_KEEPING}, or drop eq_db")
     directory = Path(cache_dir) if cache and cache_dir else None
     features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax,
                             "n_mels": n_mels})
