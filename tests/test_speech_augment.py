@@ -300,6 +300,7 @@ def test_robust_recipe_turns_augmentation_on_and_the_paper_recipes_keep_it_off()
     assert robust.get("time_masks", 0) == 0  # frequency masks alone: as good on the engines left out, better on the own test
     assert robust["fmax"] == 8000.0  # the robust recipe hears the fricatives above the papers' 4 kHz
     assert robust["normalization"] == "db"  # and keeps the bands' levels
+    assert robust["eq_db"] == 12.0  # and colours them by a random equalisation
     for name in ("kws_paper", "kws_cpu", "kws_fast"):
         dataset = validate(read_yaml(find_recipe(name)))["dataset"]
         assert not any(k in dataset for k in ("background_prob", "time_shift_steps", "time_masks", "freq_masks")), name
@@ -315,8 +316,9 @@ def test_deep_robust_recipes_are_kws_robust_with_a_fourth_layer_each_weighted_by
     robust, deep = load_recipe("kws_robust"), load_recipe("kws_robust_deep")
     changed = {k for k in robust.keys() | deep.keys() if robust.get(k) != deep.get(k)}
     assert changed == {"name", "dataset", "model", "method", "schedule", "epochs"}
-    assert {k for k in deep["dataset"] if deep["dataset"][k] != robust["dataset"].get(k)} == {"normalization"}
+    assert {k for k in deep["dataset"] if deep["dataset"][k] != robust["dataset"].get(k)} == {"normalization", "eq_db"}
     assert (robust["dataset"]["normalization"], deep["dataset"]["normalization"]) == ("db", "clip")  # deep: as measured
+    assert deep["dataset"]["eq_db"] == 0.0  # as measured (and the papers' per-band scaling would cancel it)
     assert {k for k in deep["method"] if deep["method"][k] != robust["method"].get(k)} == {"reg_weight"}
     assert deep["schedule"]["gamma"] ** deep["epochs"] == pytest.approx(robust["schedule"]["gamma"] ** robust["epochs"], rel=0.06)
 
