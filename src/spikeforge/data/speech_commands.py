@@ -209,6 +209,9 @@ class SpeechCommands(Dataset):
         exclude_engines: list[str] = (),
         domains: str | None = None,
     ) -> None:
+        if augment.eq_db and features.normalization not in LEVEL_KEEPING:
+            raise ValueError(f"eq_db moves the bands' levels, which normalization {features.normalization!r} scales away band by band; "
+                             f"use it with normalization set to one of {LEVEL_KEEPING}, or drop eq_db")
         self.root, self.split, self.config, self.augment = Path(root), split, features, augment
         self.band_centres = band_centres(features)
         if protocol not in PROTOCOLS:
@@ -375,9 +378,6 @@ def speech_commands(
                            freq_warp=tuple(freq_warp) if isinstance(freq_warp, (list, tuple)) else freq_warp,
                            formant_warp=formant_warp, time_stretch=time_stretch, style_mix=style_mix, style_alpha=style_alpha,
                            eq_db=eq_db)
-    if eq_db and normalization not in LEVEL_KEEPING:
-        raise ValueError(f"eq_db moves the bands' levels, which normalization {normalization!r} scales away band by band; "
-                         f"use it with normalization set to one of {LEVEL_KEEPING}, or drop eq_db")
     directory = Path(cache_dir) if cache and cache_dir else None
     features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax,
                             "n_mels": n_mels})
