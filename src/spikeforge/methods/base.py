@@ -26,8 +26,11 @@ class StepOutput:
 class Method:
     """How a model is trained. Subclasses implement `step`; `set_progress`, `predict` and `after_step` have defaults.
 
-    `x` is time-major `[T, B, ...]` (already encoded), `y` the class labels `[B]`.
+    `x` is time-major `[T, B, ...]` (already encoded), `y` the class labels `[B]`. A method with `views` = V > 1 gets every
+    training clip V times in a row, each drawn through the dataset's random augmentation on its own.
     """
+
+    views = 1
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         """Forward pass and loss for one training batch."""

@@ -14,6 +14,9 @@ domains apart, the layers below to make them indistinguishable. Ramped in with t
 `distill_from` names trained runs to distil from (Hinton et al. 2015; not in the papers; spikeforge.methods.distillation):
 the task loss L becomes (1 − α)·L + α·T²·KL(p ‖ softmax(z / T)) with α = `distill_weight`, T = `distill_temperature`
 and p the runs' mean softened probabilities on the same batch.
+`consistency` λ_c > 0 trains on two views of every clip (each drawn through the dataset's random augmentation) and adds
+λ_c·JS(p_1, p_2), the Jensen–Shannon divergence of their class distributions (AugMix, Hendrycks et al. 2020; not in
+the papers; `spikeforge.losses.consistency`): the network is asked to answer alike however the clip was coloured.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.layers.domain import grad_reverse
+from spikeforge.losses.consistency import js_consistency
 from spikeforge.losses.regularizer import activity_regularizer, regularizer_weights
 from spikeforge.methods.base import Method, StepOutput
 from spikeforge.methods.distillation import Teachers, distillation_loss
@@ -39,7 +43,8 @@ class SurrogateBPTT(Method):
 
     def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
                  reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
-                 distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None) -> None:
+                 distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None,
+                 consistency: float = 0.0) -> None:
         self.loss_name = loss
         self.loss_fn = LOSSES.get(loss)
         self.loss_kwargs = dict(loss_kwargs or {})
@@ -61,6 +66,12 @@ class SurrogateBPTT(Method):
         if domain_adversary < 0:
             raise ValueError(f"method.domain_adversary is the gradient reversal's weight λ_d ≥ 0 (0: off), got {domain_adversary}")
         self.domain_adversary = float(domain_adversary)
+        if consistency < 0:
+            raise ValueError(f"method.consistency is the weight λ_c ≥ 0 of the views' Jensen–Shannon divergence (0: off), got {consistency}")
+        if consistency > 0 and mixup > 0:
+            raise ValueError("method.consistency compares views of the same clip, and mixup mixes each clip with another; use one of them")
+        self.consistency = float(consistency)
+        self.views = 2 if consistency > 0 else 1
         if not 0 <= distill_weight <= 1 or distill_temperature <= 0:
             raise ValueError(f"method.distill_weight α weighs the teachers' loss against the task's, in [0, 1], and method.distill_temperature T "
                              f"softens both distributions, > 0; got α = {distill_weight}, T = {distill_temperature}")
@@ -122,6 +133,13 @@ class SurrogateBPTT(Method):
             soft = distillation_loss(reduce_time(outputs, output_reduction(model)), self.teachers.probabilities(x), self.teachers.temperature)
             extras["distill_loss"] = float(soft.detach())
             loss = (1 - self.distill_weight) * loss + self.distill_weight * soft
+        if self.consistency > 0 and model.training:
+            if not torch.equal(y[0::2], y[1::2]):
+                raise ValueError("method.consistency needs every clip twice in a row in its batch, as the Trainer samples them; "
+                                 "this batch's labels do not come in pairs")
+            js = js_consistency(reduce_time(outputs, output_reduction(model)), self.views)
+            extras["consistency_loss"] = float(js.detach())
+            loss = loss + self.consistency * js
         spikes = list(rec.spikes.values())
         has_reg = any(w != 0 for w in self.reg_weight) if isinstance(self.reg_weight, (list, tuple)) else self.reg_weight != 0
         if has_reg and spikes and self.reg_ramp() > 0:
@@ -141,8 +159,10 @@ class SurrogateBPTT(Method):
 @METHODS.register("surrogate_bptt")
 def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
                    reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
-                   distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None) -> SurrogateBPTT:
+                   distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None,
+                   consistency: float = 0.0) -> SurrogateBPTT:
     """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs
-    on the spikes above the rate `reg_budget` (all of them by default), trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0, distilled from the runs `distill_from`."""
+    on the spikes above the rate `reg_budget` (all of them by default), trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0, distilled from the runs `distill_from`,
+    on two views of each clip kept alike by `consistency` λ_c > 0."""
     return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup, domain_adversary, distill_from, distill_weight,
-                         distill_temperature, reg_budget)
+                         distill_temperature, reg_budget, consistency)

@@ -33,15 +33,20 @@ class EpochBatchSampler:
     with `seed + epoch`, so it does not depend on the global RNG or on where a run was resumed. A global batch
     of `batch_size` samples is split between `world_size` ranks by striding (rank r takes positions r, r + W, …),
     so N ranks see together exactly the batches of a single-process run. The incomplete last batch is dropped.
+    With `views` = V > 1 every index of a batch comes V times in a row (V views of one sample, drawn apart by the
+    dataset's random augmentation): a batch of `batch_size` samples holds V · `batch_size` items.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, weights: torch.Tensor | None = None, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, weights: torch.Tensor | None = None, rank: int = 0, world_size: int = 1,
+                 views: int = 1) -> None:
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} is the global batch and must be divisible by the {world_size} processes")
         if n < batch_size:
             raise ValueError(f"the training set has {n} samples, fewer than one batch of {batch_size}; lower batch_size")
         self.n, self.batch_size, self.seed, self.weights = n, batch_size, seed, weights
-        self.rank, self.world_size = rank, world_size
+        if views < 1:
+            raise ValueError(f"views is how many times each sample comes in its batch, >= 1, got {views}")
+        self.rank, self.world_size, self.views = rank, world_size, views
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -62,7 +67,7 @@ class EpochBatchSampler:
         order = self.order()
         for b in range(self.skip, self.n // self.batch_size):
             batch = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield batch[self.rank :: self.world_size].tolist()
+            yield batch[self.rank :: self.world_size].repeat_interleave(self.views).tolist()
 
 
 def shard(n: int, rank: int, world_size: int) -> list[int]:

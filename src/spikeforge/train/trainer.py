@@ -163,7 +163,8 @@ class Trainer:
         self.state = Progress()
         self._best: dict[str, torch.Tensor] | None = None  # weights of the best epoch, on every rank
         weights = class_balancing_weights(labels_of(self.train_set)) if config["sampler"] == "weighted" else None
-        self.sampler = EpochBatchSampler(len(self.train_set), config["batch_size"], config["seed"], weights, self.ctx.rank, self.ctx.world_size)
+        self.sampler = EpochBatchSampler(len(self.train_set), config["batch_size"], config["seed"], weights, self.ctx.rank, self.ctx.world_size,
+                                           self.method.views)
         self.steps_per_epoch = len(self.train_set) // config["batch_size"]
         if resume is not None:
             self._resume(resume)
