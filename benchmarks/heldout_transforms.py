@@ -2,7 +2,7 @@
 evaluated on the engine it never heard with each clip's features warped in frequency, stretched in time, or shifted
 to the training engines' band statistics, before the network sees them.
 
-    python benchmarks/heldout_transforms.py RUN ENGINE [--warps 0.85 0.9 …] [--stretches 0.8 1.25 …] [--group-by voice]
+    python benchmarks/heldout_transforms.py RUN ENGINE [--warps 0.85 0.9 …] [--stretches 0.8 1.25 …] [--group-by voice] [--own]
 
 RUN is a run folder of `spikeforge loeo` (or of `spikeforge train` with `dataset.exclude_engines`), ENGINE the engine
 left out. The clips are read as `spikeforge eval RUN --split all --engine ENGINE` reads them (TensorFlow's class mix);
@@ -10,6 +10,10 @@ a transform touches the speech clips, not the silence ones. Prints a markdown ta
 per transform (with `--group-by COLUMN`, the keyword accuracy of each group of speakers by that speakers.csv column
 too). A transform that closes much of the gap points at what separates the engine from the others; one that closes it
 for some voices only, at what those voices have that the training speakers lack.
+The last rows choose a warp at test time, every clip warped (silence too, as a deployed model would have to): per
+clip the most confident reading of a set of warps, the mean of their softmax, or per speaker the warp whose readings
+are most confident on average (unsupervised vocal-tract length normalisation, with the speaker's unlabelled clips).
+`--own` scores the fold's own test split (the other engines' test speakers, TF's mix) instead of the engine left out.
 """
 
 from __future__ import annotations
@@ -26,13 +30,27 @@ from spikeforge.train.heldout import dataset_at
 from spikeforge.train.stages import trained_model
 
 
-def accuracies(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 128) -> tuple[float, float]:
-    """(accuracy, keyword accuracy) of `model` on features `[N, T, C, F]` with labels `y`."""
+def probabilities(model: torch.nn.Module, x: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    """Softmax of `model`'s time-averaged scores `[N, classes]` on features `[N, T, C, F]`."""
     with torch.no_grad():
-        scores = torch.cat([model(x[i : i + batch].transpose(0, 1)).mean(0) for i in range(0, len(x), batch)])
-    right = scores.argmax(1) == y
+        return torch.cat([model(x[i : i + batch].transpose(0, 1)).mean(0) for i in range(0, len(x), batch)]).softmax(1)
+
+
+def scored(p: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, keyword accuracy) of class probabilities `p` `[N, classes]` against labels `y`."""
+    right = p.argmax(1) == y
     keyword = torch.tensor([CLASSES[int(c)] in KEYWORDS for c in y])
     return float(right.float().mean()), float(right[keyword].float().mean())
+
+
+def accuracies(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, keyword accuracy) of `model` on features `[N, T, C, F]` with labels `y`."""
+    return scored(probabilities(model, x), y)
+
+
+def most_confident(p: torch.Tensor) -> torch.Tensor:
+    """Of readings `[W, N, classes]`, each clip's reading whose top probability is highest `[N, classes]`."""
+    return p[p.max(2).values.argmax(0), torch.arange(p.shape[1])]
 
 
 def band_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +67,7 @@ def main() -> None:
     parser.add_argument("--stretches", type=float, nargs="*", default=[0.8, 0.9, 1.1, 1.25],
                         help="time scale factors about the clip's middle step (> 1: longer)")
     parser.add_argument("--group-by", metavar="COLUMN", help="speakers.csv column (e.g. voice): keyword accuracy per group too")
+    parser.add_argument("--own", action="store_true", help="score the fold's own test split instead of the engine left out")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -56,8 +75,8 @@ def main() -> None:
     model.eval()
     section = config["dataset"]
     root = Path(section["root"])
-    held = dataset_at(section, root, "all", "tf", [args.engine])
     engines = sorted(set(speaker_table(root, "engine")[1].values()) - {args.engine})
+    held = dataset_at(section, root, "test", "tf", engines) if args.own else dataset_at(section, root, "all", "tf", [args.engine])
     seen = dataset_at(section, root, "train", "tf", engines)
     x, y = held.features, held.targets
     speech = torch.tensor([s is not None for s in held.sources])
@@ -94,13 +113,33 @@ def main() -> None:
         of_clip = [column[speaker_of(s)] if s is not None else None for s in held.sources]
         groups = {g: torch.tensor([c == g for c in of_clip]) for g in sorted({c for c in of_clip if c is not None})}
 
-    print(f"{args.run}, {args.engine} left out: {int(speech.sum())} speech and {int((~speech).sum())} silence clips\n")
+    chosen = test_time_warps(model, x, args.warps, centres, [speaker_of(s) if s is not None else None for s in held.sources])
+    print(f"{args.run}, {args.engine} left out{', own test' if args.own else ''}: {int(speech.sum())} speech and {int((~speech).sum())} silence clips\n")
     print("| transform of the held-out features | TF accuracy | keyword accuracy |" + "".join(f" {g} |" for g in groups))
     print("| --- | ---: | ---: |" + " ---: |" * len(groups))
     for name, features in rows:
         acc, keyword = accuracies(model, features, y)
         cells = "".join(f" {100 * accuracies(model, features[members], y[members])[1]:.1f} % |" for members in groups.values())
         print(f"| {name} | {100 * acc:.2f} % | {100 * keyword:.2f} % |{cells}")
+    for name, p in chosen:
+        acc, keyword = scored(p, y)
+        print(f"| {name} | {100 * acc:.2f} % | {100 * keyword:.2f} % |" + " – |" * len(groups))
+
+
+def test_time_warps(model: torch.nn.Module, x: torch.Tensor, warps: list[float], centres: torch.Tensor,
+                    speakers: list[str | None]) -> list[tuple[str, torch.Tensor]]:
+    """Class probabilities of the rules that choose a warp at test time, each clip (silence too) read at 1.0 and `warps`."""
+    factors = sorted({1.0, *warps})
+    p = torch.stack([probabilities(model, warp_bands(x, f, centres)) for f in factors])
+    within = lambda lo, hi: [i for i, f in enumerate(factors) if lo - 1e-9 <= f <= hi + 1e-9]  # noqa: E731
+    rows = [(f"most confident of {lo}–{hi}", most_confident(p[within(lo, hi)])) for lo, hi in ((0.8, 1.0), (0.9, 1.1))]
+    rows.append(("mean of the softmax over 0.85–1.15", p[within(0.85, 1.15)].mean(0)))
+    per_speaker = p[factors.index(1.0)].clone()
+    for name in {s for s in speakers if s is not None}:
+        rows_of = torch.tensor([s == name for s in speakers])
+        per_speaker[rows_of] = p[int(p[:, rows_of].max(2).values.mean(1).argmax()), rows_of]
+    rows.append((f"most confident warp per speaker, {factors[0]}–{factors[-1]}", per_speaker))
+    return rows
 
 
 if __name__ == "__main__":
