@@ -131,7 +131,10 @@ def test_time_warps(model: torch.nn.Module, x: torch.Tensor, warps: list[float],
     """Class probabilities of the rules that choose a warp at test time, each clip (silence too) read at 1.0 and `warps`."""
     factors = sorted({1.0, *warps})
     p = torch.stack([probabilities(model, warp_bands(x, f, centres)) for f in factors])
-    within = lambda lo, hi: [i for i, f in enumerate(factors) if lo - 1e-9 <= f <= hi + 1e-9]  # noqa: E731
+
+    def within(lo: float, hi: float) -> list[int]:
+        return [i for i, f in enumerate(factors) if lo - 1e-9 <= f <= hi + 1e-9]
+
     rows = [(f"most confident of {lo}–{hi}", most_confident(p[within(lo, hi)])) for lo, hi in ((0.8, 1.0), (0.9, 1.1))]
     rows.append(("mean of the softmax over 0.85–1.15", p[within(0.85, 1.15)].mean(0)))
     per_speaker = p[factors.index(1.0)].clone()
