@@ -125,19 +125,20 @@ class SurrogateBPTT(Method):
             x = lam * x + (1 - lam) * x[:, partner]
         with SpikeRecorder(model) as rec:
             outputs = model(x)
+        reduced = reduce_time(outputs, output_reduction(model))  # the time-reduced scores [B, classes]: distillation, consistency, logits
         loss = self.loss(model, outputs, y)
         if mixed:
             loss = lam * loss + (1 - lam) * self.loss(model, outputs, y[partner])
         extras = {"task_loss": float(loss.detach())}
         if self.teachers is not None and model.training:  # the teachers see the batch as the student does (mixed pairs included)
-            soft = distillation_loss(reduce_time(outputs, output_reduction(model)), self.teachers.probabilities(x), self.teachers.temperature)
+            soft = distillation_loss(reduced, self.teachers.probabilities(x), self.teachers.temperature)
             extras["distill_loss"] = float(soft.detach())
             loss = (1 - self.distill_weight) * loss + self.distill_weight * soft
         if self.consistency > 0 and model.training:
             if not torch.equal(y[0::2], y[1::2]):
                 raise ValueError("method.consistency needs every clip twice in a row in its batch, as the Trainer samples them; "
                                  "this batch's labels do not come in pairs")
-            js = js_consistency(reduce_time(outputs, output_reduction(model)), self.views)
+            js = js_consistency(reduced, self.views)
             extras["consistency_loss"] = float(js.detach())
             loss = loss + self.consistency * js
         spikes = list(rec.spikes.values())
@@ -152,7 +153,7 @@ class SurrogateBPTT(Method):
             adv, accuracy = self.domain_loss(model, spikes[-1], domain)
             loss = loss + adv
             extras |= {"domain_loss": float(adv.detach()), "domain_accuracy": accuracy}
-        logits = reduce_time(outputs.detach(), output_reduction(model))
+        logits = reduced.detach()
         return StepOutput(loss=loss, logits=logits, spike_rates=rec.rates(), extras=extras)
 
 
