@@ -31,8 +31,8 @@ def test_dataset_labels_each_training_clip_with_its_engine(corpus):  # noqa: F81
     assert train.domain_names == sorted(ENGINES)
     for i, source in enumerate(train.sources):
         expected = -1 if source is None else sorted(ENGINES).index(list(ENGINES)[int(speaker_of(source)[:2], 16)])
-        x, y, d = train[i]
-        assert d == expected and y == int(train.targets[i]) and torch.equal(x, train.features[i])
+        x, y, labels = train[i]
+        assert labels == {"domain": expected} and y == int(train.targets[i]) and torch.equal(x, train.features[i])
     assert sum(d == -1 for d in train.domains.tolist()) == 2  # the silence clips
     left = load(root=corpus, split="train", cache=False, silence=0, domains="engine", exclude_engines=["alpha"])
     assert set(left.domains.tolist()) == {1, 2}  # indices among every engine of speakers.csv, so every fold's model agrees

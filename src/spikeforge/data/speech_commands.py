@@ -25,6 +25,7 @@ from spikeforge.data.audio_features import (
     LEVEL_KEEPING, LogMelConfig, band_centres, cache_key, cached, clip_mel, features_from_mel, mel_power,
 )
 from spikeforge.data.augment import Augmentation, augment_features, eq_curve, equalise, mix_background
+from spikeforge.data.lexicon import phone_targets
 from spikeforge.registry import DATASETS
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -188,8 +189,9 @@ class SpeechCommands(Dataset):
     `sources` names each item's file relative to the root (None for a silence clip).
     `protocol="tf"` reads TensorFlow's class mix (`tf_protocol`) instead of every clip.
     `engines` keeps only the speakers of those engines, `exclude_engines` drops those (`select_engines`).
-    `domains` names a column of `speakers.csv` (e.g. 'engine'): items become (features, class, domain index), the index
-    of the clip's value among the column's sorted values (`domain_names`), −1 for silence clips.
+    `domains` names a column of `speakers.csv` (e.g. 'engine'): items become (features, class, labels) with labels
+    {"domain": the index of the clip's value among the column's sorted values (`domain_names`), −1 for silence clips}.
+    `phones` adds labels["phones"]: the phones of the clip's word (`spikeforge.data.lexicon`), −1-padded, none for silence.
     """
 
     classes = CLASSES
@@ -208,6 +210,7 @@ class SpeechCommands(Dataset):
         engines: list[str] | None = None,
         exclude_engines: list[str] = (),
         domains: str | None = None,
+        phones: bool = False,
     ) -> None:
         if augment.eq_db and features.normalization not in LEVEL_KEEPING:
             raise ValueError(f"eq_db moves the bands' levels, which normalization {features.normalization!r} scales away band by band; "
@@ -239,6 +242,7 @@ class SpeechCommands(Dataset):
         if skipped:
             warnings.warn(f"{self.root} ({split}): {len(skipped)} unreadable or empty WAV files skipped", stacklevel=2)
         self.domain_names, self.domains = self._domain_labels(domains) if domains else ([], None)
+        self.phones = torch.tensor([phone_targets(None if p is None else Path(p).parent.name) for p in self.sources]) if phones else None
         counts = torch.bincount(self.targets, minlength=len(CLASSES)).double()
         self.sample_weights = 1.0 / counts.clamp(min=1)[self.targets]
 
@@ -301,7 +305,9 @@ class SpeechCommands(Dataset):
                 x = features_from_mel(mel.numpy(), self.config)
             x = augment_features(x, aug, self.band_centres, self._random_clip)
         label = int(self.targets[i])
-        return (x, label) if self.domains is None else (x, label, int(self.domains[i]))
+        labels = {**({"domain": int(self.domains[i])} if self.domains is not None else {}),
+                  **({"phones": self.phones[i]} if self.phones is not None else {})}
+        return (x, label, labels) if labels else (x, label)
 
     def _random_clip(self) -> torch.Tensor:
         """The features of a clip of this split drawn at random (torch's global generator)."""
@@ -354,6 +360,7 @@ def speech_commands(
     engines: list[str] | None = None,
     exclude_engines: list[str] = (),
     domains: str | None = None,
+    phones: bool = False,
 ) -> SpeechCommands:
     """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, n_mels]` per clip.
 
@@ -370,7 +377,8 @@ def speech_commands(
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
     keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
     `domains` (a `speakers.csv` column, e.g. 'engine') labels each training clip's domain for domain-adversarial training
-    (`method.domain_adversary`); the validation and test splits stay unlabelled.
+    (`method.domain_adversary`), `phones` with the phones of its word for the auxiliary phone loss (`method.phone_ctc`);
+    the validation and test splits stay unlabelled.
     """
     augment = Augmentation(background_prob=background_prob, background_snr_db=tuple(background_snr_db),
                            time_shift_steps=time_shift_steps, time_masks=time_masks, time_mask_steps=time_mask_steps,
@@ -383,7 +391,8 @@ def speech_commands(
                             "n_mels": n_mels})
     return SpeechCommands(root, split, features, silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
-                          engines=engines, exclude_engines=exclude_engines, domains=domains if split == "train" else None)
+                          engines=engines, exclude_engines=exclude_engines, domains=domains if split == "train" else None,
+                          phones=phones and split == "train")
 
 
 def speaker_table(root: str | os.PathLike, column: str | None = None) -> tuple[str, dict[str, str]] | None:

@@ -17,6 +17,8 @@ and p the runs' mean softened probabilities on the same batch.
 `consistency` λ_c > 0 trains on two views of every clip (each drawn through the dataset's random augmentation) and adds
 λ_c·JS(p_1, p_2), the Jensen–Shannon divergence of their class distributions (AugMix, Hendrycks et al. 2020; not in
 the papers; `spikeforge.losses.consistency`): the network is asked to answer alike however the clip was coloured.
+`phone_ctc` λ_p > 0 adds λ_p·CTC of the model's `phone_head` scores per step, on the last spiking layer's spikes, against
+the phones of the clip's word (`dataset.phones`; not in the papers; `spikeforge.losses.phones`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.layers.domain import grad_reverse
+from spikeforge.data.lexicon import PHONES
 from spikeforge.losses.consistency import js_consistency
+from spikeforge.losses.phones import phone_ctc
 from spikeforge.losses.regularizer import activity_regularizer, regularizer_weights
 from spikeforge.methods.base import Method, StepOutput
 from spikeforge.methods.distillation import Teachers, distillation_loss
@@ -44,7 +48,7 @@ class SurrogateBPTT(Method):
     def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
                  reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
                  distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None,
-                 consistency: float = 0.0) -> None:
+                 consistency: float = 0.0, phone_ctc: float = 0.0) -> None:
         self.loss_name = loss
         self.loss_fn = LOSSES.get(loss)
         self.loss_kwargs = dict(loss_kwargs or {})
@@ -71,6 +75,11 @@ class SurrogateBPTT(Method):
         if consistency > 0 and mixup > 0:
             raise ValueError("method.consistency compares views of the same clip, and mixup mixes each clip with another; use one of them")
         self.consistency = float(consistency)
+        if phone_ctc < 0:
+            raise ValueError(f"method.phone_ctc is the weight λ_p ≥ 0 of the auxiliary phone loss (0: off), got {phone_ctc}")
+        if phone_ctc > 0 and mixup > 0:
+            raise ValueError("method.phone_ctc asks for the phones of each clip's word, and mixup mixes two words; use one of them")
+        self.phone_ctc = float(phone_ctc)
         self.views = 2 if consistency > 0 else 1
         if not 0 <= distill_weight <= 1 or distill_temperature <= 0:
             raise ValueError(f"method.distill_weight α weighs the teachers' loss against the task's, in [0, 1], and method.distill_temperature T "
@@ -117,7 +126,16 @@ class SurrogateBPTT(Method):
         target = domain[known]
         return F.cross_entropy(scores, target), float((scores.argmax(-1) == target).float().mean())
 
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None) -> StepOutput:
+    def phone_loss(self, model: nn.Module, spikes: torch.Tensor, phones: torch.Tensor) -> torch.Tensor:
+        """CTC of the phone head's per-step scores on the last conv layer's spikes `[T, B, ...]` against the word's phones."""
+        head = getattr(getattr(model, "module", model), "phone_head", None)
+        if head is None:
+            raise ValueError("method.phone_ctc needs a model with a phone readout: set model.phone_classes "
+                             f"(the number of phones + 1: {len(PHONES) + 1} with spikeforge.data.lexicon's)")
+        return phone_ctc(head(spikes.flatten(2)), phones)
+
+    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None,
+             phones: torch.Tensor | None = None) -> StepOutput:
         mixed = self.mixup > 0 and model.training
         if mixed:  # time-major [T, B, ...]: pairs along the batch axis
             lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
@@ -153,6 +171,12 @@ class SurrogateBPTT(Method):
             adv, accuracy = self.domain_loss(model, spikes[-1], domain)
             loss = loss + adv
             extras |= {"domain_loss": float(adv.detach()), "domain_accuracy": accuracy}
+        if self.phone_ctc > 0 and model.training:
+            if phones is None:
+                raise ValueError("method.phone_ctc needs each training clip's phones: set dataset.phones to true")
+            ctc = self.phone_loss(model, spikes[-1], phones)
+            loss = loss + self.phone_ctc * ctc
+            extras["phone_loss"] = float(ctc.detach())
         logits = reduced.detach()
         return StepOutput(loss=loss, logits=logits, spike_rates=rec.rates(), extras=extras)
 
@@ -161,9 +185,9 @@ class SurrogateBPTT(Method):
 def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
                    reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
                    distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None,
-                   consistency: float = 0.0) -> SurrogateBPTT:
+                   consistency: float = 0.0, phone_ctc: float = 0.0) -> SurrogateBPTT:
     """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs
     on the spikes above the rate `reg_budget` (all of them by default), trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0, distilled from the runs `distill_from`,
-    on two views of each clip kept alike by `consistency` λ_c > 0."""
+    on two views of each clip kept alike by `consistency` λ_c > 0, with the auxiliary phone loss of weight `phone_ctc` λ_p > 0."""
     return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup, domain_adversary, distill_from, distill_weight,
-                         distill_temperature, reg_budget, consistency)
+                         distill_temperature, reg_budget, consistency, phone_ctc)

@@ -101,7 +101,8 @@ class KWSNet(_KWSStack):
     lateral resets W·Wᵀ (report §5.3.2) with `lateral`. `dropout` p > 0 drops each layer's spikes with probability p
     in training (the kept ones scaled by 1/(1 − p)); not in the paper, off by default. `domain_classes` > 0 adds a
     domain classifier on the last conv layer's spike rates for domain-adversarial training (`spikeforge.layers.domain`;
-    used only by the training method, never in `forward`).
+    used only by the training method, never in `forward`); `phone_classes` > 0 a per-step phone readout on the same
+    spikes for the auxiliary phone loss (`method.phone_ctc`; training only as well).
     """
 
     def __init__(
@@ -118,6 +119,7 @@ class KWSNet(_KWSStack):
         time_reduction: str = "mean",
         readout_leak: float | None = None,
         domain_classes: int = 0,
+        phone_classes: int = 0,
         **lif_kwargs,
     ) -> None:
         super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools, time_reduction, readout_leak)
@@ -133,6 +135,10 @@ class KWSNet(_KWSStack):
         # the last conv layer sees the bands left by the pools before it; the classifier reads its time-averaged spikes
         last_bands = bands // math.prod(band_pools[:-1]) if band_pools else bands
         self.domain_head = DomainHead(channels[-1] * last_bands, domain_classes) if domain_classes else None
+        if phone_classes < 0:
+            raise ValueError(f"phone_classes is the number of phones plus CTC's blank (40 for CMUdict's 39), 0 for none, got {phone_classes}")
+        # phone scores per step from the last conv layer's spikes, for the auxiliary phone loss (training only)
+        self.phone_head = nn.Linear(channels[-1] * last_bands, phone_classes) if phone_classes else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores `[T, B, classes]` for features `[T, B, C_in, F]`."""
@@ -219,12 +225,14 @@ def kws_dilated(
     time_reduction: str = "mean",
     readout_leak: float | None = None,
     domain_classes: int = 0,
+    phone_classes: int = 0,
 ) -> KWSNet:
     """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments;
-    `domain_classes` > 0 adds the domain classifier of domain-adversarial training."""
+    `domain_classes` > 0 adds the domain classifier of domain-adversarial training, `phone_classes` > 0 the phone
+    readout of the auxiliary phone loss."""
     return KWSNet(
         in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations], readout_pool,
-        band_pools, dropout, time_reduction, readout_leak, domain_classes, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
+        band_pools, dropout, time_reduction, readout_leak, domain_classes, phone_classes, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
         surrogate=surrogate, scale=scale, input_scale=input_scale, reset=reset, impl=impl,
     )
 

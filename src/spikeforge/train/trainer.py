@@ -95,12 +95,15 @@ def build_split(spec: dict, seed: int, split: str) -> Dataset:
     return dict(zip(("train", "val", "test"), build_datasets(spec, seed)))[split]
 
 
-def _check_domains(method: Method, train: Dataset) -> None:
-    """No domain labels in the training data (`dataset.domains`) unless the method trains domain-adversarially (the method
-    itself says what it misses the other way round, at its first step)."""
+def _check_labels(method: Method, train: Dataset) -> None:
+    """No domain labels (`dataset.domains`) or phones (`dataset.phones`) in the training data unless the method uses them
+    (the method itself says what it misses the other way round, at its first step)."""
     if getattr(train, "domains", None) is not None and not getattr(method, "domain_adversary", 0.0) > 0:
         raise ValueError("dataset.domains labels each training clip's domain for domain-adversarial training; set method.domain_adversary > 0 "
                          "(with model.domain_classes) or drop dataset.domains")
+    if getattr(train, "phones", None) is not None and not getattr(method, "phone_ctc", 0.0) > 0:
+        raise ValueError("dataset.phones gives each training clip its word's phones for the auxiliary phone loss; set method.phone_ctc > 0 "
+                         "(with model.phone_classes) or drop dataset.phones")
 
 
 def build(registry, spec: dict):
@@ -158,7 +161,7 @@ class Trainer:
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config["ema_decay"]), use_buffers=True) if config["ema_decay"] is not None else None
         self.evaluated = self.ema.module if self.ema is not None else self.model
         self.method: Method = build(METHODS, config["method"])
-        _check_domains(self.method, self.train_set)
+        _check_labels(self.method, self.train_set)
         self.optimizer = build_optimizer(self.model.parameters(), config["optimizer"])
         self.state = Progress()
         self._best: dict[str, torch.Tensor] | None = None  # weights of the best epoch, on every rank
@@ -243,8 +246,8 @@ class Trainer:
         self.net.train()
         bar = tqdm(self._loader(), total=self.steps_per_epoch, initial=s.batch, desc=f"epoch {s.epoch + 1}/{cfg['epochs']}",
                    disable=(not self.ctx.is_main or not self.progress_bar) or None, leave=False, dynamic_ncols=True)
-        for x, y, *domain in bar:  # a dataset with `domains` adds each clip's domain (domain-adversarial training)
-            self._step(x, y, *domain)
+        for x, y, *labels in bar:  # a dataset with `domains` or `phones` adds each clip's other labels, by name
+            self._step(x, y, **(labels[0] if labels else {}))
             t = s.totals
             bar.set_postfix(loss=f"{t['loss'] / t['n']:.3f}", acc=f"{t['correct'] / t['n']:.3f}", **({"rate": f"{t['rate'] / t['n']:.3f}"} if "rate" in t else {}))
             stopping = self._stop_requested(stop)
@@ -257,12 +260,12 @@ class Trainer:
         bar.close()
         self._end_epoch()
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None) -> None:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, **labels: torch.Tensor) -> None:
         cfg, s = self.config, self.state
         set_learning_rate(self.optimizer, learning_rate(cfg["schedule"], cfg["optimizer"]["lr"], s.step, self.steps_per_epoch))
         x, y = encode(x.to(self.ctx.device), cfg["encoder"]), y.to(self.ctx.device)
         self.method.set_progress(s.step / self.steps_per_epoch)
-        out = self.method.step(self.net, x, y, **({"domain": domain.to(self.ctx.device)} if domain is not None else {}))
+        out = self.method.step(self.net, x, y, **{name: value.to(self.ctx.device) for name, value in labels.items()})
         self._check_finite(out.loss, "loss is")
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
