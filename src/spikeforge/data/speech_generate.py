@@ -20,7 +20,7 @@ import csv
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import librosa
@@ -31,6 +31,7 @@ import soundfile as sf
 from spikeforge.data.output import add_arguments, dataset_folder
 from spikeforge.data.speech_commands import BACKGROUND, CLIP_TABLE, KEYWORDS, SPLIT_LISTS
 from spikeforge.data.speech_engines import DEFAULT_ENGINES, ENGINES, OPT_IN, SAMPLE_RATE, available_engines
+from spikeforge.data.vocoder import lpc_resynthesize
 
 WORDS_V1 = (
     "bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy",
@@ -42,17 +43,21 @@ NOISE_KINDS = ("white_noise", "pink_noise", "brown_noise", "hum_noise", "tap_noi
 EFFECTS = ("light", "full")
 #: Per-speaker ranges of the speakers of every engine but espeak-ng (espeak-ng keeps the corpus's original 20–80 and 140–200).
 WIDE_PITCH, WIDE_SPEED, WARP = (5, 95), (120, 220), (0.88, 1.12)
+#: f0 range (Hz) of the pulse-train sources of re-synthesised speakers: a low man's to a child's
+SOURCE_F0 = (80.0, 320.0)
 
 
 @dataclass(frozen=True)
 class Speaker:
     """One synthetic speaker: a voice (`engine:name`, or an espeak-ng `accent+variant`), base pitch (0–99),
-    speed (words/min) and vocal-tract warp (resampling factor, 1 = none)."""
+    speed (words/min), vocal-tract warp (resampling factor, 1 = none) and `source_f0`: 0 for the engine's own voice
+    source, else the f0 in Hz of the pulse train its clips are re-synthesised with (`spikeforge.data.vocoder`)."""
 
     voice: str
     pitch: int
     speed: int
     warp: float = 1.0
+    source_f0: float = 0.0
 
     @property
     def engine(self) -> str:
@@ -62,15 +67,20 @@ class Speaker:
     def id(self) -> str:
         """An 8-hex-digit id, the form of real Speech Commands speaker ids."""
         key = f"{self.voice}|{self.pitch}|{self.speed}" + (f"|{self.warp:.3f}" if self.warp != 1.0 else "")
+        key += f"|lpc{self.source_f0:.0f}" if self.source_f0 else ""
         return hashlib.sha1(key.encode()).hexdigest()[:8]
 
 
 def make_speakers(count: int, seed: int = 0, engines: tuple[str, ...] = ("espeak-ng",),
-                  warps: tuple[float, float] = WARP) -> list[Speaker]:
+                  warps: tuple[float, float] = WARP, resynthesized: float = 0.0) -> list[Speaker]:
     """`count` distinct speakers shared out evenly over `engines` (espeak-ng: distinct voices, pitches in [20, 80],
-    speeds in [140, 200]; every other engine: its voices in turn, wider pitch and speed, a warp drawn from `warps`)."""
+    speeds in [140, 200]; every other engine: its voices in turn, wider pitch and speed, a warp drawn from `warps`);
+    then each speaker, with probability `resynthesized`, gets a pulse-train source of f0 log-uniform in `SOURCE_F0`
+    (drawn from a generator of its own, so the other speakers are those of the same seed without it)."""
     if not 0 < warps[0] <= warps[1]:
         raise ValueError(f"--warp is LOW HIGH resampling factors with 0 < LOW ≤ HIGH, got {list(warps)}")
+    if not 0 <= resynthesized <= 1:
+        raise ValueError(f"--resynthesized is the fraction of speakers re-synthesised with a pulse-train source, in [0, 1], got {resynthesized}")
     shares = [count // len(engines) + (i < count % len(engines)) for i in range(len(engines))]
     if count < 3:
         raise ValueError(f"--speakers must be between 3 (one per split) and the number of voices, got {count}")
@@ -93,6 +103,10 @@ def make_speakers(count: int, seed: int = 0, engines: tuple[str, ...] = ("espeak
                     break
             ids.add(s.id)
             people.append(s)
+    if resynthesized:
+        draw = np.random.default_rng([seed, 1])
+        lo, hi = np.log(SOURCE_F0)
+        people = [replace(s, source_f0=round(float(np.exp(draw.uniform(lo, hi))), 1)) if draw.uniform() < resynthesized else s for s in people]
     return people
 
 
@@ -247,13 +261,15 @@ def generate(
     effects: str = "full",
     log=print,
     warps: tuple[float, float] = WARP,
+    resynthesized: float = 0.0,
 ) -> dict[str, int]:
     """Write the dataset to `out`; returns the number of clips per split.
 
     Each speaker says each keyword `per_word` times and every other word `unknown_per_word` times
     (the real v1 has about twice as many clips of the core words as of the others). `engines`
     defaults to every known one; missing ones are skipped with one line to `log`. `warps` bounds the speakers'
-    vocal-tract warps (every engine but espeak-ng).
+    vocal-tract warps (every engine but espeak-ng); `resynthesized` is the fraction of speakers whose clips are
+    re-synthesised through their own LPC envelope with a pulse-train source (`spikeforge.data.vocoder`).
     """
     out = Path(out)
     if noise_seconds < 1 or per_word < 1 or unknown_per_word < 0 or not words:
@@ -265,7 +281,7 @@ def generate(
         log(line)
     if not found:
         raise FileNotFoundError("no speech synthesiser is installed; install one, e.g. `sudo apt-get install espeak-ng flite festival`")
-    people = make_speakers(speakers, seed, tuple(e.name for e in found), warps)
+    people = make_speakers(speakers, seed, tuple(e.name for e in found), warps, resynthesized)
     split_of = assign_splits(people)
     rng = np.random.default_rng(seed)
     bank = _backgrounds(out, found, noise_seconds, effects, rng)
@@ -281,7 +297,10 @@ def generate(
         written = []
         for (word, k), r, wave in zip(clips, rngs, waves):
             rel = f"{word}/{s.id}_nohash_{k}.wav"
-            clip, info = augment(warp(wave, s.warp), bank, r, effects=effects)
+            voiced = warp(wave, s.warp)
+            if s.source_f0:
+                voiced = lpc_resynthesize(voiced, s.source_f0, r)
+            clip, info = augment(voiced, bank, r, effects=effects)
             sf.write(out / rel, clip, SAMPLE_RATE, subtype="PCM_16")
             written.append((rel, info))
         return written
@@ -296,9 +315,9 @@ def generate(
         (out / fname).write_text("".join(f"{rel}\n" for rel in sorted(lists[split])))
     with open(out / "speakers.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["speaker", "engine", "voice", "pitch", "speed", "warp", "split"])
+        w.writerow(["speaker", "engine", "voice", "pitch", "speed", "warp", "source_f0", "split"])
         for s in sorted(people, key=lambda s: s.id):
-            w.writerow([s.id, s.engine, s.voice, s.pitch, s.speed, s.warp, split_of[s.id]])
+            w.writerow([s.id, s.engine, s.voice, s.pitch, s.speed, s.warp, s.source_f0, split_of[s.id]])
     with open(out / CLIP_TABLE, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "snr_db", "snr_band", "background", "reverb", "telephone"])
@@ -321,7 +340,7 @@ def _run(args: argparse.Namespace) -> int:
     engines = [e.strip() for e in args.engines.split(",")] if args.engines else None
     with dataset_folder(out, args.force, "speech-commands") as tmp:
         counts = generate(tmp, args.speakers, args.per_word, unknown, words, args.noise_seconds, args.seed, args.jobs, engines, args.effects,
-                          warps=tuple(args.warp))
+                          warps=tuple(args.warp), resynthesized=args.resynthesized)
     print(f"wrote {sum(counts.values())} clips to {out} (train {counts['train']}, val {counts['val']}, test {counts['test']})")
     return 0
 
@@ -344,4 +363,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warp", type=float, nargs=2, default=list(WARP), metavar=("LOW", "HIGH"),
                    help=f"range of each speaker's vocal-tract warp, a resampling that scales pitch and formants (every engine but "
                         f"espeak-ng; default {WARP[0]} {WARP[1]}; children's formants are about 1.25-1.45 x an adult man's)")
+    p.add_argument("--resynthesized", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of speakers (of every engine) whose clips are re-synthesised through their own LPC envelope with a "
+                        f"pulse-train source of f0 {SOURCE_F0[0]:.0f}-{SOURCE_F0[1]:.0f} Hz, as a formant synthesiser would voice them (default 0)")
     p.set_defaults(func=_run)
