@@ -16,6 +16,16 @@ from scipy.signal import lfilter
 FRAME, HOP, ORDER = 400, 160, 18
 
 
+def envelope(frame: np.ndarray) -> np.ndarray:
+    """A(z) of a windowed frame: Burg's LPC of order `ORDER`, bandwidths widened by γ^k (γ = 0.995) so every pole lies
+    inside the unit circle; 1 (a flat envelope) for a silent frame or one whose fit is not stable."""
+    flat = np.r_[1.0, np.zeros(ORDER)]
+    if not np.any(frame):
+        return flat
+    a = librosa.lpc(frame, order=ORDER) * 0.995 ** np.arange(ORDER + 1)
+    return a if np.all(np.isfinite(a)) and np.abs(np.roots(a)).max() < 1.0 else flat
+
+
 def excitation(voicing: np.ndarray, f0: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
     """Source `[len(f0) · HOP]`: per hop, √v·pulses at f0 (unit power) + √(1 − v)·white noise (unit power)."""
     phase = np.cumsum(np.repeat(f0, HOP) / sample_rate)
@@ -41,11 +51,7 @@ def lpc_resynthesize(wave: np.ndarray, f0: float, rng: np.random.Generator, samp
     out, state = np.zeros(hops * HOP), np.zeros(ORDER)
     target = np.pad(wave, (0, hops * HOP - len(wave))).reshape(hops, HOP)
     for t in range(hops):
-        frame = frames[:, t]
-        a = librosa.lpc(frame, order=ORDER) if np.any(frame) else np.r_[1.0, np.zeros(ORDER)]
-        if not np.all(np.isfinite(a)):
-            a = np.r_[1.0, np.zeros(ORDER)]
-        block, state = lfilter([1.0], a, source[t * HOP:(t + 1) * HOP], zi=state)
+        block, state = lfilter([1.0], envelope(frames[:, t]), source[t * HOP:(t + 1) * HOP], zi=state)
         rms, want = np.sqrt(np.mean(block ** 2)), np.sqrt(np.mean(target[t] ** 2))
         out[t * HOP:(t + 1) * HOP] = block * (want / rms if rms > 0 else 0.0)
     return out[: len(wave)].astype(np.float32)
