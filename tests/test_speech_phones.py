@@ -10,7 +10,7 @@ from torch import nn
 from spikeforge.cli import main
 from spikeforge.data.lexicon import LEXICON, MAX_PHONES, PHONES, phone_targets
 from spikeforge.layers import Readout, SpikingLinear
-from spikeforge.losses.phones import phone_ctc
+from spikeforge.losses.phones import phone_ctc_loss
 from spikeforge.registry import DATASETS, LOSSES, METHODS, MODELS
 from spikeforge.train.runfolder import read_history
 from test_harness_tiny import tiny_kws_recipe
@@ -32,15 +32,15 @@ def test_ctc_by_hand_two_steps_one_phone():
     scores = torch.tensor([[[1.0, 0.0]], [[0.2, 0.5]]])  # [T, B, phone + blank]
     p = scores.softmax(-1)[:, 0]
     by_hand = -math.log(float(p[0, 0] * p[1, 0] + p[0, 0] * p[1, 1] + p[0, 1] * p[1, 0]))
-    assert float(phone_ctc(scores, torch.tensor([[0, -1]]))) == pytest.approx(by_hand, rel=1e-6)
+    assert float(phone_ctc_loss(scores, torch.tensor([[0, -1]]))) == pytest.approx(by_hand, rel=1e-6)
     # two phones a a need a blank between them: T = 3 has the one path a ∅ a, divided by the 2 phones
     scores3 = torch.tensor([[[0.3, 0.1]], [[0.0, 0.4]], [[0.6, -0.2]]])
     q = scores3.softmax(-1)[:, 0]
-    assert float(phone_ctc(scores3, torch.tensor([[0, 0]]))) == pytest.approx(-math.log(float(q[0, 0] * q[1, 1] * q[2, 0])) / 2, rel=1e-6)
+    assert float(phone_ctc_loss(scores3, torch.tensor([[0, 0]]))) == pytest.approx(-math.log(float(q[0, 0] * q[1, 1] * q[2, 0])) / 2, rel=1e-6)
     # silence: only blanks, −Σ_t log p_t(∅)
-    assert float(phone_ctc(scores, torch.tensor([[-1, -1]]))) == pytest.approx(-math.log(float(p[0, 1] * p[1, 1])), rel=1e-6)
+    assert float(phone_ctc_loss(scores, torch.tensor([[-1, -1]]))) == pytest.approx(-math.log(float(p[0, 1] * p[1, 1])), rel=1e-6)
     with pytest.raises(ValueError, match="phone index 1 but the phone head has 1 phones and a blank"):
-        phone_ctc(scores, torch.tensor([[1, -1]]))
+        phone_ctc_loss(scores, torch.tensor([[1, -1]]))
 
 
 def test_dataset_gives_each_training_clip_its_words_phones(corpus):  # noqa: F811
@@ -76,7 +76,7 @@ def test_method_adds_lambda_times_the_ctc_of_the_phone_head_on_the_last_layers_s
     out = method.step(model, x, y, phones=phones)
     spikes = model.layer(x)
     task = LOSSES.get("cross_entropy")(model.readout(spikes), y)
-    ctc = phone_ctc(model.phone_head(spikes), phones).detach()
+    ctc = phone_ctc_loss(model.phone_head(spikes), phones).detach()
     assert float(ctc) > 0
     assert float(out.loss.detach()) == pytest.approx(float(task.detach() + 0.3 * ctc), rel=1e-6)
     assert out.extras["phone_loss"] == pytest.approx(float(ctc), rel=1e-6)

@@ -1,9 +1,9 @@
 """LPC re-synthesis: a clip's spectral envelope kept, its voice source replaced by a pulse train and noise.
 
-The formant synthesisers (SAM, GnuSpeech, DECtalk) excite their vocal-tract filters with a buzz; the neural and
-concatenative engines with recorded voices. Re-synthesising a speaker of any engine through its own all-pole envelope
+The formant and articulatory synthesisers (SAM, DECtalk; GnuSpeech) excite their vocal-tract filters with a synthetic
+buzz; the neural and concatenative engines sound like recorded voices. Re-synthesising a speaker of any engine through its own all-pole envelope
 (Atal & Hanauer 1971) with a synthetic source gives the corpus voices whose words are the engine's and whose source is
-a formant synthesiser's, so a network cannot tell the words by the kind of source.
+a synthesiser's buzz, so a network cannot tell the words by the kind of source.
 """
 
 from __future__ import annotations

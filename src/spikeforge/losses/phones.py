@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 
-def phone_ctc(scores: torch.Tensor, phones: torch.Tensor) -> torch.Tensor:
+def phone_ctc_loss(scores: torch.Tensor, phones: torch.Tensor) -> torch.Tensor:
     """CTC (Graves et al. 2006) of scores `[T, B, P + 1]` (blank last) against phones `[B, L]` (−1-padded; none: silence),
     −log p(phones | scores) divided by each clip's number of phones (at least 1), mean over clips."""
     blank = scores.shape[-1] - 1

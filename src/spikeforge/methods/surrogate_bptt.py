@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeforge.layers.domain import grad_reverse
 from spikeforge.data.lexicon import PHONES
+from spikeforge.layers.domain import grad_reverse
 from spikeforge.losses.consistency import js_consistency
-from spikeforge.losses.phones import phone_ctc
+from spikeforge.losses.phones import phone_ctc_loss
 from spikeforge.losses.regularizer import activity_regularizer, regularizer_weights
 from spikeforge.methods.base import Method, StepOutput
 from spikeforge.methods.distillation import Teachers, distillation_loss
@@ -132,7 +132,7 @@ class SurrogateBPTT(Method):
         if head is None:
             raise ValueError("method.phone_ctc needs a model with a phone readout: set model.phone_classes "
                              f"(the number of phones + 1: {len(PHONES) + 1} with spikeforge.data.lexicon's)")
-        return phone_ctc(head(spikes.flatten(2)), phones)
+        return phone_ctc_loss(head(spikes.flatten(2)), phones)
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None,
              phones: torch.Tensor | None = None) -> StepOutput:
