@@ -42,6 +42,11 @@ from spikeforge.metrics.spikes import SpikeRecorder
 from spikeforge.registry import LOSSES, METHODS
 
 
+def _training_head(model: nn.Module, name: str) -> nn.Module | None:
+    """The model's training-only head `name` (under DistributedDataParallel's `module` too); None if it has none."""
+    return getattr(getattr(model, "module", model), name, None)
+
+
 class SurrogateBPTT(Method):
     """Loss(outputs, y) + Σ_l w_l·L_r(l); gradients flow through spikes by the neurons' surrogate derivative."""
 
@@ -112,7 +117,7 @@ class SurrogateBPTT(Method):
 
     def domain_loss(self, model: nn.Module, spikes: torch.Tensor, domain: torch.Tensor) -> tuple[torch.Tensor, float]:
         """(CE(D(R(z)), d), accuracy of D) over the clips with a domain (d ≥ 0); z = the spikes `[T, B, ...]` averaged over time."""
-        head = getattr(getattr(model, "module", model), "domain_head", None)
+        head = _training_head(model, "domain_head")
         if head is None:
             raise ValueError("method.domain_adversary needs a model with a domain classifier: set model.domain_classes to the number of domains "
                              "(e.g. engines in the corpus's speakers.csv)")
@@ -128,7 +133,7 @@ class SurrogateBPTT(Method):
 
     def phone_loss(self, model: nn.Module, spikes: torch.Tensor, phones: torch.Tensor) -> torch.Tensor:
         """CTC of the phone head's per-step scores on the last conv layer's spikes `[T, B, ...]` against the word's phones."""
-        head = getattr(getattr(model, "module", model), "phone_head", None)
+        head = _training_head(model, "phone_head")
         if head is None:
             raise ValueError("method.phone_ctc needs a model with a phone readout: set model.phone_classes "
                              f"(the number of phones + 1: {len(PHONES) + 1} with spikeforge.data.lexicon's)")
