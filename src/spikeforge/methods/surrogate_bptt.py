@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeforge.data.lexicon import PHONES
 from spikeforge.layers.domain import grad_reverse
 from spikeforge.losses.consistency import js_consistency
 from spikeforge.losses.phones import phone_ctc_loss
@@ -135,6 +134,8 @@ class SurrogateBPTT(Method):
         """CTC of the phone head's per-step scores on the last conv layer's spikes `[T, B, ...]` against the word's phones."""
         head = _training_head(model, "phone_head")
         if head is None:
+            from spikeforge.data.lexicon import PHONES  # only for the message: training other data imports no speech module
+
             raise ValueError("method.phone_ctc needs a model with a phone readout: set model.phone_classes "
                              f"(the number of phones + 1: {len(PHONES) + 1} with spikeforge.data.lexicon's)")
         return phone_ctc_loss(head(spikes.flatten(2)), phones)
