@@ -117,6 +117,10 @@ def test_training_run_with_the_phone_loss_logs_it_and_evaluates(corpus, tmp_path
     trained = [r for r in read_history(run) if r["epoch"] > 0]
     assert trained and all(r["train_phone_loss"] > 0 for r in trained)
     assert main(["eval", str(run), "--data", str(corpus), "--split", "all"]) == 0
+    # validation carved from the training split: its clips keep their phones, which evaluation does not use
+    carved = tiny_kws_recipe(tmp_path / "carved.yaml", {"root": str(corpus), "phones": True, "val_fraction": 0.25}, name="carved_tiny", epochs=1)
+    assert main(["train", str(carved), "--out", str(tmp_path / "carved"), "--no-progress", *sets]) == 0
+    assert main(["train", str(carved), "--out", str(tmp_path / "bad")]) == 2  # the check sees through the carving
     # phones without the loss, or the loss without phones: one line naming the keys
     assert main(["train", str(recipe), "--out", str(tmp_path / "bad")]) == 2
     plain = tiny_kws_recipe(tmp_path / "plain.yaml", {"root": str(corpus)}, name="plain_tiny")

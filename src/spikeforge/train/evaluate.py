@@ -60,7 +60,7 @@ def evaluate(model: nn.Module, method: Method, dataset: Dataset, encoder: dict, 
     sample: list = []
     targets, predicted, scores = [], [], []
     with SynOpsCounter(model) as syn:
-        for x, y in loader:
+        for x, y, *_ in loader:  # a validation split carved from training data keeps its training-only labels: unused here
             x, y = encode(x.to(ctx.device), encoder), y.to(ctx.device)
             out = method.step(model, x, y)
             n = y.shape[0]

@@ -97,7 +97,8 @@ def build_split(spec: dict, seed: int, split: str) -> Dataset:
 
 def _check_labels(method: Method, train: Dataset) -> None:
     """No domain labels (`dataset.domains`) or phones (`dataset.phones`) in the training data unless the method uses them
-    (the method itself says what it misses the other way round, at its first step)."""
+    (the method itself says what it misses the other way round, at its first step). `train` may be carved from its dataset."""
+    train = getattr(train, "dataset", train)
     if getattr(train, "domains", None) is not None and not getattr(method, "domain_adversary", 0.0) > 0:
         raise ValueError("dataset.domains labels each training clip's domain for domain-adversarial training; set method.domain_adversary > 0 "
                          "(with model.domain_classes) or drop dataset.domains")
