@@ -12,7 +12,9 @@ import librosa
 import numpy as np
 from scipy.signal import lfilter
 
-#: analysis window and hop in samples at 16 kHz (25 ms, 10 ms), all-pole order (2 per kHz + 2)
+from spikeforge.data.speech_engines import SAMPLE_RATE
+
+#: analysis window and hop in samples at `SAMPLE_RATE` (16 kHz: 25 ms, 10 ms), all-pole order (2 per kHz + 2)
 FRAME, HOP, ORDER = 400, 160, 18
 
 
@@ -26,17 +28,17 @@ def envelope(frame: np.ndarray) -> np.ndarray:
     return a if np.all(np.isfinite(a)) and np.abs(np.roots(a)).max() < 1.0 else flat
 
 
-def excitation(voicing: np.ndarray, f0: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
+def excitation(voicing: np.ndarray, f0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Source `[len(f0) · HOP]`: per hop, √v·pulses at f0 (unit power) + √(1 − v)·white noise (unit power)."""
-    phase = np.cumsum(np.repeat(f0, HOP) / sample_rate)
+    phase = np.cumsum(np.repeat(f0, HOP) / SAMPLE_RATE)
     pulses = np.diff(np.floor(phase), prepend=0.0)  # one sample of 1 at each new period
-    pulses *= np.sqrt(sample_rate / np.repeat(f0, HOP))  # unit mean power at any f0
+    pulses *= np.sqrt(SAMPLE_RATE / np.repeat(f0, HOP))  # unit mean power at any f0
     v = np.repeat(voicing, HOP)
     return np.sqrt(v) * pulses + np.sqrt(1.0 - v) * rng.standard_normal(len(pulses))
 
 
-def lpc_resynthesize(wave: np.ndarray, f0: float, rng: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
-    """`wave` through its own all-pole envelope 1/A_t(z) (order `ORDER`, one per hop), excited by a pulse train around
+def lpc_resynthesize(wave: np.ndarray, f0: float, rng: np.random.Generator) -> np.ndarray:
+    """`wave` (at `SAMPLE_RATE`) through its own all-pole envelope 1/A_t(z) (order `ORDER`, one per hop), excited by a pulse train around
     `f0` Hz (a slow random drift of ±8 %) where the hop is voiced, by noise where it is not, each hop at the input's RMS.
 
     Voicing v_t = clip(1.5 − 5·zcr_t, 0, 1) from the zero-crossing rate (voiced speech crosses rarely, fricatives often)."""
@@ -47,7 +49,7 @@ def lpc_resynthesize(wave: np.ndarray, f0: float, rng: np.random.Generator, samp
     zcr = librosa.feature.zero_crossing_rate(wave, frame_length=FRAME, hop_length=HOP, center=True)[0, :hops]
     voicing = np.clip(1.5 - 5.0 * np.pad(zcr, (0, hops - len(zcr)), mode="edge"), 0.0, 1.0)
     drift = np.cumsum(rng.normal(0.0, 0.01, hops))
-    source = excitation(voicing, f0 * np.exp(np.clip(drift - drift.mean(), -0.08, 0.08)), rng, sample_rate)
+    source = excitation(voicing, f0 * np.exp(np.clip(drift - drift.mean(), -0.08, 0.08)), rng)
     out, state = np.zeros(hops * HOP), np.zeros(ORDER)
     target = np.pad(wave, (0, hops * HOP - len(wave))).reshape(hops, HOP)
     for t in range(hops):
