@@ -2,13 +2,17 @@
 
 import json
 import shutil
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
 
-from spikeforge.cli import main
+import spikeforge
+from spikeforge.cli import main, one_line_warnings
 from spikeforge.train.ablation import VARIANTS, variant_config
 from spikeforge.data.speech_commands import CLASSES
 from spikeforge.data.speech_generate import generate
@@ -88,6 +92,29 @@ def test_predict_resamples_a_stereo_44k_file_and_rejects_a_corrupt_one(trained, 
     assert main(["predict", str(run), str(tmp_path / "missing.wav")]) == 2
     err = capsys.readouterr().err
     assert "missing.wav: no such file" in err and err.count("\n") == 1
+
+
+def test_the_command_prints_its_own_warnings_on_one_line(trained, tmp_path):
+    base, _ = trained
+    run = next((base / "runs").glob("kws_tiny-full-*"))
+    wave, _ = sf.read(next((base / "sc" / "no").glob("*.wav")), dtype="float32")
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([wave, wave], axis=1), 16000)
+    done = subprocess.run([sys.executable, "-m", "spikeforge", "predict", str(run), str(stereo), "--png", str(tmp_path / "s.png")],
+                          capture_output=True, text=True, check=True)
+    assert done.stderr == f"spikeforge predict: warning: {stereo}: 2 channels, downmixed to mono\n"
+
+
+def test_other_libraries_warnings_keep_their_origin():
+    python_format = warnings.formatwarning
+    ours = f"{spikeforge.__path__[0]}/commands/speech.py"
+    with one_line_warnings("eval"):
+        mine = warnings.formatwarning("a.wav: 2 channels", UserWarning, ours, 38, "clip = read_wav(path)")
+        theirs = warnings.formatwarning("deprecated", FutureWarning, "/site-packages/torch/nn/x.py", 7, "old()")
+    assert mine == "spikeforge eval: warning: a.wav: 2 channels\n"
+    assert theirs == python_format("deprecated", FutureWarning, "/site-packages/torch/nn/x.py", 7, "old()")
+    assert "torch/nn/x.py:7: FutureWarning" in theirs
+    assert warnings.formatwarning is python_format
 
 
 def test_variant_configs_change_only_what_table2_changes(tmp_path):

@@ -10,6 +10,10 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 from spikeforge import __version__
@@ -65,6 +69,25 @@ def entry() -> NoReturn:
     sys.exit(code)
 
 
+@contextmanager
+def one_line_warnings(command: str) -> Iterator[None]:
+    """Warnings raised from spikeforge's own code print as `spikeforge COMMAND: warning: MESSAGE`, without Python's
+    source line; those of other libraries keep Python's format (their origin is worth seeing)."""
+    package = Path(__file__).parent
+    python_format = warnings.formatwarning
+
+    def formatted(message, category, filename, lineno, line=None):
+        if Path(filename).is_relative_to(package):
+            return f"spikeforge {command}: warning: {message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatted
+    try:
+        yield
+    finally:
+        warnings.formatwarning = python_format
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen sub-command; errors print one line and exit 2."""
     argv = sys.argv[1:] if argv is None else argv
@@ -72,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)  # top-level options take no value
     args = build_parser(command).parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with one_line_warnings(args.command):
+            return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, WriteFailed) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"spikeforge {args.command}: error: {msg}", file=sys.stderr)
