@@ -261,16 +261,19 @@ def test_equalise_adds_the_gain_in_db_to_each_band():
     torch.testing.assert_close(10 * torch.log10(out / mel), gain.unsqueeze(1).expand(40, 100))
 
 
-def test_eq_recomputes_db_features_from_the_equalised_mel_and_moves_the_levels(root):
-    ds = DATASETS.get("speech_commands")(root=root, cache=False, normalization="db", eq_db=10.0)
+@pytest.mark.parametrize("second_front_end", ["", "clip"])
+def test_eq_recomputes_db_features_from_the_equalised_mel_and_moves_the_levels(root, second_front_end):
+    ds = DATASETS.get("speech_commands")(root=root, cache=False, normalization="db", eq_db=10.0, second_front_end=second_front_end)
     assert ds.mel is not None and ds.noise_mel == []  # the Mel power is kept; no background recording is read
     torch.manual_seed(5)
     x = ds[0][0]
+    assert x.shape == (100, 2 if second_front_end else 1, 40)  # with a second front end, both from the equalised power
     torch.manual_seed(5)
     expected = features_from_mel(equalise(ds.mel[0].double(), eq_curve(40, 10.0)).numpy(), ds.config)
     torch.testing.assert_close(x, expected)
     assert not torch.equal(x, ds.features[0])
-    test = DATASETS.get("speech_commands")(root=root, split="test", cache=False, normalization="db", eq_db=10.0)
+    test = DATASETS.get("speech_commands")(root=root, split="test", cache=False, normalization="db", eq_db=10.0,
+                                           second_front_end=second_front_end)
     assert torch.equal(test[0][0], test.features[0])  # only the training split is equalised
 
 

@@ -92,6 +92,25 @@ def test_streamed_features_equal_the_whole_signal_ones_in_any_chunking(normaliza
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("first, second", [("running_db", "running"), ("running", "running_db")])
+def test_streamed_second_front_end_equals_each_causal_normalisation_as_its_own_channel(first, second):
+    config = LogMelConfig(normalization=first, second_front_end=second, cepstra=13 if first == "running_db" else 0)
+    rng = np.random.default_rng(2)
+    n = 2 * SR + 31
+    wave = (rng.standard_normal(n) * np.repeat(rng.uniform(0, 1, 21), 1601)[:n]).astype(np.float32)
+    extractor, parts = StreamingLogMel(config), []
+    for i in range(0, n, 1234):
+        parts.append(extractor.push(wave[i : i + 1234]))
+    streamed = np.concatenate([*parts, extractor.flush()])
+    mel = mel_power(wave, config)
+    first_channel = CAUSAL_FEATURES[first](mel, config.steps)
+    if config.cepstra:
+        first_channel = spectral_envelope(first_channel, config.cepstra)  # the envelope is the first front end's alone
+    assert streamed.shape == (1 + n // 160, 2, 40)
+    np.testing.assert_allclose(streamed[:, 0].T, first_channel, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(streamed[:, 1].T, CAUSAL_FEATURES[second](mel, config.steps), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("normalization", ["clip", "db", "cmvn", "pcen"])
 def test_streamed_features_refuse_a_whole_clip_normalisation_naming_the_causal_ones(normalization):
     with pytest.raises(ValueError, match=f"normalization='{normalization}'.*cannot be streamed.*'running'.*'running_db'"):
@@ -237,3 +256,23 @@ def test_detect_streams_a_db_envelope_model_with_the_same_cepstra(run_dir, tmp_p
     monkeypatch.setattr(streaming_run, "StreamingLogMel", Recording)
     assert main(["detect", str(run), str(long)]) == 0, capsys.readouterr()
     assert [(f.normalization, f.cepstra) for f in streamed] == [("running_db", 13)]
+
+
+def test_detect_streams_both_front_ends_of_a_two_channel_model_as_their_causal_twins(run_dir, tmp_path, capsys):
+    base = tmp_path / "pair"
+    dataset = {"root": str(run_dir.parent.parent / "sc"), "cache": False, "normalization": "db", "second_front_end": "clip"}
+    recipe = yaml.safe_load(tiny_kws_recipe(tmp_path / "pair.yaml", dataset, name="pair_tiny", epochs=1).read_text())
+    recipe["model"]["in_channels"] = 2
+    (tmp_path / "pair.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["train", str(tmp_path / "pair.yaml"), "--out", str(base), "--no-progress"]) == 0
+    run = next(p for p in base.iterdir() if p.name.startswith("pair_tiny"))
+    long = tmp_path / "long.wav"
+    sf.write(long, 0.01 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32), SR, subtype="PCM_16")
+    capsys.readouterr()
+    assert main(["detect", str(run), str(long)]) == 0
+    out = capsys.readouterr().out
+    assert "their causal twins ('running_db' and 'running')" in out, out
+    assert "dataset.normalization=running_db and dataset.second_front_end=running " in out, out
+    run_cmvn, _ = _run_on_features(run, tmp_path / "cmvn", second_front_end="cmvn")
+    assert main(["detect", str(run_cmvn), str(long)]) == 2
+    assert "second_front_end='cmvn' features, which have no causal twin" in capsys.readouterr().err

@@ -206,3 +206,25 @@ def test_cepstra_feature_option_smooths_db_spectra_and_is_checked(normalization)
         LogMelConfig(cepstra=8)
     with pytest.raises(ValueError, match="0 \\(off\\) to n_mels=40"):
         LogMelConfig(normalization="cmvn", cepstra=41)
+
+
+def test_second_front_end_is_the_same_mel_power_under_the_other_normalisation_as_one_more_channel():
+    from spikeforge.data.audio_features import clip_mel, features_from_mel, peak_db
+
+    wave = tone(220) * np.linspace(0, 1, 16000, dtype=np.float32) + tone(1500)
+    mel = clip_mel(wave)
+    pair = LogMelConfig(normalization="db", second_front_end="clip")
+    x = features_from_mel(mel, pair)
+    assert pair.channels == 2 and x.shape == (100, 2, 40)
+    np.testing.assert_allclose(x[:, 0].numpy().T, peak_db(mel), atol=1e-6)  # the bands' levels, no band rescaled
+    np.testing.assert_allclose(x[:, 1].numpy().T, rescale_bands(np.log1p(mel / mel.max())), atol=1e-5)  # the papers' scaling
+    enveloped = features_from_mel(mel, LogMelConfig(normalization="db", second_front_end="clip", cepstra=8))
+    np.testing.assert_array_equal(enveloped[:, 1], x[:, 1])  # cepstra smooths the first front end alone
+    assert not torch.equal(enveloped[:, 0], x[:, 0])
+    for bad, message in [({"second_front_end": "clip"}, "other than normalization='clip'"),
+                         ({"second_front_end": "mfcc"}, "one of \\('clip'"),
+                         ({"normalization": "db", "second_front_end": "clip", "deltas": True}, "use one of them"),
+                         ({"normalization": "running_db", "second_front_end": "clip"}, "either both are causal")]:
+        with pytest.raises(ValueError, match=message):
+            LogMelConfig(**bad)
+

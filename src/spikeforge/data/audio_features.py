@@ -17,6 +17,8 @@ voice's spectral tilt are normalised away while onsets (bursts, fricatives) stan
 `"db"` is the one that keeps the bands' levels: dB below the clip's peak, no band rescaled, so the shape of the
 spectrum across the bands (where the formants lie, how strong each is) reaches the network; `"running_db"` is its
 causal twin, dB below the peak of the last `steps` frames.
+`second_front_end` adds one more channel: the same Mel power under a second normalisation (e.g. `"db"` with `"clip"`:
+the bands' levels and the papers' per-band scaling side by side, for one network to read both).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import hashlib
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +59,7 @@ class LogMelConfig:
     deltas: bool = False
     normalization: str = "clip"
     cepstra: int = 0
+    second_front_end: str = ""
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
@@ -69,6 +72,15 @@ class LogMelConfig:
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise ValueError(f"the Mel bands need 0 ≤ fmin < fmax ≤ {self.sample_rate / 2:g} Hz (half the sample rate), "
                              f"got fmin={self.fmin:g}, fmax={self.fmax:g}")
+        if self.second_front_end:
+            if self.second_front_end not in NORMALIZATIONS or self.second_front_end == self.normalization:
+                raise ValueError(f"second_front_end is a second normalisation read as one more channel, one of {NORMALIZATIONS} "
+                                 f"other than normalization={self.normalization!r}; got {self.second_front_end!r}")
+            if self.deltas:
+                raise ValueError("deltas and second_front_end each add channels to one front end's; use one of them")
+            if (self.normalization in CAUSAL.values()) != (self.second_front_end in CAUSAL.values()):
+                raise ValueError(f"normalization={self.normalization!r} and second_front_end={self.second_front_end!r}: either both "
+                                 f"are causal ({sorted(CAUSAL.values())}) or neither, so a clip's features equal a stream's or neither does")
         if self.causal and self.deltas:
             raise ValueError(f"Δ/ΔΔ features look ahead in time; use deltas=false with normalization={self.normalization!r}")
 
@@ -92,7 +104,12 @@ class LogMelConfig:
 
     @property
     def channels(self) -> int:
-        return 3 if self.deltas else 1
+        return (3 if self.deltas else 1) + bool(self.second_front_end)
+
+    @property
+    def second(self) -> LogMelConfig:
+        """The settings of the second front end's channel: its normalisation, nothing else added."""
+        return replace(self, normalization=self.second_front_end, second_front_end="", cepstra=0)
 
 
 def fit_length(wave: np.ndarray, samples: int) -> np.ndarray:
@@ -225,7 +242,14 @@ def log_mel(wave: np.ndarray, config: LogMelConfig = LogMelConfig()) -> torch.Te
 
 
 def features_from_mel(mel: np.ndarray, config: LogMelConfig = LogMelConfig()) -> torch.Tensor:
-    """Features `[T, C, F]` from a clip's Mel power `[F, T]` (`clip_mel`): compression and band scaling as `config` says."""
+    """Features `[T, C, F]` from a clip's Mel power `[F, T]` (`clip_mel`): compression and band scaling as `config` says,
+    then the second front end's channel (`config.second_front_end`)."""
+    first = _front_end(mel, config)
+    return torch.cat([first, _front_end(mel, config.second)], dim=1) if config.second_front_end else first
+
+
+def _front_end(mel: np.ndarray, config: LogMelConfig) -> torch.Tensor:
+    """Features `[T, C, F]` of one normalisation (`config.normalization`; Δ/ΔΔ and `cepstra` as `config` says)."""
     if config.normalization == "running":
         return torch.from_numpy(np.ascontiguousarray(running_normalize(mel, config.steps).T[:, None]))
     if config.normalization == "running_db":

@@ -340,6 +340,7 @@ def speech_commands(
     cache_dir: str | os.PathLike | None = None,
     normalization: str = "clip",
     cepstra: int = 0,
+    second_front_end: str = "",
     fmin: float = LogMelConfig.fmin,
     fmax: float = LogMelConfig.fmax,
     n_mels: int = LogMelConfig.n_mels,
@@ -362,7 +363,7 @@ def speech_commands(
     domains: str | None = None,
     phones: bool = False,
 ) -> SpeechCommands:
-    """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1 or 3, n_mels]` per clip.
+    """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1–3, n_mels]` per clip.
 
     `deltas` adds the Δ/ΔΔ channels; `silence` sets the number of silence clips (default: the mean
     keyword-class size); `per_class` caps the clips read per class; features are cached under
@@ -371,7 +372,8 @@ def speech_commands(
     variance normalisation (see `audio_features`), with `cepstra` > 0 only its spectral envelope, 'pcen' per-channel
     energy normalisation, 'db' dB below the clip's peak with the bands' levels kept; `fmin`/`fmax` bound the `n_mels`
     Mel bands (the papers': 40 over 20–4000 Hz; up to 8000 Hz keeps the fricatives' energy; a model takes `n_mels` as
-    its `bands`); `protocol`
+    its `bands`); `second_front_end` (another normalisation, e.g. 'clip' beside 'db') adds the same Mel power under it as one
+    more channel (a model takes 2 as its `in_channels`); `protocol`
     'tf' reads TensorFlow's class mix (every keyword clip, 10 % unknown, 10 % silence) instead of every clip.
     `background_*`, `eq_db`, `style_mix`/`style_alpha`, `freq_warp`, `formant_warp`, `time_stretch`, `time_shift_steps`, `time_masks`/`time_mask_steps`, `freq_masks`/`freq_mask_bands`
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
@@ -388,7 +390,7 @@ def speech_commands(
                            eq_db=eq_db)
     directory = Path(cache_dir) if cache and cache_dir else None
     features = features_of({"deltas": deltas, "normalization": normalization, "cepstra": cepstra, "fmin": fmin, "fmax": fmax,
-                            "n_mels": n_mels})
+                            "n_mels": n_mels, "second_front_end": second_front_end})
     return SpeechCommands(root, split, features, silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
                           engines=engines, exclude_engines=exclude_engines, domains=domains if split == "train" else None,
@@ -445,4 +447,5 @@ def features_of(dataset: dict) -> LogMelConfig:
     """The feature settings a run's `dataset` recipe section trained with."""
     return LogMelConfig(deltas=bool(dataset.get("deltas", False)), normalization=dataset.get("normalization", "clip"),
                         cepstra=int(dataset.get("cepstra", 0)), fmin=float(dataset.get("fmin", LogMelConfig.fmin)),
-                        fmax=float(dataset.get("fmax", LogMelConfig.fmax)), n_mels=int(dataset.get("n_mels", LogMelConfig.n_mels)))
+                        fmax=float(dataset.get("fmax", LogMelConfig.fmax)), n_mels=int(dataset.get("n_mels", LogMelConfig.n_mels)),
+                        second_front_end=str(dataset.get("second_front_end", "")))

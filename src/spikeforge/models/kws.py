@@ -89,7 +89,7 @@ class _KWSStack(nn.Module):
         check_time_major(x, f"{name} input", 4, f"[T, B, {self.in_channels}, {self.bands}] (time, batch, feature channels, Mel bands)")
         if tuple(x.shape[2:]) != (self.in_channels, self.bands):
             raise ValueError(f"{name} input: expected [T, B, {self.in_channels}, {self.bands}], got {tuple(x.shape)}; the "
-                             "model's `in_channels` and `bands` must match the features (3 channels with dataset.deltas, "
+                             "model's `in_channels` and `bands` must match the features (3 channels with dataset.deltas, 2 with dataset.second_front_end, "
                              "dataset.n_mels bands)")
 
 

@@ -1,5 +1,6 @@
 """Log-Mel frames of an endless signal, as it arrives: the same frames as `audio_features.mel_power` followed by
-`running_normalize` or `running_peak_db` (with `config.cepstra`, its spectral envelope)."""
+`running_normalize` or `running_peak_db` (with `config.cepstra`, its spectral envelope), and the other as a second channel
+with `config.second_front_end`."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from spikeforge.data.audio_features import CAUSAL, LogMelConfig, frame_db, spect
 
 
 class StreamingLogMel:
-    """Push samples in chunks of any size, get the finished feature frames `[n, 1, F]`.
+    """Push samples in chunks of any size, get the finished feature frames `[n, C, F]` (C = `config.channels`, 1 or 2).
 
     Frame n is centred on sample n·hop, so it is finished once half a window past that sample has
     arrived (15 ms with the defaults); `flush()` ends the stream with zeros, as the whole-signal
     features do. Normalisation is `config.normalization` over the last `config.steps` frames (`running_normalize` or
-    `running_peak_db`).
+    `running_peak_db`), and `config.second_front_end` in the second channel.
     """
 
     def __init__(self, config: LogMelConfig = LogMelConfig()) -> None:
@@ -36,7 +37,7 @@ class StreamingLogMel:
         self.done = False
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        """Append `samples` (mono, `config.sample_rate`); returns the frames finished by them `[n, 1, F]` (n may be 0)."""
+        """Append `samples` (mono, `config.sample_rate`); returns the frames finished by them `[n, C, F]` (n may be 0)."""
         if self.done:
             raise ValueError("the stream was flushed; make a new StreamingLogMel for a new signal")
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
@@ -56,25 +57,32 @@ class StreamingLogMel:
         count = 0 if len(buffer) < c.win_length else 1 + (len(buffer) - c.win_length) // c.hop_length
         if limit is not None:
             count = min(count, limit)
-        out = np.empty((count, 1, c.n_mels), dtype=np.float32)
+        out = np.empty((count, c.channels, c.n_mels), dtype=np.float32)
         for i in range(count):
             segment = buffer[i * c.hop_length : i * c.hop_length + c.win_length]
             power = np.abs(np.fft.rfft(segment * self.window)) ** 2
-            out[i, 0] = self._normalize(self.filters @ power)
+            out[i] = self._normalize(self.filters @ power)
         self.buffer = buffer[count * c.hop_length :]
         self.frames += count
         return out
 
     def _normalize(self, mel: np.ndarray) -> np.ndarray:
-        """`running_normalize` or `running_peak_db` for one new frame, from the last `steps` frames' peaks (and compressed values)."""
+        """The channels `[C, F]` of one new frame: `running_normalize` and/or `running_peak_db`, from the last `steps`
+        frames' peaks (and compressed values)."""
         self.peaks = np.roll(self.peaks, -1)
         self.peaks[-1] = mel.max()
         ref = self.peaks.max()
-        if self.config.normalization == "running_db":
-            db = frame_db(mel[:, None], np.array([ref]))
-            return (spectral_envelope(db, self.config.cepstra) if self.config.cepstra else db)[:, 0]
         compressed = np.log1p(mel / (ref if ref > 0 else 1.0))
         self.past = np.roll(self.past, -1, axis=0)
         self.past[-1] = compressed
+        c = self.config
+        normalizations = [c.normalization, *([c.second_front_end] if c.second_front_end else [])]
+        return np.stack([self._channel(mel, ref, name, c.cepstra if i == 0 else 0) for i, name in enumerate(normalizations)])
+
+    def _channel(self, mel: np.ndarray, ref: float, normalization: str, cepstra: int) -> np.ndarray:
+        """One channel `[F]` of the new frame `mel` under `normalization`, whose window's peak power is `ref`."""
+        if normalization == "running_db":
+            db = frame_db(mel[:, None], np.array([ref]))
+            return (spectral_envelope(db, cepstra) if cepstra else db)[:, 0]
         std = self.past.std(0)
-        return compressed / np.where(std > 0, std, 1.0)
+        return self.past[-1] / np.where(std > 0, std, 1.0)
