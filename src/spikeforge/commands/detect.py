@@ -35,18 +35,18 @@ def run(args: argparse.Namespace) -> int:
     config, model, _ = load_run(args.run_dir, args.checkpoint, "speech_commands")
     features = features_of(config["dataset"])
     if not features.causal:
-        trained = [n for n in (features.normalization, features.second_front_end) if n]
-        for key, name in zip(("normalization", "second_front_end"), trained):
+        trained = {key: getattr(features, key) for key in ("normalization", "second_front_end") if getattr(features, key)}
+        for key, name in trained.items():
             if name not in CAUSAL:
                 raise ValueError(f"{args.run_dir} was trained on {key}={name!r} features, which have no causal twin to stream; "
                                  f"train with dataset.{key} set to one of {sorted(CAUSAL.values())}")
-        twins = [CAUSAL[n] for n in trained]
-        print(f"warning: {args.run_dir} was trained on whole-clip normalised features ({' and '.join(map(repr, trained))}); the "
-              f"stream uses their causal twin{'s' if len(twins) > 1 else ''} ({' and '.join(map(repr, twins))}), on which such a model can lose most of its "
-              f"accuracy (docs/results/speech.md); train with dataset.normalization={twins[0]}"
-              f"{f' and dataset.second_front_end={twins[1]}' if len(twins) > 1 else ''} for a model that sees the same features "
+        twins = {key: CAUSAL[name] for key, name in trained.items()}
+        print(f"warning: {args.run_dir} was trained on whole-clip normalised features ({' and '.join(map(repr, trained.values()))}); "
+              f"the stream uses their causal twin{'s' if len(twins) > 1 else ''} ({' and '.join(map(repr, twins.values()))}), on "
+              "which such a model can lose most of its accuracy (docs/results/speech.md); train with "
+              f"{' and '.join(f'dataset.{key}={twin}' for key, twin in twins.items())} for a model that sees the same features "
               "in training and on the stream")
-        features = replace(features, normalization=twins[0], second_front_end=twins[1] if len(twins) > 1 else "")
+        features = replace(features, **twins)
     hop = features.hop_ms
     rule = DetectionRule(features.steps, max(1, round(args.average_ms / hop)), args.threshold, round(args.suppression_ms / hop))
     result = stream(model, read_wav(args.wav, features.sample_rate), features, rule, CLASSES, KEYWORDS)

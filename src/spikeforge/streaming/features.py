@@ -72,15 +72,16 @@ class StreamingLogMel:
         self.peaks = np.roll(self.peaks, -1)
         self.peaks[-1] = mel.max()
         ref = self.peaks.max()
-        compressed = np.log1p(mel / (ref if ref > 0 else 1.0))
-        self.past = np.roll(self.past, -1, axis=0)
-        self.past[-1] = compressed
         c = self.config
         normalizations = [c.normalization, *([c.second_front_end] if c.second_front_end else [])]
+        if "running" in normalizations:
+            self.past = np.roll(self.past, -1, axis=0)
+            self.past[-1] = np.log1p(mel / (ref if ref > 0 else 1.0))
         return np.stack([self._channel(mel, ref, name, c.cepstra if i == 0 else 0) for i, name in enumerate(normalizations)])
 
     def _channel(self, mel: np.ndarray, ref: float, normalization: str, cepstra: int) -> np.ndarray:
-        """One channel `[F]` of the new frame `mel` under `normalization`, whose window's peak power is `ref`."""
+        """One channel `[F]` of the new frame `mel` under `normalization`, whose window's peak power is `ref` (`running`: the
+        frame compressed last into `past`)."""
         if normalization == "running_db":
             db = frame_db(mel[:, None], np.array([ref]))
             return (spectral_envelope(db, cepstra) if cepstra else db)[:, 0]
