@@ -35,6 +35,8 @@ class StreamingLogMel:
         self.peaks = np.zeros(config.steps)  # largest Mel power of each of the last `steps` frames
         self.past = np.zeros((config.steps, config.n_mels))  # compressed frames of the last `steps` frames
         self.done = False
+        # (normalisation, cepstra) of each output channel: the first front end, then the second (no envelope)
+        self.front_ends = [(config.normalization, config.cepstra), *([(config.second_front_end, 0)] if config.second_front_end else [])]
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Append `samples` (mono, `config.sample_rate`); returns the frames finished by them `[n, C, F]` (n may be 0)."""
@@ -72,12 +74,10 @@ class StreamingLogMel:
         self.peaks = np.roll(self.peaks, -1)
         self.peaks[-1] = mel.max()
         ref = self.peaks.max()
-        c = self.config
-        normalizations = [c.normalization, *([c.second_front_end] if c.second_front_end else [])]
-        if "running" in normalizations:
+        if any(name == "running" for name, _ in self.front_ends):
             self.past = np.roll(self.past, -1, axis=0)
             self.past[-1] = np.log1p(mel / (ref if ref > 0 else 1.0))
-        return np.stack([self._channel(mel, ref, name, c.cepstra if i == 0 else 0) for i, name in enumerate(normalizations)])
+        return np.stack([self._channel(mel, ref, name, cepstra) for name, cepstra in self.front_ends])
 
     def _channel(self, mel: np.ndarray, ref: float, normalization: str, cepstra: int) -> np.ndarray:
         """One channel `[F]` of the new frame `mel` under `normalization`, whose window's peak power is `ref` (`running`: the
