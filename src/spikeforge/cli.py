@@ -22,6 +22,7 @@ from spikeforge.train.atomic import WriteFailed
 
 #: name → (module in spikeforge.commands, the help line its `register` gives; a test keeps them equal)
 COMMANDS = {
+    "adapt": ("adapt", "self-training: a keyword-spotting run labels unlabelled clips, a new network trains on its surest labels too"),
     "ablate": ("speech", "train the Table 2 ablations of a keyword-spotting recipe and write a markdown table"),
     "data": ("data", "prepare or generate datasets in their real on-disk formats"),
     "detect": ("detect", "find keywords in a long WAV file, streaming the model step by step"),
