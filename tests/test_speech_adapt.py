@@ -100,6 +100,15 @@ def test_adapt_trains_on_the_surest_pseudo_labels_of_the_engine_left_out(corpus,
     assert {src: read[src] for src in by_source} == by_source
     assert (student / "metrics.json").is_file()
 
+    # a second round: the student labels gamma again; the first round's labels do not stay in its training folder
+    again = tmp_path / "again"
+    assert main(["adapt", str(student), "--data", str(corpus), "--engine", "gamma", "--out", str(again), "--no-progress"]) == 0
+    (second,) = [p for p in again.iterdir() if p.name.startswith("pseudo-labelled-")]
+    with open(second / LABELS) as f:
+        kept = {str(Path(r["file"]).resolve()) for r in csv.DictReader(f) if r["kept"] == "1"}
+    sources = [Path(os.path.realpath(p)) for p in second.rglob("*.wav")]
+    assert sorted(str(p) for p in sources if p in set(gamma)) == sorted(kept)
+
 
 def test_adapt_refuses_bad_input_and_writes_nothing(corpus, teacher, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "o"
