@@ -86,6 +86,12 @@ def _check_keep(keep: float) -> None:
         raise ValueError(f"--keep must be in (0, 1], the share of the unlabelled clips to train on; got {keep}")
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    """The file a path names, through symbolic and hard links alike (device, inode)."""
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
 def _link(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(src.resolve(), dst)
@@ -96,9 +102,9 @@ def pseudo_labelled_folder(dataset: dict, chosen: list[PseudoLabel], unlabelled:
     recordings, split lists and speaker table, and the `chosen` clips under their pseudo-labels' folders. Returns the
     count of chosen clips per class name."""
     root = Path(dataset["root"])
-    excluded = {p.resolve() for p in unlabelled}
+    excluded = {_identity(p) for p in unlabelled}
     own = [p for p, _ in select_engines(root, split_files(root, "all"), dataset.get("engines"), list(dataset.get("exclude_engines", [])))
-           if p.resolve() not in excluded]
+           if p.exists() and _identity(p) not in excluded]  # a dangling link is skipped, as the loader skips it
     for path in own:
         _link(path, dest / path.relative_to(root))
     for path in sorted((root / BACKGROUND).glob("*.wav")):
