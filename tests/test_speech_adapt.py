@@ -116,9 +116,24 @@ def test_adapt_refuses_bad_input_and_writes_nothing(corpus, teacher, tmp_path, c
         (["--data", str(tmp_path / "missing")], "no such folder"),
         (["--data", str(corpus), "--engine", "flite"], "not an engine of"),
         (["--data", str(corpus), "--keep", "0"], "--keep must be in"),
-        (["--data", str(tmp_path)], "holds no WAV clips"),
+        (["--data", str(tmp_path / "empty")], "holds no WAV clips"),
+        (["--data", str(tmp_path / "broken")], "none of the 1 WAV clips could be read"),
     ]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "clip.wav").write_bytes(b"RIFF not a wave file")
     for args, message in cases:
         assert main(["adapt", str(teacher), *args, "--out", str(out), "--no-progress"]) == 2
         assert message in capsys.readouterr().err
         assert not out.exists()
+
+
+def test_adapt_warns_when_the_unlabelled_clips_include_the_runs_own(corpus, teacher, tmp_path):  # noqa: F811
+    with pytest.warns(UserWarning, match=r"12 of the unlabelled clips are clips the run learnt from with their labels"):
+        assert main(["adapt", str(teacher), "--data", str(corpus), "--engine", "alpha", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+
+
+def test_adapt_refuses_to_take_every_validation_clip(corpus, teacher, tmp_path, capsys):  # noqa: F811
+    assert main(["adapt", str(teacher), "--data", str(corpus), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "would have none to be validated and tested on" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import os
 import shutil
 import tempfile
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +67,20 @@ def unlabelled_clips(folder: Path, engine: str | None = None) -> list[Path]:
 
 
 def pseudo_labels(model, config: dict, clips: list[Path], progress_bar: bool = False) -> list[PseudoLabel]:
-    """Each clip's most probable class under `model` and its probability, features as the run was trained with."""
+    """Each clip's most probable class under `model` and its probability, features as the run was trained with; an
+    unreadable clip is skipped with a warning (as the dataset loader does)."""
     features = features_of(config["dataset"])
     out = []
     for path in tqdm(clips, desc="pseudo-labels", disable=not progress_bar, leave=False):
-        scores = classify_clip(model, read_wav(path, features.sample_rate), features)
+        try:
+            wave = read_wav(path, features.sample_rate)
+        except (ValueError, FileNotFoundError) as err:
+            warnings.warn(f"skipped: {err}", stacklevel=2)
+            continue
+        scores = classify_clip(model, wave, features)
         out.append(PseudoLabel(path, scores.label, float(scores.probabilities[scores.label])))
+    if not out:
+        raise ValueError(f"none of the {len(clips)} WAV clips could be read; see the warnings above")
     return out
 
 
@@ -97,23 +107,35 @@ def _link(src: Path, dst: Path) -> None:
     os.symlink(src.resolve(), dst)
 
 
-def pseudo_labelled_folder(dataset: dict, chosen: list[PseudoLabel], unlabelled: list[Path], dest: Path) -> Counter:
-    """Fill `dest` with links: the run's own clips (`dataset`'s root and engines) but the unlabelled ones, its background
-    recordings, split lists and speaker table, and the `chosen` clips under their pseudo-labels' folders. Returns the
-    count of chosen clips per class name."""
+def pseudo_labelled_folder(dataset: dict, chosen: list[PseudoLabel], unlabelled: list[Path], out: Path) -> tuple[Path, Counter]:
+    """A new folder `out/pseudo-labelled-…` of links: the run's own clips (`dataset`'s root and engines) but the unlabelled
+    ones, its background recordings, split lists and speaker table, and the `chosen` clips under their pseudo-labels'
+    folders. Returns (the folder, the count of chosen clips per class name)."""
     root = Path(dataset["root"])
     excluded = {_identity(p) for p in unlabelled}
-    own = [p for p, _ in select_engines(root, split_files(root, "all"), dataset.get("engines"), list(dataset.get("exclude_engines", [])))
-           if p.exists() and _identity(p) not in excluded]  # a dangling link is skipped, as the loader skips it
+    selected = [p for p, _ in select_engines(root, split_files(root, "all"), dataset.get("engines"), list(dataset.get("exclude_engines", [])))
+                if p.exists()]  # a dangling link is skipped, as the loader skips it
+    own = [p for p in selected if _identity(p) not in excluded]
+    earlier = {_identity(Path(r["file"])) for r in _read_labels(root / LABELS)}  # a self-trained run's own pseudo-labels
+    relabelled = sum(1 for p in selected if _identity(p) in excluded and _identity(p) not in earlier)
+    if relabelled:
+        warnings.warn(f"{relabelled} of the unlabelled clips are clips the run learnt from with their labels ({root}); they are used "
+                      "with their pseudo-labels instead of their own (to adapt to other voices, point --data or --engine at those alone)", stacklevel=2)
+    linked = {p.relative_to(root).as_posix() for p in own}
+    lists = {name: [line for line in (root / name).read_text().splitlines() if line.strip() in linked]
+             for name in SPLIT_LISTS.values() if (root / name).is_file()}
+    for name, lines in lists.items():
+        if not lines:
+            raise ValueError(f"every clip of {root / name} is among the unlabelled clips, so the new network would have none to be "
+                             "validated and tested on; point --data (or --engine) at clips the run did not learn from")
+    out.mkdir(parents=True, exist_ok=True)
+    dest = Path(tempfile.mkdtemp(prefix="pseudo-labelled-", dir=out))
     for path in own:
         _link(path, dest / path.relative_to(root))
     for path in sorted((root / BACKGROUND).glob("*.wav")):
         _link(path, dest / BACKGROUND / path.name)
-    linked = {p.relative_to(root).as_posix() for p in own}
-    for name in SPLIT_LISTS.values():
-        if (root / name).is_file():
-            kept = [line for line in (root / name).read_text().splitlines() if line.strip() in linked]
-            atomic_write_text(dest / name, "".join(f"{line}\n" for line in kept))
+    for name, lines in lists.items():
+        atomic_write_text(dest / name, "".join(f"{line}\n" for line in lines))
     if (root / SPEAKER_TABLE).is_file():
         shutil.copyfile(root / SPEAKER_TABLE, dest / SPEAKER_TABLE)
     taken: Counter = Counter()
@@ -122,15 +144,24 @@ def pseudo_labelled_folder(dataset: dict, chosen: list[PseudoLabel], unlabelled:
         speaker = speaker_of(str(clip.path)) if "_nohash_" in clip.path.name else "adapted"
         _link(clip.path, dest / ("unknown" if name == UNKNOWN else name) / f"{speaker}_nohash_a{taken[speaker]}.wav")
         taken[speaker] += 1
-    return Counter(CLASSES[c.label] for c in chosen)
+    return dest, Counter(CLASSES[c.label] for c in chosen)
+
+
+def _read_labels(path: Path) -> list[dict]:
+    """The rows of a `pseudo_labels.csv` whose clips still exist (none when there is no such file)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if Path(r["file"]).exists()]
 
 
 def write_labels(path: Path, labels: list[PseudoLabel], chosen: list[PseudoLabel]) -> None:
     """`pseudo_labels.csv`: file, label, probability, kept (1/0) of every unlabelled clip."""
     kept = {c.path for c in chosen}
-    rows = [["file", "label", "probability", "kept"]] + [[str(x.path), CLASSES[x.label], f"{x.probability:.4f}", int(x.path in kept)] for x in labels]
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(rows)
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(
+        [["file", "label", "probability", "kept"]] + [[str(x.path), CLASSES[x.label], f"{x.probability:.4f}", int(x.path in kept)] for x in labels])
+    atomic_write_text(path, text.getvalue())
 
 
 def self_train(run: Path, folder: Path, out: Path, keep: float = 0.6, engine: str | None = None,
@@ -144,9 +175,7 @@ def self_train(run: Path, folder: Path, out: Path, keep: float = 0.6, engine: st
     clips = unlabelled_clips(folder, engine)
     labels = pseudo_labels(model, config, clips, progress_bar)
     chosen = most_confident(labels, keep)
-    out.mkdir(parents=True, exist_ok=True)
-    dest = Path(tempfile.mkdtemp(prefix="pseudo-labelled-", dir=out))
-    counts = pseudo_labelled_folder(config["dataset"], chosen, clips, dest)
+    dest, counts = pseudo_labelled_folder(config["dataset"], chosen, clips, out)
     write_labels(dest / LABELS, labels, chosen)
     log(f"pseudo-labelled {len(chosen)} of {len(clips)} clips into {dest}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     student = copy.deepcopy(config)
