@@ -104,6 +104,7 @@ def test_adapt_trains_on_the_surest_pseudo_labels_of_the_engine_left_out(corpus,
     again = tmp_path / "again"
     assert main(["adapt", str(student), "--data", str(corpus), "--engine", "gamma", "--out", str(again), "--no-progress"]) == 0
     (second,) = [p for p in again.iterdir() if p.name.startswith("pseudo-labelled-")]
+    assert [p.name.rsplit("-", 2)[0] for p in again.iterdir() if p.is_dir() and p != second and p.name != "features"] == ["adapt_tiny-without-gamma-self-trained"]
     with open(second / LABELS) as f:
         kept = {str(Path(r["file"]).resolve()) for r in csv.DictReader(f) if r["kept"] == "1"}
     sources = [Path(os.path.realpath(p)) for p in second.rglob("*.wav")]

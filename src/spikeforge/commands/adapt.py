@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir, metrics = self_train(args.run_dir, args.data, args.out, args.keep, args.engine,
                                   log=lambda line: print(line, flush=True), progress_bar=not args.no_progress)
-    print(f"self-trained run: {run_dir} (own test accuracy {100 * metrics['accuracy']:.2f} %); "
-          f"evaluate it with: spikeforge eval {run_dir} --data {args.data}{f' --engine {args.engine}' if args.engine else ''} --split all --protocol tf")
+    print(f"self-trained run: {run_dir} (own test accuracy {100 * metrics['accuracy']:.2f} %)")
+    if args.engine:  # a Speech Commands folder with speakers.csv: the run can be scored on the engine's clips
+        print(f"evaluate it on the engine's clips with: spikeforge eval {run_dir} --data {args.data} --engine {args.engine} --split all --protocol tf")
     return 0

@@ -113,11 +113,11 @@ def pseudo_labelled_folder(dataset: dict, chosen: list[PseudoLabel], unlabelled:
     folders. Returns (the folder, the count of chosen clips per class name)."""
     root = Path(dataset["root"])
     excluded = {_identity(p) for p in unlabelled}
-    selected = [p for p, _ in select_engines(root, split_files(root, "all"), dataset.get("engines"), list(dataset.get("exclude_engines", [])))
-                if p.exists()]  # a dangling link is skipped, as the loader skips it
-    own = [p for p in selected if _identity(p) not in excluded]
+    selected = {p: _identity(p) for p, _ in select_engines(root, split_files(root, "all"), dataset.get("engines"),
+                                                            list(dataset.get("exclude_engines", []))) if p.exists()}  # a dangling link is skipped, as the loader skips it
+    own = [p for p, file in selected.items() if file not in excluded]
     earlier = {_identity(Path(r["file"])) for r in _read_labels(root / LABELS)}  # a self-trained run's own pseudo-labels
-    relabelled = sum(1 for p in selected if _identity(p) in excluded and _identity(p) not in earlier)
+    relabelled = len((set(selected.values()) & excluded) - earlier)
     if relabelled:
         warnings.warn(f"{relabelled} of the unlabelled clips are clips the run learnt from with their labels ({root}); they are used "
                       "with their pseudo-labels instead of their own (to adapt to other voices, point --data or --engine at those alone)", stacklevel=2)
@@ -169,9 +169,9 @@ def self_train(run: Path, folder: Path, out: Path, keep: float = 0.6, engine: st
     """Pseudo-label the clips of `folder` (of `engine`) with `run`, build the training folder under `out`, and train the
     run's recipe on it from scratch. Returns (the new run folder, its final metrics)."""
     _check_keep(keep)
-    config, model, _ = load_run(run, "best", "speech_commands")
     if "stages" in runfolder.read_config(run):
         raise ValueError(f"{run} is a staged run; self-training retrains one recipe, so give it a single-stage speech run")
+    config, model, _ = load_run(run, "best", "speech_commands")
     clips = unlabelled_clips(folder, engine)
     labels = pseudo_labels(model, config, clips, progress_bar)
     chosen = most_confident(labels, keep)
@@ -180,7 +180,7 @@ def self_train(run: Path, folder: Path, out: Path, keep: float = 0.6, engine: st
     log(f"pseudo-labelled {len(chosen)} of {len(clips)} clips into {dest}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     student = copy.deepcopy(config)
     student["dataset"].update(root=str(dest), exclude_engines=[], engines=None)
-    student["name"] = f"{config['name']}-self-trained"
+    student["name"] = f"{config['name'].removesuffix('-self-trained')}-self-trained"  # a second round keeps the name
     student = validate(student)
     run_dir, trainer = runfolder.start_run(out, student["name"], student, lambda r: trainer_for(student, r, log=log, progress_bar=progress_bar))
     log(f"run folder: {run_dir}")
