@@ -138,3 +138,24 @@ def test_adapt_refuses_to_take_every_validation_clip(corpus, teacher, tmp_path, 
     assert main(["adapt", str(teacher), "--data", str(corpus), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "would have none to be validated and tested on" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_adapt_reads_a_flat_folder_of_clips(corpus, teacher, tmp_path):  # noqa: F811
+    import shutil
+
+    flat = tmp_path / "recordings"
+    flat.mkdir()
+    gamma = sorted(p for p in corpus.rglob("*.wav") if _engine_of(p, corpus) == "gamma")
+    for k, p in enumerate(gamma):
+        shutil.copyfile(p, flat / f"take{k}.wav")
+    out = tmp_path / "o"
+    assert main(["adapt", str(teacher), "--data", str(flat), "--keep", "1.0", "--out", str(out), "--no-progress"]) == 0
+    (folder,) = [p for p in out.iterdir() if p.name.startswith("pseudo-labelled-")]
+    with open(folder / LABELS) as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(Path(r["file"]).name for r in rows) == sorted(f"take{k}.wav" for k in range(12))
+    train = DATASETS.get("speech_commands")(root=folder, split="train", cache=False, silence=0)
+    read = sorted((Path(os.path.realpath(folder / s)).name, CLASSES[int(y)]) for s, y in zip(train.sources, train.targets)
+                  if s is not None and Path(os.path.realpath(folder / s)).parent == flat)
+    assert read == sorted((Path(r["file"]).name, r["label"]) for r in rows if r["label"] != SILENCE)
+    assert all(Path(s).name.startswith("adapted_nohash_") for s in train.sources if s is not None and Path(os.path.realpath(folder / s)).parent == flat)
