@@ -25,8 +25,8 @@ from typing import Callable
 from tqdm import tqdm
 
 from spikeforge.data.speech_commands import (
-    CLASSES, SILENCE, SPEAKER_TABLE, SPLIT_LISTS, UNKNOWN, features_of, read_wav, select_engines, speaker_of, speaker_table,
-    split_files,
+    BACKGROUND, CLASSES, SILENCE, SPEAKER_TABLE, SPLIT_LISTS, UNKNOWN, background_files, features_of, read_wav, select_engines,
+    speaker_of, speaker_table, split_files,
 )
 from spikeforge.streaming.clip import classify_clip
 from spikeforge.train import runfolder
@@ -36,7 +36,6 @@ from spikeforge.train.loading import load_run
 from spikeforge.train.stages import trainer_for
 
 LABELS = "pseudo_labels.csv"
-BACKGROUND = "_background_noise_"
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def pseudo_labelled_folder(dataset: dict, chosen: list[PseudoLabel], unlabelled:
     dest = Path(tempfile.mkdtemp(prefix="pseudo-labelled-", dir=out))
     for path in own:
         _link(path, dest / path.relative_to(root))
-    for path in sorted((root / BACKGROUND).glob("*.wav")):
+    for path in background_files(root):
         _link(path, dest / BACKGROUND / path.name)
     for name, lines in lists.items():
         atomic_write_text(dest / name, "".join(f"{line}\n" for line in lines))
