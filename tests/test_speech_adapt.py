@@ -159,3 +159,20 @@ def test_adapt_reads_a_flat_folder_of_clips(corpus, teacher, tmp_path):  # noqa:
                   if s is not None and Path(os.path.realpath(folder / s)).parent == flat)
     assert read == sorted((Path(r["file"]).name, r["label"]) for r in rows if r["label"] != SILENCE)
     assert all(Path(s).name.startswith("adapted_nohash_") for s in train.sources if s is not None and Path(os.path.realpath(folder / s)).parent == flat)
+
+
+def test_adapt_finds_the_runs_own_clips_where_they_were_moved(corpus, teacher, tmp_path, capsys):  # noqa: F811
+    import shutil
+
+    moved = tmp_path / "run"
+    shutil.copytree(teacher, moved)
+    recipe = yaml.safe_load((moved / "config.yaml").read_text())
+    recipe["dataset"]["root"] = str(tmp_path / "gone")
+    (moved / "config.yaml").write_text(yaml.safe_dump(recipe))
+    args = ["adapt", str(moved), "--data", str(corpus), "--engine", "gamma", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert f"the run's own clips are not at {tmp_path / 'gone'}" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main([*args, "--root", str(corpus), "--out", str(tmp_path / "o")]) == 0
+    (folder,) = [p for p in (tmp_path / "o").iterdir() if p.name.startswith("pseudo-labelled-")]
+    own = {Path(os.path.realpath(p)) for p in folder.rglob("*.wav") if not p.parent.name.startswith("_background")}
+    assert {p for p in own if _engine_of(p, corpus) != "gamma"} == {p.resolve() for p in corpus.rglob("*.wav") if _engine_of(p, corpus) in ("alpha", "beta")}

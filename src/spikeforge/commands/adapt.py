@@ -15,12 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default=None, help="only the clips of this engine's speakers (FOLDER/speakers.csv), e.g. the one a loeo fold left out")
     p.add_argument("--keep", type=float, default=0.6, help="share of the unlabelled clips to train on, the most confident first (default 0.6)")
     p.add_argument("--out", type=Path, required=True, help="folder for the pseudo-labelled training folder and the new run folder")
+    p.add_argument("--root", type=Path, default=None, metavar="FOLDER",
+                   help="where the run's own training data lies now, if it was moved (default: the recipe's dataset.root)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir, metrics = self_train(args.run_dir, args.data, args.out, args.keep, args.engine,
+    run_dir, metrics = self_train(args.run_dir, args.data, args.out, args.keep, args.engine, args.root,
                                   log=lambda line: print(line, flush=True), progress_bar=not args.no_progress)
     print(f"self-trained run: {run_dir} (own test accuracy {100 * metrics['accuracy']:.2f} %)")
     if args.engine:  # a Speech Commands folder with speakers.csv: the run can be scored on the engine's clips

@@ -163,18 +163,23 @@ def write_labels(path: Path, labels: list[PseudoLabel], chosen: list[PseudoLabel
     atomic_write_text(path, text.getvalue())
 
 
-def self_train(run: Path, folder: Path, out: Path, keep: float = 0.6, engine: str | None = None,
+def self_train(run: Path, folder: Path, out: Path, keep: float = 0.6, engine: str | None = None, root: Path | None = None,
                log: Callable[[str], None] = print, progress_bar: bool = False) -> tuple[Path, dict]:
-    """Pseudo-label the clips of `folder` (of `engine`) with `run`, build the training folder under `out`, and train the
-    run's recipe on it from scratch. Returns (the new run folder, its final metrics)."""
+    """Pseudo-label the clips of `folder` (of `engine`) with `run`, build the training folder under `out` from them and the
+    run's own clips (in its recipe's root, or `root` where they lie now), and train the run's recipe on it from scratch.
+    Returns (the new run folder, its final metrics)."""
     _check_keep(keep)
     if "stages" in runfolder.read_config(run):
         raise ValueError(f"{run} is a staged run; self-training retrains one recipe, so give it a single-stage speech run")
     config, model, _ = load_run(run, "best", "speech_commands")
+    dataset = {**config["dataset"], "root": str(root if root is not None else config["dataset"]["root"])}
+    if not Path(dataset["root"]).is_dir():
+        raise FileNotFoundError(f"the run's own clips are not at {dataset['root']}: self-training trains on them too; "
+                                f"give the folder where {run}'s training data lies now with --root")
     clips = unlabelled_clips(folder, engine)
     labels = pseudo_labels(model, config, clips, progress_bar)
     chosen = most_confident(labels, keep)
-    dest, counts = pseudo_labelled_folder(config["dataset"], chosen, clips, out)
+    dest, counts = pseudo_labelled_folder(dataset, chosen, clips, out)
     write_labels(dest / LABELS, labels, chosen)
     log(f"pseudo-labelled {len(chosen)} of {len(clips)} clips into {dest}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     student = copy.deepcopy(config)
