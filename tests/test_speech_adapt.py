@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -141,8 +142,6 @@ def test_adapt_refuses_to_take_every_validation_clip(corpus, teacher, tmp_path, 
 
 
 def test_adapt_reads_a_flat_folder_of_clips(corpus, teacher, tmp_path):  # noqa: F811
-    import shutil
-
     flat = tmp_path / "recordings"
     flat.mkdir()
     gamma = sorted(p for p in corpus.rglob("*.wav") if _engine_of(p, corpus) == "gamma")
@@ -162,8 +161,6 @@ def test_adapt_reads_a_flat_folder_of_clips(corpus, teacher, tmp_path):  # noqa:
 
 
 def test_adapt_finds_the_runs_own_clips_where_they_were_moved(corpus, teacher, tmp_path, capsys):  # noqa: F811
-    import shutil
-
     moved = tmp_path / "run"
     shutil.copytree(teacher, moved)
     recipe = yaml.safe_load((moved / "config.yaml").read_text())
@@ -176,3 +173,20 @@ def test_adapt_finds_the_runs_own_clips_where_they_were_moved(corpus, teacher, t
     (folder,) = [p for p in (tmp_path / "o").iterdir() if p.name.startswith("pseudo-labelled-")]
     own = {Path(os.path.realpath(p)) for p in folder.rglob("*.wav") if not p.parent.name.startswith("_background")}
     assert {p for p in own if _engine_of(p, corpus) != "gamma"} == {p.resolve() for p in corpus.rglob("*.wav") if _engine_of(p, corpus) in ("alpha", "beta")}
+
+
+def test_adapt_says_when_the_runs_own_clips_are_dangling_links(corpus, teacher, tmp_path, capsys):  # noqa: F811
+    moved = tmp_path / "run"
+    shutil.copytree(teacher, moved)
+    links = tmp_path / "links"  # a self-trained run's folder after its corpus moved: the links point nowhere
+    for name in ("validation_list.txt", "testing_list.txt", "speakers.csv"):
+        links.mkdir(exist_ok=True)
+        shutil.copyfile(corpus / name, links / name)
+    for p in corpus.rglob("*.wav"):
+        (links / p.relative_to(corpus)).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(tmp_path / "gone" / p.name, links / p.relative_to(corpus))
+    recipe = yaml.safe_load((moved / "config.yaml").read_text())
+    recipe["dataset"]["root"] = str(links)
+    (moved / "config.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["adapt", str(moved), "--data", str(corpus), "--engine", "gamma", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert f"none of the run's own clips under {links} can be read" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -114,6 +114,9 @@ def pseudo_labelled_folder(dataset: dict, chosen: list[PseudoLabel], unlabelled:
     excluded = {_identity(p) for p in unlabelled}
     selected = {p: _identity(p) for p, _ in select_engines(root, split_files(root, "all"), dataset.get("engines"),
                                                             list(dataset.get("exclude_engines", []))) if p.exists()}  # a dangling link is skipped, as the loader skips it
+    if not selected:
+        raise FileNotFoundError(f"none of the run's own clips under {root} can be read (a self-trained run's links dangle once the corpus "
+                                "they point to has moved); give the folder where the run's training data lies now with --root")
     own = [p for p, file in selected.items() if file not in excluded]
     earlier = {_identity(Path(r["file"])) for r in _read_labels(root / LABELS)}  # a self-trained run's own pseudo-labels
     relabelled = len((set(selected.values()) & excluded) - earlier)
