@@ -160,12 +160,18 @@ def test_adapt_reads_a_flat_folder_of_clips(corpus, teacher, tmp_path):  # noqa:
     assert all(Path(s).name.startswith("adapted_nohash_") for s in train.sources if s is not None and Path(os.path.realpath(folder / s)).parent == flat)
 
 
+def _run_trained_at(teacher: Path, root: Path, folder: Path) -> Path:
+    """A copy of the run `teacher` in `folder` whose recipe says it was trained on `root`."""
+    run = folder / "run"
+    shutil.copytree(teacher, run)
+    recipe = yaml.safe_load((run / "config.yaml").read_text())
+    recipe["dataset"]["root"] = str(root)
+    (run / "config.yaml").write_text(yaml.safe_dump(recipe))
+    return run
+
+
 def test_adapt_finds_the_runs_own_clips_where_they_were_moved(corpus, teacher, tmp_path, capsys):  # noqa: F811
-    moved = tmp_path / "run"
-    shutil.copytree(teacher, moved)
-    recipe = yaml.safe_load((moved / "config.yaml").read_text())
-    recipe["dataset"]["root"] = str(tmp_path / "gone")
-    (moved / "config.yaml").write_text(yaml.safe_dump(recipe))
+    moved = _run_trained_at(teacher, tmp_path / "gone", tmp_path)
     args = ["adapt", str(moved), "--data", str(corpus), "--engine", "gamma", "--no-progress"]
     assert main([*args, "--out", str(tmp_path / "o")]) == 2
     assert f"the run's own clips are not at {tmp_path / 'gone'}" in capsys.readouterr().err and not (tmp_path / "o").exists()
@@ -176,17 +182,13 @@ def test_adapt_finds_the_runs_own_clips_where_they_were_moved(corpus, teacher, t
 
 
 def test_adapt_says_when_the_runs_own_clips_are_dangling_links(corpus, teacher, tmp_path, capsys):  # noqa: F811
-    moved = tmp_path / "run"
-    shutil.copytree(teacher, moved)
     links = tmp_path / "links"  # a self-trained run's folder after its corpus moved: the links point nowhere
+    links.mkdir()
     for name in ("validation_list.txt", "testing_list.txt", "speakers.csv"):
-        links.mkdir(exist_ok=True)
         shutil.copyfile(corpus / name, links / name)
     for p in corpus.rglob("*.wav"):
         (links / p.relative_to(corpus)).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(tmp_path / "gone" / p.name, links / p.relative_to(corpus))
-    recipe = yaml.safe_load((moved / "config.yaml").read_text())
-    recipe["dataset"]["root"] = str(links)
-    (moved / "config.yaml").write_text(yaml.safe_dump(recipe))
+    moved = _run_trained_at(teacher, links, tmp_path)
     assert main(["adapt", str(moved), "--data", str(corpus), "--engine", "gamma", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert f"none of the run's own clips under {links} can be read" in capsys.readouterr().err and not (tmp_path / "o").exists()
