@@ -1,13 +1,11 @@
 """Speech Commands loader on a small tree in exactly the real layout: classes, splits, silence, sampler weights, bad input."""
 
-import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from spikeforge.data.audio_features import LogMelConfig
 from spikeforge.data.speech_commands import CLASSES, SpeechCommands, read_wav, silence_clips, split_files
 from spikeforge.registry import DATASETS
 

@@ -145,7 +145,6 @@ class _EventLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, indptr, indices, values):
-        rows = indptr.numel() - 1
         out = torch.empty(*x.shape[:-1], weight.shape[0], dtype=x.dtype)  # not a view: a LIF scan may overwrite it
         with torch_thread_budget():
             events_cpu.linear_forward(indptr.numpy(), indices.numpy(), values.numpy(),
