@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     truth = read_labels(args.labels) if args.labels is not None else None  # a bad file fails before the model runs
     config, model, _ = load_run(args.run_dir, args.checkpoint, "speech_commands")
     features = features_of(config["dataset"])
+    wave = read_wav(args.wav, features.sample_rate)  # a bad file fails before any warning about the model
     if not features.causal:
         trained = {key: getattr(features, key) for key in ("normalization", "second_front_end") if getattr(features, key)}
         for key, name in trained.items():
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         features = replace(features, **twins)
     hop = features.hop_ms
     rule = DetectionRule(features.steps, max(1, round(args.average_ms / hop)), args.threshold, round(args.suppression_ms / hop))
-    result = stream(model, read_wav(args.wav, features.sample_rate), features, rule, CLASSES, KEYWORDS)
+    result = stream(model, wave, features, rule, CLASSES, KEYWORDS)
     for d in result.detections:
         print(f"{d.step * hop / 1000:8.2f} s  {CLASSES[d.label]:<6} {d.score:.3f}")
     print(f"{len(result.detections)} keywords in {result.audio_seconds:.1f} s of audio; {result.seconds:.2f} s to process "
