@@ -1,6 +1,5 @@
 """Speech Commands loader on a small tree in exactly the real layout: classes, splits, silence, sampler weights, bad input."""
 
-
 import numpy as np
 import pytest
 import soundfile as sf

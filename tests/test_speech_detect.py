@@ -242,12 +242,12 @@ def test_detect_streams_a_whole_clip_normalisation_as_its_causal_twin_and_refuse
         assert code == 0 and f"their causal twin ({streamed_as!r})" in out and f"dataset.normalization={streamed_as} " in out, out
 
 
-
 def test_detect_names_a_missing_recording_before_warning_about_the_model(run_dir, tmp_path, capsys):
     run, long = _run_on_features(run_dir, tmp_path, normalization="clip")
     assert main(["detect", str(run), str(tmp_path / "typo.wav")]) == 2
     out, err = capsys.readouterr()
     assert "typo.wav: no such file" in err and "causal twin" not in out + err, (out, err)
+
 
 def test_detect_streams_a_db_envelope_model_with_the_same_cepstra(run_dir, tmp_path, capsys, monkeypatch):
     import spikeforge.streaming.run as streaming_run
