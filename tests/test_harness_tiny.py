@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,12 @@ def test_tiny_recipe_validates_with_defaults_filled(tmp_path):
     assert config["model"] == {"name": "demo_lif", "hidden": [16]}
     assert config["grad_clip"] is None and config["sampler"] == "random" and config["device"] == "auto"
     assert config["optimizer"] == {"name": "adam", "lr": 0.005, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8}
+
+
+def run_copy_with_dataset(run: Path, dest: Path, **dataset) -> Path:
+    """A copy of the run folder `run` at `dest` whose recipe's dataset keys are updated with `dataset`."""
+    shutil.copytree(run, dest)
+    config = yaml.safe_load((dest / "config.yaml").read_text())
+    config["dataset"].update(dataset)
+    (dest / "config.yaml").write_text(yaml.safe_dump(config))
+    return dest

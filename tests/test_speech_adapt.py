@@ -14,7 +14,7 @@ from spikeforge.registry import DATASETS
 from spikeforge.streaming.clip import classify_clip
 from spikeforge.train.adapt import LABELS, PseudoLabel, most_confident
 from spikeforge.train.loading import load_run
-from test_harness_tiny import tiny_kws_recipe
+from test_harness_tiny import run_copy_with_dataset, tiny_kws_recipe
 from test_speech_loeo import _engine, corpus  # noqa: F401 (a fixture)
 
 
@@ -160,18 +160,8 @@ def test_adapt_reads_a_flat_folder_of_clips(corpus, teacher, tmp_path):  # noqa:
     assert all(Path(s).name.startswith("adapted_nohash_") for s in train.sources if s is not None and Path(os.path.realpath(folder / s)).parent == flat)
 
 
-def _run_trained_at(teacher: Path, root: Path, folder: Path) -> Path:
-    """A copy of the run `teacher` in `folder` whose recipe says it was trained on `root`."""
-    run = folder / "run"
-    shutil.copytree(teacher, run)
-    recipe = yaml.safe_load((run / "config.yaml").read_text())
-    recipe["dataset"]["root"] = str(root)
-    (run / "config.yaml").write_text(yaml.safe_dump(recipe))
-    return run
-
-
 def test_adapt_finds_the_runs_own_clips_where_they_were_moved(corpus, teacher, tmp_path, capsys):  # noqa: F811
-    moved = _run_trained_at(teacher, tmp_path / "gone", tmp_path)
+    moved = run_copy_with_dataset(teacher, tmp_path / "run", root=str(tmp_path / "gone"))
     args = ["adapt", str(moved), "--data", str(corpus), "--engine", "gamma", "--no-progress"]
     assert main([*args, "--out", str(tmp_path / "o")]) == 2
     assert f"the run's own clips are not at {tmp_path / 'gone'}" in capsys.readouterr().err and not (tmp_path / "o").exists()
@@ -189,6 +179,6 @@ def test_adapt_says_when_the_runs_own_clips_are_dangling_links(corpus, teacher, 
     for p in corpus.rglob("*.wav"):
         (links / p.relative_to(corpus)).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(tmp_path / "gone" / p.name, links / p.relative_to(corpus))
-    moved = _run_trained_at(teacher, links, tmp_path)
+    moved = run_copy_with_dataset(teacher, tmp_path / "run", root=str(links))
     assert main(["adapt", str(moved), "--data", str(corpus), "--engine", "gamma", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert f"none of the run's own clips under {links} can be read" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -1,7 +1,6 @@
 """Streaming keyword detection: causal features equal the whole-signal ones, the stepped model equals its forward,
 the TF-style rule, and `spikeforge detect` finding the words of a long recording with a model trained here."""
 
-import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from spikeforge.streaming.accuracy import read_labels, score
 from spikeforge.streaming.detector import DetectionRule, Detector
 from spikeforge.streaming.features import StreamingLogMel
 from spikeforge.streaming.run import stream
-from test_harness_tiny import tiny_kws_recipe
+from test_harness_tiny import run_copy_with_dataset, tiny_kws_recipe
 
 SR = 16000
 RUNNING = LogMelConfig(normalization="running")
@@ -221,11 +220,7 @@ def test_detect_scores_a_streaming_test_recording_as_tf(run_dir, tmp_path, capsy
 
 def _run_on_features(run_dir, tmp_path, **dataset) -> tuple:
     """A copy of `run_dir` whose recipe names other feature settings, and 2 s of faint noise to stream through it."""
-    run = tmp_path / run_dir.name
-    shutil.copytree(run_dir, run)
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    config["dataset"].update(dataset)
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    run = run_copy_with_dataset(run_dir, tmp_path / run_dir.name, **dataset)
     long = tmp_path / "long.wav"
     sf.write(long, 0.01 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32), SR, subtype="PCM_16")
     return run, long

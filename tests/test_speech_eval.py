@@ -14,7 +14,7 @@ from spikeforge.data.audio_features import LogMelConfig
 from spikeforge.data.speech_commands import CLASSES, SILENCE, UNKNOWN, SpeechCommands, speaker_groups, tf_protocol
 from spikeforge.metrics.classification import balanced_accuracy, confusion_matrix, grouped_accuracy, keyword_recall, per_class_accuracy
 from spikeforge.train.loading import load_run
-from test_harness_tiny import percent, tiny_kws_recipe
+from test_harness_tiny import percent, run_copy_with_dataset, tiny_kws_recipe
 
 SR = 16000
 
@@ -164,9 +164,7 @@ def test_run_summary_reports_balanced_accuracy_and_keyword_recall(run_and_heldou
 
 
 def test_eval_of_several_runs_is_their_ensemble_and_refuses_runs_on_other_samples(run_and_heldout, capsys, tmp_path):
-    import shutil
 
-    import yaml
 
     run_dir, heldout = run_and_heldout
     # the second member on the other front end (dB below the peak): each member computes its own features
@@ -191,11 +189,7 @@ def test_eval_of_several_runs_is_their_ensemble_and_refuses_runs_on_other_sample
         assert f"  {r} (step " in out and f"accuracy {100 * acc:.2f}%" in out
     assert "accuracy per engine:" in out
     # a copy of the run reading another folder as its own data sees other test clips: refused, naming the run
-    moved = tmp_path / "moved"
-    shutil.copytree(run_dir, moved)
-    config = yaml.safe_load((moved / "config.yaml").read_text())
-    config["dataset"]["root"] = str(heldout)
-    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    moved = run_copy_with_dataset(run_dir, tmp_path / "moved", root=str(heldout))
     assert main(["eval", str(run_dir), str(moved)]) == 2
     assert f"{moved} sees other samples than {run_dir}" in capsys.readouterr().err
     assert main(["eval", str(run_dir), str(other), "--neurobench"]) == 2
