@@ -324,6 +324,50 @@ def test_kokoro_is_opt_in_reads_every_phoneme_and_its_fifteen_voices_speak_repro
     assert list(home.rglob("*")) == [] and list(tmp_path.glob(".synth-*")) == []
 
 
+def test_vocaltractlab_segments_and_f0_targets_by_hand():
+    """The segment sequence of 'yes' at 175 and 350 words/min (j 80 ms, E 140 ms, s 80 ms × 1.4 as the last phone, 100 ms
+    of silence either side), and the F0 targets moved to a mean of 200 Hz with their steps kept; a word without phones
+    names the table to add it to."""
+    from spikeforge.data.speech_engines import VTL_LEXICON, _vtl_f0_shifted, vtl_segments
+
+    assert set(gen.WORDS_V1) <= set(VTL_LEXICON)
+    rows = [(line.split(";")[0].split("=")[1].strip(), float(line.split("=")[2].rstrip(";"))) for line in vtl_segments("yes", 175).splitlines()]
+    assert rows == [("", 0.1), ("j", 0.08), ("E", 0.14), ("s", 0.112), ("", 0.1)]
+    fast = [float(line.split("=")[2].rstrip(";")) for line in vtl_segments("yes", 350).splitlines()]
+    assert fast == pytest.approx([0.1, 0.04, 0.07, 0.056, 0.1])
+    assert [float(line.split("=")[2].rstrip(";")) for line in vtl_segments("go", 175).splitlines()][1:4] == pytest.approx([0.08, 0.24, 0.14 * 1.4])
+    score = ('<gesture_sequence type="vowel-gestures" unit=""><gesture value="E" /></gesture_sequence>'
+             '<gesture_sequence type="f0-gestures" unit="st"><gesture value="80.000000" /><gesture value="83.000000" /></gesture_sequence>')
+    moved = _vtl_f0_shifted(score, 200.0)
+    targets = [float(v) for v in moved.split("f0-gestures")[1].split('value="')[1:] for v in [v.split('"')[0]]]
+    assert np.mean(targets) == pytest.approx(12 * np.log2(200.0), abs=1e-6) and targets[1] - targets[0] == pytest.approx(3.0)
+    assert moved.startswith('<gesture_sequence type="vowel-gestures" unit=""><gesture value="E" />')
+    with pytest.raises(ValueError, match="no pronunciation for 'learn'.*VTL_LEXICON"):
+        vtl_segments("learn", 175)
+
+
+def test_vocaltractlab_is_opt_in_and_its_three_voices_follow_pitch_and_speed_reproducibly(tmp_path):
+    """VocalTractLab runs only when named; its three glottis models say the same word differently, below full scale; a
+    faster speaker is shorter, a higher pitch has a higher F0, the same request gives the same samples, and its scratch
+    files go."""
+    import librosa
+
+    from spikeforge.data.speech_engines import ENGINES, available_engines
+
+    vtl = ENGINES["vocaltractlab"]
+    if not vtl.available():
+        pytest.skip("vocaltractlab-cython not installed (pip install 'spikeforge[vocaltractlab]')")
+    assert "vocaltractlab" not in [e.name for e in available_engines()[0]]
+    assert [e.name for e in available_engines(["vocaltractlab"])[0]] == ["vocaltractlab"]
+    said = [vtl.synthesize(v, [("yes", 50, 175)], scratch=tmp_path)[0] for v in vtl.voices()]
+    assert len({w.tobytes() for w in said}) == 3 and all(0.01 < np.abs(w).max() < 0.99 for w in said)
+    slow, fast, low, high, again = vtl.synthesize("vocaltractlab:geometric", [("no", 50, 120), ("no", 50, 240), ("no", 10, 175), ("no", 90, 175), ("no", 50, 120)], scratch=tmp_path)
+    assert len(fast) < 0.8 * len(slow) and np.array_equal(slow, again)
+    f0 = [np.nanmedian(librosa.pyin(x, fmin=50, fmax=400, sr=16000)[0]) for x in (low, high)]
+    assert f0[1] > 2 * f0[0], f0  # mean F0 targets mean_f0(10) = 88 Hz against mean_f0(90) = 232 Hz
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_piper_speaks_reproducibly_follows_speed_and_reads_a_voice_folder(monkeypatch, tmp_path):
     """Piper (neural, from PyPI): the bundled voice speaks, a faster speaker is shorter, the same request gives the same
     samples (the model's unseeded noise is off), and a folder of downloaded voices adds one voice per model speaker."""

