@@ -346,6 +346,25 @@ def test_vocaltractlab_segments_and_f0_targets_by_hand():
         vtl_segments("learn", 175)
 
 
+def test_every_phone_of_the_vocaltractlab_lexicon_is_one_vocaltractlab_knows(tmp_path):
+    """VocalTractLab passes over a symbol it does not know without a word: each phone of `VTL_LEXICON` between two vowels
+    must give another gestural score than an unknown symbol there."""
+    from spikeforge.data.speech_engines import ENGINES, VTL_LEXICON
+
+    if not ENGINES["vocaltractlab"].available():
+        pytest.skip("vocaltractlab-cython not installed (pip install 'spikeforge[vocaltractlab]')")
+    import vocaltractlab_cython as vtl
+
+    def score(phone: str) -> str:
+        (tmp_path / "p.seg").write_text("".join(f"name = {p}; duration_s = 0.1;\n" for p in ("", "a", phone, "a", "")))
+        vtl.phoneme_file_to_gesture_file(str(tmp_path / "p.seg"), str(tmp_path / "p.ges"))
+        return (tmp_path / "p.ges").read_text()
+
+    unknown = score("QQ")
+    assert score("w") == unknown  # English /w/ is not in its set: the check can fail
+    assert [p for p in sorted({p for w in VTL_LEXICON.values() for p in w.split()}) if score(p) == unknown] == []
+
+
 def test_vocaltractlab_is_opt_in_and_its_three_voices_follow_pitch_and_speed_reproducibly(tmp_path):
     """VocalTractLab runs only when named; its three glottis models say the same word differently, below full scale; a
     faster speaker is shorter, a higher pitch has a higher F0, the same request gives the same samples, and its scratch
