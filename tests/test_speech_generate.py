@@ -365,6 +365,17 @@ def test_every_phone_of_the_vocaltractlab_lexicon_is_one_vocaltractlab_knows(tmp
     assert [p for p in sorted({p for w in VTL_LEXICON.values() for p in w.split()}) if score(p) == unknown] == []
 
 
+def test_a_failing_python_worker_names_the_engine_the_voice_its_error_and_the_fix():
+    """Pico and VocalTractLab render in a worker process; when it fails, its last line and the engine's install line
+    are in the error, not a bare exit status."""
+    from spikeforge.data.speech_engines import _python_worker
+
+    with pytest.raises(RuntimeError, match=r"speech engine vocaltractlab failed on voice vocaltractlab:geometric: "
+                                           r"ModuleNotFoundError: no vocaltractlab_cython; reinstall it: pip install 'spikeforge\[vocaltractlab\]'"):
+        _python_worker("vocaltractlab", "vocaltractlab:geometric", "raise ModuleNotFoundError('no vocaltractlab_cython')", {})
+    _python_worker("pico", "pico:en-US", "import json, sys; assert json.load(sys.stdin) == {'a': 1}", {"a": 1})
+
+
 def test_vocaltractlab_is_opt_in_and_its_three_voices_follow_pitch_and_speed_reproducibly(tmp_path):
     """VocalTractLab runs only when named; its three glottis models say the same word differently, below full scale; a
     faster speaker is shorter, a higher pitch has a higher F0, the same request gives the same samples, and its scratch

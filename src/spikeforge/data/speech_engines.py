@@ -295,6 +295,15 @@ class Piper:
         return out
 
 
+def _python_worker(engine: str, voice: str, code: str, job: dict) -> None:
+    """Run `code` in a fresh Python process with `job` as JSON on its stdin; a failure names the engine, the voice, the
+    worker's last word and how to reinstall the engine."""
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(job), capture_output=True, text=True)
+    if done.returncode:
+        why = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), f"exit status {done.returncode}")
+        raise RuntimeError(f"speech engine {engine} failed on voice {voice}: {why}; reinstall it: {INSTALL[engine]}")
+
+
 class Pico:
     """SVOX Pico (py-nanotts): HMM-based statistical parametric synthesis, an American (lh0) and a British (kh0) female
     voice at 16 kHz. Pitch → F0 × mean_f0(pitch) / 170 Hz (the voices' own F0 is 165–176 Hz; Pico clamps the factor to
@@ -315,11 +324,7 @@ class Pico:
         markups = [f'<speed level="{round(100 * speed / 175)}"><pitch level="{round(100 * mean_f0(pitch) / 170)}"><volume level="20">{word}'
                    for word, pitch, speed in requests]
         with _scratch_folder(scratch) as tmp:
-            job = {"language": voice.split(":", 1)[1], "markups": markups, "out": tmp}
-            done = subprocess.run([sys.executable, "-c", PICO_WORKER], input=json.dumps(job), capture_output=True, text=True)
-            if done.returncode:
-                why = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), f"exit status {done.returncode}")
-                raise RuntimeError(f"speech engine pico failed on voice {voice}: {why}; reinstall it: {INSTALL['pico']}")
+            _python_worker("pico", voice, PICO_WORKER, {"language": voice.split(":", 1)[1], "markups": markups, "out": tmp})
             pcms = [(Path(tmp) / f"{i}.pcm").read_bytes() for i in range(len(markups))]
         return [trim(np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768, SAMPLE_RATE) for pcm in pcms]
 
@@ -457,10 +462,7 @@ class VocalTractLab:
         model = VTL_GLOTTIS[voice.split(":", 1)[1]]
         with _scratch_folder(scratch) as tmp:
             job = {"model": model, "out": tmp, "words": [(vtl_segments(w, speed), mean_f0(pitch)) for w, pitch, speed in requests]}
-            done = subprocess.run([sys.executable, "-c", VTL_WORKER], input=json.dumps(job), capture_output=True, text=True)
-            if done.returncode:
-                why = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), f"exit status {done.returncode}")
-                raise RuntimeError(f"speech engine vocaltractlab failed on voice {voice}: {why}; reinstall it: {INSTALL['vocaltractlab']}")
+            _python_worker("vocaltractlab", voice, VTL_WORKER, job)
             rate = json.loads((Path(tmp) / "rate.json").read_text())
             return [trim(np.load(Path(tmp) / f"{i}.npy"), rate) for i in range(len(requests))]
 
