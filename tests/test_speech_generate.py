@@ -4,6 +4,7 @@ import csv
 import hashlib
 import importlib
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -339,7 +340,7 @@ def test_vocaltractlab_segments_and_f0_targets_by_hand():
     score = ('<gesture_sequence type="vowel-gestures" unit=""><gesture value="E" /></gesture_sequence>'
              '<gesture_sequence type="f0-gestures" unit="st"><gesture value="80.000000" /><gesture value="83.000000" /></gesture_sequence>')
     moved = _vtl_f0_shifted(score, 200.0)
-    targets = [float(v) for v in moved.split("f0-gestures")[1].split('value="')[1:] for v in [v.split('"')[0]]]
+    targets = [float(v) for v in re.findall(r'value="([-0-9.]+)"', moved.split("f0-gestures")[1])]
     assert np.mean(targets) == pytest.approx(12 * np.log2(200.0), abs=1e-6) and targets[1] - targets[0] == pytest.approx(3.0)
     assert moved.startswith('<gesture_sequence type="vowel-gestures" unit=""><gesture value="E" />')
     with pytest.raises(ValueError, match="no pronunciation for 'learn'.*VTL_LEXICON"):
