@@ -65,6 +65,8 @@ VTL_LEXICON = {
     "bed": "b E d", "bird": "b 9 6 d", "cat": "k E t", "dog": "d O g", "happy": "h E p i:", "house": "h aU s",
     "marvin": "m a: 6 v I n", "sheila": "S i: l a", "tree": "t R i:", "wow": "U aU",
 }
+#: a vowel of VTL_LEXICON: one symbol (short), or two (long `x:`, or a diphthong)
+VTL_VOWEL = re.compile(r"^(?:[aeiouyEIOUY@269]|aI|aU|OY):?$")
 INSTALL = {
     "espeak-ng": "sudo apt-get install espeak-ng (Debian/Ubuntu), brew install espeak-ng (macOS)",
     "flite": "sudo apt-get install flite",
@@ -426,8 +428,7 @@ def vtl_segments(word: str, speed: int) -> str:
     if word not in VTL_LEXICON:
         raise ValueError(f"speech engine vocaltractlab has no pronunciation for {word!r}; add its phones to VTL_LEXICON")
     phones = VTL_LEXICON[word].split()
-    vowel = re.compile(r"^(?:[aeiouyEIOUY@269]|aI|aU|OY)[:]?$")
-    seconds = [(0.24 if p.endswith(":") or len(p) == 2 else 0.14) if vowel.match(p) else 0.08 for p in phones]
+    seconds = [(0.24 if len(p) == 2 else 0.14) if VTL_VOWEL.match(p) else 0.08 for p in phones]  # two symbols: long or diphthong
     seconds[-1] *= 1.4
     rows = [("", 0.1), *((p, t * 175 / speed) for p, t in zip(phones, seconds)), ("", 0.1)]
     return "".join(f"name = {p}; duration_s = {t:.6f};\n" for p, t in rows)
