@@ -88,6 +88,15 @@ def label_of(word: str) -> int:
     return CLASSES.index(word if word in KEYWORDS else UNKNOWN)
 
 
+def word_row(word: str | None, unknown_words: list[str]) -> int:
+    """The row of a `WordReadout` for a clip of `word` (None: silence): the classes but `_unknown_` in order, then
+    `unknown_words` (the `_unknown_` class's words, sorted)."""
+    label = CLASSES.index(SILENCE) if word is None else label_of(word)
+    if CLASSES[label] == UNKNOWN:
+        return len(CLASSES) - 1 + unknown_words.index(word)
+    return label - (label > CLASSES.index(UNKNOWN))
+
+
 def split_files(root: str | os.PathLike, split: str) -> list[tuple[Path, int]]:
     """(path, class index) of every clip of `split` ('train', 'val', 'test' or 'all'), in sorted order."""
     root = Path(root)
@@ -192,6 +201,7 @@ class SpeechCommands(Dataset):
     `domains` names a column of `speakers.csv` (e.g. 'engine'): items become (features, class, labels) with labels
     {"domain": the index of the clip's value among the column's sorted values (`domain_names`), −1 for silence clips}.
     `phones` adds labels["phones"]: the phones of the clip's word (`spikeforge.data.lexicon`), −1-padded, none for silence.
+    `words` adds labels["word"]: the clip's row of a `WordReadout` (`word_rows`), its own row for each word of `_unknown_`.
     """
 
     classes = CLASSES
@@ -211,6 +221,7 @@ class SpeechCommands(Dataset):
         exclude_engines: list[str] = (),
         domains: str | None = None,
         phones: bool = False,
+        words: bool = False,
     ) -> None:
         if augment.eq_db and features.normalization not in LEVEL_KEEPING:
             raise ValueError(f"eq_db moves the bands' levels, which normalization {features.normalization!r} scales away band by band; "
@@ -243,6 +254,8 @@ class SpeechCommands(Dataset):
             warnings.warn(f"{self.root} ({split}): {len(skipped)} unreadable or empty WAV files skipped", stacklevel=2)
         self.domain_names, self.domains = self._domain_labels(domains) if domains else ([], None)
         self.phones = torch.tensor([phone_targets(None if p is None else Path(p).parent.name) for p in self.sources]) if phones else None
+        self.unknown_words = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("_") and d.name not in KEYWORDS)
+        self.words = torch.tensor([word_row(None if p is None else Path(p).parent.name, self.unknown_words) for p in self.sources]) if words else None
         counts = torch.bincount(self.targets, minlength=len(CLASSES)).double()
         self.sample_weights = 1.0 / counts.clamp(min=1)[self.targets]
 
@@ -306,7 +319,8 @@ class SpeechCommands(Dataset):
             x = augment_features(x, aug, self.band_centres, self._random_clip)
         label = int(self.targets[i])
         labels = {**({"domain": int(self.domains[i])} if self.domains is not None else {}),
-                  **({"phones": self.phones[i]} if self.phones is not None else {})}
+                  **({"phones": self.phones[i]} if self.phones is not None else {}),
+                  **({"word": int(self.words[i])} if self.words is not None else {})}
         return (x, label, labels) if labels else (x, label)
 
     def _random_clip(self) -> torch.Tensor:
@@ -362,6 +376,7 @@ def speech_commands(
     exclude_engines: list[str] = (),
     domains: str | None = None,
     phones: bool = False,
+    words: bool = False,
 ) -> SpeechCommands:
     """Speech Commands at `root` (real v1/v2 or generated), 12 classes, features `[100, 1–3, n_mels]` per clip.
 
@@ -379,8 +394,9 @@ def speech_commands(
     augment the training split (`spikeforge.data.augment`; all off by default). `engines` / `exclude_engines`
     keep only / leave out the speakers of those engines (from `root/speakers.csv`), e.g. to train with one engine left out.
     `domains` (a `speakers.csv` column, e.g. 'engine') labels each training clip's domain for domain-adversarial training
-    (`method.domain_adversary`), `phones` with the phones of its word for the auxiliary phone loss (`method.phone_ctc`);
-    the validation and test splits stay unlabelled.
+    (`method.domain_adversary`), `phones` with the phones of its word for the auxiliary phone loss (`method.phone_ctc`),
+    `words` with its word's readout row (`method.word_loss`, with `model.unknown_words`); the validation and test splits
+    stay unlabelled.
     """
     augment = Augmentation(background_prob=background_prob, background_snr_db=tuple(background_snr_db),
                            time_shift_steps=time_shift_steps, time_masks=time_masks, time_mask_steps=time_mask_steps,
@@ -394,7 +410,7 @@ def speech_commands(
     return SpeechCommands(root, split, features, silence, per_class, directory,
                           protocol=protocol, augment=augment if split == "train" else Augmentation(),
                           engines=engines, exclude_engines=exclude_engines, domains=domains if split == "train" else None,
-                          phones=phones and split == "train")
+                          phones=phones and split == "train", words=words and split == "train")
 
 
 def speaker_table(root: str | os.PathLike, column: str | None = None) -> tuple[str, dict[str, str]] | None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from spikeforge.export.nir_neurons import Neuron, check_dt, neuron_node
-from spikeforge.layers import Flatten, Pool, Readout, SpikingConv, SpikingLinear
+from spikeforge.layers import Flatten, Pool, Readout, SpikingConv, SpikingLinear, WordReadout
 from spikeforge.layers.base import SpikingLayer
 from spikeforge.models.shorthand import SRMLayer, SumPool
 from spikeforge.neurons.noisy import NoisyLIF
@@ -99,6 +99,9 @@ def _leaves(model: nn.Module) -> dict[nn.Module, str]:
             raise ValueError(f"layer {name!r} (NoisyLIF) cannot be exported to NIR: in mode {module.mode!r} it draws noise every step; "
                              f"export after spikeforge.neurons.noisy.convert(model, mode='lif') (the plain LIF of eqs. (1)–(3); "
                              f"from the command line: spikeforge export RUN --convert lif)")
+        if isinstance(module, WordReadout):
+            raise ValueError(f"layer {name!r} (WordReadout) cannot be exported to NIR: its `_unknown_` score is the log-sum-exp of "
+                             f"{module.n_words} word rows, which no NIR node computes; train without model.unknown_words to export")
         if isinstance(module, _SPIKEFORGE_KINDS + _TORCH_KINDS):
             leaves[module] = name
             seen.add(name)

@@ -62,3 +62,36 @@ class Readout(nn.Module):
         if self.integrate is not None and state["scores"] is not None:
             y = self.integrate * state["scores"] + y  # y[n] = β_out·y[n−1] + W·S[n]
         return y, {"batch": state["batch"], "scores": y}
+
+
+class WordReadout(Readout):
+    """A readout whose class `group` is a mixture of `words` rows: its score per step is log Σ_w exp(y_w[n]).
+
+    Rows: the other classes in order, then the group's words (`classes − 1 + words` rows); `words(x)` gives them all,
+    `forward` the class scores. For `_unknown_` of Speech Commands, one row per word of that class (not in the papers:
+    a linear score per step cannot cover twenty different words, a log-sum-exp of twenty can). `method.word_loss` trains
+    the rows on each clip's word (`dataset.words`).
+    """
+
+    def __init__(self, in_features: int, classes: int, group: int, words: int, **kwargs) -> None:
+        if not 0 <= group < classes or words < 1:
+            raise ValueError(f"WordReadout: group must be a class index in [0, {classes}) and words ≥ 1, got group={group}, words={words}")
+        super().__init__(in_features, classes - 1 + words, **kwargs)
+        self.classes, self.group, self.n_words = classes, group, words
+
+    def words(self, x: torch.Tensor) -> torch.Tensor:
+        """Every row's score per step `[T, B, classes − 1 + words]`."""
+        return super().forward(x)
+
+    def collapse(self, rows: torch.Tensor) -> torch.Tensor:
+        """Class scores `[..., classes]` of row scores `[..., classes − 1 + words]`: the group's = log Σ exp of its words'."""
+        k = self.classes - 1
+        return torch.cat([rows[..., : self.group], rows[..., k:].logsumexp(-1, keepdim=True), rows[..., self.group : k]], -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.collapse(self.words(x))
+
+    def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One step, as `forward` at that step (the state keeps the rows' scores for the integrator)."""
+        rows, state = super().step(x_t, state)
+        return self.collapse(rows), state

@@ -19,6 +19,9 @@ and p the runs' mean softened probabilities on the same batch.
 the papers; `spikeforge.losses.consistency`): the network is asked to answer alike however the clip was coloured.
 `phone_ctc` λ_p > 0 adds λ_p·CTC of the model's `phone_head` scores per step, on the last spiking layer's spikes, against
 the phones of the clip's word (`dataset.phones`; not in the papers; `spikeforge.losses.phones`).
+`word_loss` λ_w > 0 adds λ_w·CE of the model's readout rows, one per word (`model.unknown_words`, a `WordReadout`), reduced
+over time as the class scores are, against the clip's word (`dataset.words`; not in the papers): every word of `_unknown_`
+is taught apart, and the class's score is the log-sum-exp of its words'.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikeforge.layers import WordReadout
 from spikeforge.layers.domain import grad_reverse
 from spikeforge.losses.consistency import js_consistency
 from spikeforge.losses.phones import phone_ctc_loss
@@ -52,7 +56,7 @@ class SurrogateBPTT(Method):
     def __init__(self, loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
                  reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
                  distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None,
-                 consistency: float = 0.0, phone_ctc: float = 0.0) -> None:
+                 consistency: float = 0.0, phone_ctc: float = 0.0, word_loss: float = 0.0) -> None:
         self.loss_name = loss
         self.loss_fn = LOSSES.get(loss)
         self.loss_kwargs = dict(loss_kwargs or {})
@@ -84,6 +88,11 @@ class SurrogateBPTT(Method):
         if phone_ctc > 0 and mixup > 0:
             raise ValueError("method.phone_ctc asks for the phones of each clip's word, and mixup mixes two words; use one of them")
         self.phone_ctc = float(phone_ctc)
+        if word_loss < 0:
+            raise ValueError(f"method.word_loss is the weight λ_w ≥ 0 of the loss on each clip's word (0: off), got {word_loss}")
+        if word_loss > 0 and mixup > 0:
+            raise ValueError("method.word_loss asks for each clip's word, and mixup mixes two words; use one of them")
+        self.word_loss = float(word_loss)
         self.views = 2 if consistency > 0 else 1
         if not 0 <= distill_weight <= 1 or distill_temperature <= 0:
             raise ValueError(f"method.distill_weight α weighs the teachers' loss against the task's, in [0, 1], and method.distill_temperature T "
@@ -140,15 +149,40 @@ class SurrogateBPTT(Method):
                              f"(the number of phones + 1: {len(PHONES) + 1} with spikeforge.data.lexicon's)")
         return phone_ctc_loss(head(spikes.flatten(2)), phones)
 
+    def _word_readout(self, model: nn.Module) -> WordReadout:
+        readout = _training_head(model, "readout")
+        if not isinstance(readout, WordReadout):
+            raise ValueError("method.word_loss needs a readout with one row per word: set model.unknown_words to the number of "
+                             "words of the `_unknown_` class (20 in Speech Commands v1 and the generated corpus, 25 in v2)")
+        return readout
+
+    def word_rows_loss(self, model: nn.Module, readout: WordReadout, inputs: torch.Tensor, word: torch.Tensor) -> torch.Tensor:
+        """CE of the readout's rows on its `inputs` (the spikes it read), reduced over time, against each clip's row `word`."""
+        rows = reduce_time(readout.words(inputs), output_reduction(model))
+        if int(word.max()) >= rows.shape[-1]:
+            raise ValueError(f"word row {int(word.max())} but the readout has {rows.shape[-1]} rows; set model.unknown_words to the number "
+                             "of words of `_unknown_` in the dataset")
+        return F.cross_entropy(rows, word)
+
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None,
-             phones: torch.Tensor | None = None) -> StepOutput:
+             phones: torch.Tensor | None = None, word: torch.Tensor | None = None) -> StepOutput:
         mixed = self.mixup > 0 and model.training
         if mixed:  # time-major [T, B, ...]: pairs along the batch axis
             lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
             partner = torch.randperm(x.shape[1], device=x.device)
             x = lam * x + (1 - lam) * x[:, partner]
-        with SpikeRecorder(model) as rec:
-            outputs = model(x)
+        words = self.word_loss > 0 and model.training
+        if words:
+            if word is None:
+                raise ValueError("method.word_loss needs each training clip's word: set dataset.words to true")
+            readout, read = self._word_readout(model), []  # the spikes the readout reads, for its word rows
+            hook = readout.register_forward_hook(lambda module, args, out: read.append(args[0]))
+        try:
+            with SpikeRecorder(model) as rec:
+                outputs = model(x)
+        finally:
+            if words:
+                hook.remove()
         reduced = reduce_time(outputs, output_reduction(model))  # the time-reduced scores [B, classes]: distillation, consistency, logits
         loss = self.loss(model, outputs, y)
         if mixed:
@@ -183,6 +217,10 @@ class SurrogateBPTT(Method):
             ctc = self.phone_loss(model, spikes[-1], phones)
             loss = loss + self.phone_ctc * ctc
             extras["phone_loss"] = float(ctc.detach())
+        if words:
+            wl = self.word_rows_loss(model, readout, read[0], word)
+            loss = loss + self.word_loss * wl
+            extras["word_loss"] = float(wl.detach())
         logits = reduced.detach()
         return StepOutput(loss=loss, logits=logits, spike_rates=rec.rates(), extras=extras)
 
@@ -191,9 +229,10 @@ class SurrogateBPTT(Method):
 def surrogate_bptt(loss: str = "cross_entropy", loss_kwargs: dict | None = None, reg_weight: float | list[float] = 0.0, reg_schedule: str = "constant",
                    reg_warmup: float = 0.0, mixup: float = 0.0, domain_adversary: float = 0.0, distill_from: list[str] | None = None,
                    distill_weight: float = 0.5, distill_temperature: float = 2.0, reg_budget: float | None = None,
-                   consistency: float = 0.0, phone_ctc: float = 0.0) -> SurrogateBPTT:
+                   consistency: float = 0.0, phone_ctc: float = 0.0, word_loss: float = 0.0) -> SurrogateBPTT:
     """Surrogate BPTT with loss `loss` (a LOSSES name), activity-regulariser weight(s) `reg_weight` ramped in over `reg_warmup` epochs
     on the spikes above the rate `reg_budget` (all of them by default), trained on mixed pairs with `mixup` α > 0, domain-adversarially with `domain_adversary` λ_d > 0, distilled from the runs `distill_from`,
-    on two views of each clip kept alike by `consistency` λ_c > 0, with the auxiliary phone loss of weight `phone_ctc` λ_p > 0."""
+    on two views of each clip kept alike by `consistency` λ_c > 0, with the auxiliary phone loss of weight `phone_ctc` λ_p > 0,
+    with the loss on each clip's word of weight `word_loss` λ_w > 0."""
     return SurrogateBPTT(loss, loss_kwargs, reg_weight, reg_schedule, reg_warmup, mixup, domain_adversary, distill_from, distill_weight,
-                         distill_temperature, reg_budget, consistency, phone_ctc)
+                         distill_temperature, reg_budget, consistency, phone_ctc, word_loss)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeforge.checks import check_time_major
-from spikeforge.layers import Pool, Readout, SpikingConv
+from spikeforge.layers import Pool, Readout, SpikingConv, WordReadout
 from spikeforge.layers.domain import DomainHead
 from spikeforge.registry import MODELS
 
@@ -53,7 +53,7 @@ class _KWSStack(nn.Module):
     def __init__(self, in_channels: int, bands: int, classes: int, channels: Sequence[int],
                  kernels: Sequence[Pair], dilations: Sequence[Pair], readout_pool: int = 1,
                  band_pools: Sequence[int] | None = None, time_reduction: str = "mean",
-                 readout_leak: float | None = None) -> None:
+                 readout_leak: float | None = None, unknown_words: int = 0, unknown_class: int = 1) -> None:
         super().__init__()
         if time_reduction not in ("mean", "max"):
             raise ValueError(f"time_reduction is how per-step scores become logits, 'mean' or 'max', got {time_reduction!r}")
@@ -78,7 +78,11 @@ class _KWSStack(nn.Module):
         # feature is only to that resolution (1: every band, as Table 1)
         self.pool = Pool("avg", readout_pool, spatial_dims=1) if readout_pool > 1 else None
         # readout_leak β_out: y[n] = β_out·y[n−1] + W·S[n], scores that build up over a word instead of per step
-        self.readout = Readout(channels[-1] * (out_bands // readout_pool), classes, integrate=readout_leak)
+        features = channels[-1] * (out_bands // readout_pool)
+        if unknown_words < 0:
+            raise ValueError(f"unknown_words is the number of words of the `_unknown_` class, one readout row each (0: one row), got {unknown_words}")
+        self.readout = (WordReadout(features, classes, unknown_class, unknown_words, integrate=readout_leak) if unknown_words
+                        else Readout(features, classes, integrate=readout_leak))
 
     def _read(self, h: torch.Tensor) -> torch.Tensor:
         """Readout scores `[T, B, classes]` of the last layer's output `[T, B, C, F]` (pooled over bands first)."""
@@ -102,7 +106,9 @@ class KWSNet(_KWSStack):
     in training (the kept ones scaled by 1/(1 − p)); not in the paper, off by default. `domain_classes` > 0 adds a
     domain classifier on the last conv layer's spike rates for domain-adversarial training (`spikeforge.layers.domain`;
     used only by the training method, never in `forward`); `phone_classes` > 0 a per-step phone readout on the same
-    spikes for the auxiliary phone loss (`method.phone_ctc`; training only as well).
+    spikes for the auxiliary phone loss (`method.phone_ctc`; training only as well). `unknown_words` U > 0 reads the class
+    `unknown_class` (`_unknown_`, index 1 of the Speech Commands classes) as U rows, one per word, its score per step their
+    log-sum-exp (`spikeforge.layers.readout.WordReadout`, trained on each clip's word by `method.word_loss`).
     """
 
     def __init__(
@@ -120,9 +126,12 @@ class KWSNet(_KWSStack):
         readout_leak: float | None = None,
         domain_classes: int = 0,
         phone_classes: int = 0,
+        unknown_words: int = 0,
+        unknown_class: int = 1,
         **lif_kwargs,
     ) -> None:
-        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools, time_reduction, readout_leak)
+        super().__init__(in_channels, bands, classes, channels, kernels, dilations, readout_pool, band_pools, time_reduction, readout_leak,
+                         unknown_words, unknown_class)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout is the probability of dropping a spike in training, in [0, 1), got {dropout}")
         self.dropout = dropout
@@ -226,13 +235,15 @@ def kws_dilated(
     readout_leak: float | None = None,
     domain_classes: int = 0,
     phone_classes: int = 0,
+    unknown_words: int = 0,
+    unknown_class: int = 1,
 ) -> KWSNet:
     """Table 1's dilated conv SNN (0.13 M parameters with the defaults); every ablation is a change of these arguments;
     `domain_classes` > 0 adds the domain classifier of domain-adversarial training, `phone_classes` > 0 the phone
-    readout of the auxiliary phone loss."""
+    readout of the auxiliary phone loss, `unknown_words` > 0 one readout row per word of `_unknown_`."""
     return KWSNet(
         in_channels, bands, classes, list(channels), [tuple(k) for k in kernels], [tuple(d) for d in dilations], readout_pool,
-        band_pools, dropout, time_reduction, readout_leak, domain_classes, phone_classes, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
+        band_pools, dropout, time_reduction, readout_leak, domain_classes, phone_classes, unknown_words, unknown_class, nlif=nlif, lateral=lateral, learn_beta=learn_beta, learn_threshold=learn_threshold,
         surrogate=surrogate, scale=scale, input_scale=input_scale, reset=reset, impl=impl,
     )
 

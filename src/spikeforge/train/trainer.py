@@ -96,7 +96,7 @@ def build_split(spec: dict, seed: int, split: str) -> Dataset:
 
 
 def _check_labels(method: Method, train: Dataset) -> None:
-    """No domain labels (`dataset.domains`) or phones (`dataset.phones`) in the training data unless the method uses them
+    """No domain labels (`dataset.domains`), phones (`dataset.phones`) or words (`dataset.words`) in the training data unless the method uses them
     (the method itself says what it misses the other way round, at its first step). `train` may be carved from its dataset."""
     train = getattr(train, "dataset", train)
     if getattr(train, "domains", None) is not None and not getattr(method, "domain_adversary", 0.0) > 0:
@@ -105,6 +105,9 @@ def _check_labels(method: Method, train: Dataset) -> None:
     if getattr(train, "phones", None) is not None and not getattr(method, "phone_ctc", 0.0) > 0:
         raise ValueError("dataset.phones gives each training clip its word's phones for the auxiliary phone loss; set method.phone_ctc > 0 "
                          "(with model.phone_classes) or drop dataset.phones")
+    if getattr(train, "words", None) is not None and not getattr(method, "word_loss", 0.0) > 0:
+        raise ValueError("dataset.words gives each training clip its word's readout row; set method.word_loss > 0 "
+                         "(with model.unknown_words) or drop dataset.words")
 
 
 def build(registry, spec: dict):
