@@ -201,7 +201,7 @@ class SpeechCommands(Dataset):
     `domains` names a column of `speakers.csv` (e.g. 'engine'): items become (features, class, labels) with labels
     {"domain": the index of the clip's value among the column's sorted values (`domain_names`), −1 for silence clips}.
     `phones` adds labels["phones"]: the phones of the clip's word (`spikeforge.data.lexicon`), −1-padded, none for silence.
-    `words` adds labels["word"]: the clip's row of a `WordReadout` (`word_rows`), its own row for each word of `_unknown_`.
+    `words` adds labels["word"]: the clip's row of a `WordReadout` (`word_row`), its own row for each word of `_unknown_`.
     """
 
     classes = CLASSES
