@@ -6,13 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from spikeforge.cli import main
 from spikeforge.layers import Readout, SpikingLinear
 from spikeforge.losses.consistency import js_consistency
 from spikeforge.registry import LOSSES, METHODS
 from spikeforge.train.runfolder import read_history
 from spikeforge.train.sampling import EpochBatchSampler
-from test_harness_tiny import tiny_kws_recipe
+from test_harness_tiny import tiny_kws_recipe, train_run
 from test_speech_loeo import corpus  # noqa: F401  (the three-engine corpus fixture)
 
 
@@ -74,7 +73,6 @@ def test_sampler_gives_every_sample_of_a_batch_twice_in_a_row():
 def test_training_run_with_consistency_logs_the_divergence_of_differently_augmented_views(corpus, tmp_path):  # noqa: F811
     recipe = tiny_kws_recipe(tmp_path / "tiny.yaml", {"root": str(corpus), "time_shift_steps": 4, "freq_masks": 1, "freq_mask_bands": 2},
                              name="consistency_tiny")
-    assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress", "--set", "method.consistency=2.0"]) == 0
-    run = next(p for p in (tmp_path / "runs").iterdir() if p.name != "features")
+    run = train_run(recipe, tmp_path / "runs", "--set", "method.consistency=2.0")
     trained = [r for r in read_history(run) if r["epoch"] > 0]
     assert trained and all(r["train_consistency_loss"] > 0 for r in trained)  # the two views were augmented apart

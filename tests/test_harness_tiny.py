@@ -53,6 +53,14 @@ def tiny_kws_recipe(path: Path, dataset: dict, name: str = "kws_tiny", channels:
     return path
 
 
+def train_run(recipe: Path, out: Path, *args: str) -> Path:
+    """Train `recipe` (a path or a recipe name) into `out` with the extra CLI `args`; the run folder (the feature cache lies beside it)."""
+    from spikeforge.cli import main
+
+    assert main(["train", str(recipe), "--out", str(out), "--no-progress", *args]) == 0
+    return next(p for p in out.iterdir() if p.name != "features")
+
+
 def percent(text: str, label: str) -> float:
     """The number printed as `LABEL  12.34%` in a command's output."""
     return float(re.search(rf"{label}\s+([0-9.]+)%", text).group(1))

@@ -12,7 +12,7 @@ from spikeforge.layers import Readout, SpikingLinear
 from spikeforge.layers.domain import DomainHead, grad_reverse
 from spikeforge.registry import DATASETS, LOSSES, METHODS, MODELS
 from spikeforge.train.runfolder import read_history
-from test_harness_tiny import tiny_kws_recipe
+from test_harness_tiny import tiny_kws_recipe, train_run
 from test_speech_loeo import ENGINES, corpus  # noqa: F401  (the three-engine corpus fixture)
 
 
@@ -126,8 +126,7 @@ def test_training_run_with_the_domain_adversary_logs_the_domain_classifier(corpu
     recipe = tiny_kws_recipe(tmp_path / "tiny.yaml", {"root": str(corpus), **adversarial}, name="dann_tiny")
     sets = ["--set", "method.domain_adversary=0.3", "--set", "model.domain_classes=3"]
     exportable = ["--set", "model.reset=zero"]  # NIR has no subtractive reset
-    assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress", *sets, *exportable]) == 0
-    run = next(p for p in (tmp_path / "runs").iterdir() if p.name != "features")  # the feature cache lies beside the runs
+    run = train_run(recipe, tmp_path / "runs", *sets, *exportable)
     rows = read_history(run)
     trained = [r for r in rows if r["epoch"] > 0]
     assert trained and all(0.0 <= r["train_domain_accuracy"] <= 1.0 and r["train_domain_loss"] > 0 for r in trained)

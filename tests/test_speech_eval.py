@@ -14,7 +14,7 @@ from spikeforge.data.audio_features import LogMelConfig
 from spikeforge.data.speech_commands import CLASSES, SILENCE, UNKNOWN, SpeechCommands, speaker_groups, tf_protocol
 from spikeforge.metrics.classification import balanced_accuracy, confusion_matrix, grouped_accuracy, keyword_recall, per_class_accuracy
 from spikeforge.train.loading import load_run
-from test_harness_tiny import percent, run_copy_with_dataset, tiny_kws_recipe
+from test_harness_tiny import percent, run_copy_with_dataset, tiny_kws_recipe, train_run
 
 SR = 16000
 
@@ -168,9 +168,7 @@ def test_eval_of_several_runs_is_their_ensemble_and_refuses_runs_on_other_sample
 
     run_dir, heldout = run_and_heldout
     # the second member on the other front end (dB below the peak): each member computes its own features
-    assert main(["train", str(run_dir / "config.yaml"), "--set", "seed=1", "--set", "dataset.normalization=db",
-                 "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
-    other = next(p for p in (tmp_path / "runs").iterdir() if p.name != "features")  # the feature cache lies beside the runs
+    other = train_run(run_dir / "config.yaml", tmp_path / "runs", "--set", "seed=1", "--set", "dataset.normalization=db")
     capsys.readouterr()
     assert main(["eval", str(run_dir), str(other), "--data", str(heldout), "--protocol", "all"]) == 0
     out = capsys.readouterr().out

@@ -13,7 +13,7 @@ from spikeforge.layers import Readout, SpikingLinear
 from spikeforge.losses.phones import phone_ctc_loss
 from spikeforge.registry import DATASETS, LOSSES, METHODS, MODELS
 from spikeforge.train.runfolder import read_history
-from test_harness_tiny import tiny_kws_recipe
+from test_harness_tiny import tiny_kws_recipe, train_run
 from test_speech_loeo import corpus  # noqa: F401  (the three-engine corpus fixture)
 
 
@@ -112,8 +112,7 @@ def test_kws_net_phone_head_reads_the_last_conv_layers_bands_and_leaves_forward_
 def test_training_run_with_the_phone_loss_logs_it_and_evaluates(corpus, tmp_path):  # noqa: F811
     recipe = tiny_kws_recipe(tmp_path / "tiny.yaml", {"root": str(corpus), "phones": True}, name="phones_tiny")
     sets = ["--set", "method.phone_ctc=0.3", "--set", "model.phone_classes=40"]
-    assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress", *sets]) == 0
-    run = next(p for p in (tmp_path / "runs").iterdir() if p.name != "features")
+    run = train_run(recipe, tmp_path / "runs", *sets)
     trained = [r for r in read_history(run) if r["epoch"] > 0]
     assert trained and all(r["train_phone_loss"] > 0 for r in trained)
     assert main(["eval", str(run), "--data", str(corpus), "--split", "all"]) == 0

@@ -13,7 +13,7 @@ from spikeforge.export.nir_graph import to_nir
 from spikeforge.layers import Readout, SpikingLinear, WordReadout
 from spikeforge.registry import DATASETS, LOSSES, METHODS, MODELS
 from spikeforge.train.runfolder import read_history
-from test_harness_tiny import tiny_kws_recipe
+from test_harness_tiny import tiny_kws_recipe, train_run
 from test_speech_loeo import corpus  # noqa: F401  (the three-engine corpus fixture)
 
 
@@ -123,8 +123,7 @@ def test_nir_export_refuses_the_word_readout_by_name():
 def test_training_run_with_word_rows_logs_the_loss_and_evaluates(corpus, tmp_path):  # noqa: F811
     recipe = tiny_kws_recipe(tmp_path / "tiny.yaml", {"root": str(corpus), "words": True}, name="words_tiny")
     sets = ["--set", "method.word_loss=1.0", "--set", "model.unknown_words=20"]
-    assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress", *sets]) == 0
-    run = next(p for p in (tmp_path / "runs").iterdir() if p.name != "features")
+    run = train_run(recipe, tmp_path / "runs", *sets)
     trained = [r for r in read_history(run) if r["epoch"] > 0]
     assert trained and all(r["train_word_loss"] > 0 for r in trained)
     assert main(["eval", str(run), "--data", str(corpus), "--split", "all"]) == 0
