@@ -95,19 +95,21 @@ def build_split(spec: dict, seed: int, split: str) -> Dataset:
     return dict(zip(("train", "val", "test"), build_datasets(spec, seed)))[split]
 
 
+#: (dataset attribute, method weight that uses it, what the labels are for, the model key that goes with it)
+_EXTRA_LABELS = (
+    ("domains", "domain_adversary", "labels each training clip's domain for domain-adversarial training", "model.domain_classes"),
+    ("phones", "phone_ctc", "gives each training clip its word's phones for the auxiliary phone loss", "model.phone_classes"),
+    ("words", "word_loss", "gives each training clip its word's readout row", "model.unknown_words"),
+)
+
+
 def _check_labels(method: Method, train: Dataset) -> None:
-    """No domain labels (`dataset.domains`), phones (`dataset.phones`) or words (`dataset.words`) in the training data unless the method uses them
-    (the method itself says what it misses the other way round, at its first step). `train` may be carved from its dataset."""
+    """No domain labels (`dataset.domains`), phones (`dataset.phones`) or words (`dataset.words`) in the training data unless the
+    method uses them (the method itself says what it misses the other way round, at its first step). `train` may be carved from its dataset."""
     train = getattr(train, "dataset", train)
-    if getattr(train, "domains", None) is not None and not getattr(method, "domain_adversary", 0.0) > 0:
-        raise ValueError("dataset.domains labels each training clip's domain for domain-adversarial training; set method.domain_adversary > 0 "
-                         "(with model.domain_classes) or drop dataset.domains")
-    if getattr(train, "phones", None) is not None and not getattr(method, "phone_ctc", 0.0) > 0:
-        raise ValueError("dataset.phones gives each training clip its word's phones for the auxiliary phone loss; set method.phone_ctc > 0 "
-                         "(with model.phone_classes) or drop dataset.phones")
-    if getattr(train, "words", None) is not None and not getattr(method, "word_loss", 0.0) > 0:
-        raise ValueError("dataset.words gives each training clip its word's readout row; set method.word_loss > 0 "
-                         "(with model.unknown_words) or drop dataset.words")
+    for labels, weight, purpose, model_key in _EXTRA_LABELS:
+        if getattr(train, labels, None) is not None and not getattr(method, weight, 0.0) > 0:
+            raise ValueError(f"dataset.{labels} {purpose}; set method.{weight} > 0 (with {model_key}) or drop dataset.{labels}")
 
 
 def build(registry, spec: dict):
