@@ -130,6 +130,14 @@ def test_adapt_refuses_bad_input_and_writes_nothing(corpus, teacher, tmp_path, c
         assert not out.exists()
 
 
+def test_adapt_refuses_a_run_with_word_rows_and_writes_nothing(corpus, teacher, tmp_path, capsys):  # noqa: F811
+    run = run_copy_with_dataset(teacher, tmp_path / "words_run", words=True)
+    out = tmp_path / "o"
+    assert main(["adapt", str(run), "--data", str(corpus), "--out", str(out), "--no-progress"]) == 2
+    assert "a pseudo-label names the class, not the word" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_adapt_warns_when_the_unlabelled_clips_include_the_runs_own(corpus, teacher, tmp_path):  # noqa: F811
     with pytest.warns(UserWarning, match=r"12 of the unlabelled clips are clips the run learnt from with their labels"):
         assert main(["adapt", str(teacher), "--data", str(corpus), "--engine", "alpha", "--out", str(tmp_path / "o"), "--no-progress"]) == 0

@@ -172,8 +172,12 @@ def self_train(run: Path, folder: Path, out: Path, keep: float = 0.6, engine: st
     run's own clips (in its recipe's root, or `root` where they lie now), and train the run's recipe on it from scratch.
     Returns (the new run folder, its final metrics)."""
     _check_keep(keep)
-    if "stages" in runfolder.read_config(run):
+    recipe = runfolder.read_config(run)
+    if "stages" in recipe:
         raise ValueError(f"{run} is a staged run; self-training retrains one recipe, so give it a single-stage speech run")
+    if recipe.get("dataset", {}).get("words"):
+        raise ValueError(f"{run} trains a readout row per word of `_unknown_` (dataset.words); a pseudo-label names the class, "
+                         "not the word, so its recipe cannot train on them: self-train a run without model.unknown_words")
     config, model, _ = load_run(run, "best", "speech_commands")
     dataset = {**config["dataset"], "root": str(root if root is not None else config["dataset"]["root"])}
     if not Path(dataset["root"]).is_dir():
