@@ -88,6 +88,11 @@ def label_of(word: str) -> int:
     return CLASSES.index(word if word in KEYWORDS else UNKNOWN)
 
 
+def word_folders(root: Path) -> list[str]:
+    """The word folders of a Speech Commands root, sorted (not `_background_noise_` or another `_` folder)."""
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("_"))
+
+
 def word_row(word: str | None, unknown_words: list[str]) -> int:
     """The row of a `WordReadout` for a clip of `word` (None: silence): the classes but `_unknown_` in order, then
     `unknown_words` (the `_unknown_` class's words, sorted)."""
@@ -104,7 +109,7 @@ def split_files(root: str | os.PathLike, split: str) -> list[tuple[Path, int]]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     _check_root(root)
     listed = {name: _read_list(root / fname) for name, fname in SPLIT_LISTS.items()}
-    words = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("_"))
+    words = word_folders(root)
     if not any(w in KEYWORDS for w in words):
         raise FileNotFoundError(f"{root} has no keyword folders (yes/, no/, ...): {LAYOUT}")
     out = []
@@ -254,7 +259,7 @@ class SpeechCommands(Dataset):
             warnings.warn(f"{self.root} ({split}): {len(skipped)} unreadable or empty WAV files skipped", stacklevel=2)
         self.domain_names, self.domains = self._domain_labels(domains) if domains else ([], None)
         self.phones = torch.tensor([phone_targets(None if p is None else Path(p).parent.name) for p in self.sources]) if phones else None
-        self.unknown_words = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("_") and d.name not in KEYWORDS)
+        self.unknown_words = [w for w in word_folders(self.root) if w not in KEYWORDS]
         self.words = torch.tensor([word_row(None if p is None else Path(p).parent.name, self.unknown_words) for p in self.sources]) if words else None
         counts = torch.bincount(self.targets, minlength=len(CLASSES)).double()
         self.sample_weights = 1.0 / counts.clamp(min=1)[self.targets]
