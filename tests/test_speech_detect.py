@@ -1,22 +1,38 @@
 """Streaming keyword detection: causal features equal the whole-signal ones, the stepped model equals its forward,
-the TF-style rule, and `spikeforge detect` finding the words of a long recording with a model trained here."""
+the TF-style rule, and `spikeforge detect` finding the words of a long recording, or of audio piped in live, with a
+model trained here."""
 
+import io
+import select
+import subprocess
+import sys
+import time
+import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 import yaml
+from test_harness_tiny import run_copy_with_dataset, tiny_kws_recipe
 
 from spikeforge.cli import main
-from spikeforge.data.audio_features import LogMelConfig, log_mel, mel_power, running_normalize, running_peak_db, spectral_envelope
-from spikeforge.data.speech_commands import CLASSES, KEYWORDS
+from spikeforge.data.audio_features import (
+    LogMelConfig,
+    log_mel,
+    mel_power,
+    running_normalize,
+    running_peak_db,
+    spectral_envelope,
+)
+from spikeforge.data.speech_commands import CLASSES, KEYWORDS, features_of, read_wav
 from spikeforge.models.kws import kws_dilated
 from spikeforge.streaming.accuracy import read_labels, score
 from spikeforge.streaming.detector import DetectionRule, Detector
 from spikeforge.streaming.features import StreamingLogMel
-from spikeforge.streaming.run import stream
-from test_harness_tiny import run_copy_with_dataset, tiny_kws_recipe
+from spikeforge.streaming.run import KeywordSpotter, chunks_of
+from spikeforge.streaming.source import pcm_chunks
+from spikeforge.train.loading import load_run
 
 SR = 16000
 RUNNING = LogMelConfig(normalization="running")
@@ -170,7 +186,11 @@ def test_stepped_model_equals_its_forward_on_the_streamed_features():
             conv.neuron.threshold.fill_(0.3)
     rng = np.random.default_rng(3)
     wave = np.concatenate([_clip("yes", rng), _clip("no", rng), 0.01 * rng.standard_normal(SR // 2).astype(np.float32)])
-    result = stream(model, wave, RUNNING, DetectionRule(), CLASSES, KEYWORDS, chunk_ms=37)
+    spotter = KeywordSpotter(model, RUNNING, DetectionRule(), CLASSES, KEYWORDS, keep=True)
+    for chunk in chunks_of(wave, SR, chunk_ms=37):
+        spotter.push(chunk)
+    spotter.flush()
+    result = spotter.result()
     assert result.features.shape == (1 + len(wave) // 160, 1, 40)
     with torch.no_grad():
         whole = model(result.features.unsqueeze(1))[:, 0]
@@ -178,8 +198,10 @@ def test_stepped_model_equals_its_forward_on_the_streamed_features():
     torch.testing.assert_close(result.scores, whole, rtol=1e-5, atol=1e-5)
 
 
-def test_detect_finds_the_keywords_of_a_long_recording(run_dir, tmp_path, capsys):
-    rng = np.random.default_rng(7)
+def _long_recording(seed: int = 7) -> tuple[np.ndarray, list[float], list[str]]:
+    """1 s of faint noise, then five words (two of them unknown-word warbles), each followed by 2 s of noise:
+    (samples, each word's onset in seconds, the words)."""
+    rng = np.random.default_rng(seed)
     quiet = lambda s: (0.01 * rng.standard_normal(int(s * SR))).astype(np.float32)  # noqa: E731
     script = ["yes", "no", "bed", "no", "yes"]
     pieces, onsets = [quiet(1.0)], []
@@ -187,11 +209,21 @@ def test_detect_finds_the_keywords_of_a_long_recording(run_dir, tmp_path, capsys
         w = _word(word, rng)
         onsets.append(sum(map(len, pieces)) / SR)
         pieces += [w + quiet(len(w) / SR), quiet(2.0)]
+    return np.concatenate(pieces), onsets, script
+
+
+def _detections(out: str) -> list[str]:
+    """The detection lines ("time s  keyword  posterior") of `spikeforge detect`'s output."""
+    return [line for line in out.splitlines() if " s  " in line and line.split()[2] in KEYWORDS]
+
+
+def test_detect_finds_the_keywords_of_a_long_recording(run_dir, tmp_path, capsys):
+    wave, onsets, script = _long_recording()
     long = tmp_path / "long.wav"
-    sf.write(long, np.concatenate(pieces), SR, subtype="PCM_16")
+    sf.write(long, wave, SR, subtype="PCM_16")
     assert main(["detect", str(run_dir), str(long), "--threshold", "0.5", "--plot", str(tmp_path / "plots")]) == 0
     out = capsys.readouterr().out
-    found = [(float(line.split()[0]), line.split()[2]) for line in out.splitlines() if line.strip().endswith(tuple("0123456789")) and " s  " in line]
+    found = [(float(line.split()[0]), line.split()[2]) for line in _detections(out)]
     expected = [(t, w) for t, w in zip(onsets, script) if w in KEYWORDS]
     assert [w for _, w in found] == [w for _, w in expected], out
     for (t, _), (onset, _) in zip(found, expected):
@@ -210,7 +242,7 @@ def test_detect_scores_a_streaming_test_recording_as_tf(run_dir, tmp_path, capsy
     assert main(["detect", str(run_dir), str(out / "streaming_test.wav"), "--threshold", "0.5",
                  "--labels", str(out / "streaming_test_labels.txt")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    found = [(line.split()[2], 1000 * float(line.split()[0])) for line in lines if " s  " in line and line.split()[2] in KEYWORDS]
+    found = [(line.split()[2], 1000 * float(line.split()[0])) for line in _detections("\n".join(lines))]
     stats = score(found, truth)
     summary = next(line for line in lines if line.startswith("streaming accuracy: "))
     assert summary == f"streaming accuracy: {stats.line(750.0)}"
@@ -278,3 +310,122 @@ def test_detect_streams_both_front_ends_of_a_two_channel_model_as_their_causal_t
     run_cmvn, _ = _run_on_features(run, tmp_path / "cmvn", second_front_end="cmvn")
     assert main(["detect", str(run_cmvn), str(long)]) == 2
     assert "second_front_end='cmvn' features, which have no causal twin" in capsys.readouterr().err
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe that delivers its bytes `piece` at a time, as a recorder's writes may arrive."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.piece, self.at = data, piece, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        part = self.data[self.at : self.at + min(n if n >= 0 else len(self.data), self.piece)]
+        self.at += len(part)
+        return part
+
+
+def _wav_bytes(wave: np.ndarray, rate: int = SR, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("form", ["raw", "wav", "wav with a LIST chunk", "stereo wav"])
+def test_piped_pcm_equals_the_wav_file_read_whole_in_any_pieces(tmp_path, form):
+    rng = np.random.default_rng(4)
+    wave = np.clip(0.3 * rng.standard_normal((int(1.234 * SR), 2 if form == "stereo wav" else 1)), -1, 1).astype(np.float32)
+    (tmp_path / "clip.wav").write_bytes(_wav_bytes(wave))
+    if form == "stereo wav":
+        with pytest.warns(UserWarning, match="2 channels, downmixed"):
+            expected = read_wav(tmp_path / "clip.wav")
+    else:
+        expected = read_wav(tmp_path / "clip.wav")
+    data = _wav_bytes(wave)
+    if form == "raw":
+        data = data[data.index(b"data") + 8 :]
+    elif form == "wav with a LIST chunk":  # an odd-sized chunk before the samples, padded to an even size
+        at = data.index(b"data")
+        data = data[:at] + b"LIST" + (3).to_bytes(4, "little") + b"abc\0" + data[at:]
+    for piece in (1, 3, 4096):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore" if form == "stereo wav" else "error")
+            chunks = list(pcm_chunks(_Trickle(data, piece), SR, chunk_ms=100))
+        assert [len(c) for c in chunks[:-1]] == [1600] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 1600
+        np.testing.assert_array_equal(np.concatenate(chunks), expected)
+
+
+@pytest.mark.parametrize("data, problem", [
+    (_wav_bytes(np.zeros(800, np.float32), rate=44100), "WAV sampled at 44100 Hz, where the run's features need 16000 Hz"),
+    (_wav_bytes(np.zeros(800, np.float32), subtype="FLOAT"), "WAV samples of 32 bits"),
+    (_wav_bytes(np.zeros(800, np.float32), subtype="PCM_U8"), "WAV samples of 8 bits"),
+    (_wav_bytes(np.zeros(800, np.float32))[:40], "a WAV header without a data chunk"),
+    (b"", "no audio arrived"),
+])
+def test_piped_pcm_refuses_what_it_cannot_read_and_says_how_to_pipe_it(data, problem):
+    with pytest.raises(ValueError, match=problem) as err:
+        list(pcm_chunks(io.BytesIO(data), SR))
+    assert "arecord -f S16_LE -r 16000 -c 1" in str(err.value) and str(err.value).startswith("stdin: ")
+
+
+def test_detect_on_stdin_finds_what_the_file_gives_in_constant_memory(run_dir, tmp_path, capsys, monkeypatch):
+    wave, _, _ = _long_recording()
+    long = tmp_path / "long.wav"
+    sf.write(long, wave, SR, subtype="PCM_16")
+    assert main(["detect", str(run_dir), str(long), "--threshold", "0.5"]) == 0
+    from_file = _detections(capsys.readouterr().out)
+    assert len(from_file) == 4
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(long.read_bytes())))
+    assert main(["detect", str(run_dir), "-", "--threshold", "0.5"]) == 0
+    assert _detections(capsys.readouterr().out) == from_file
+    # the spotter without history: the same keywords, and nothing that grows with the signal (10 minutes more of it)
+    config, model, _ = load_run(run_dir, "best", "speech_commands")
+    listen = lambda: KeywordSpotter(model, features_of(config["dataset"]), DetectionRule(threshold=0.5), CLASSES, KEYWORDS)  # noqa: E731
+    spotter, samples = listen(), read_wav(long)
+    found = [d for chunk in chunks_of(samples, SR) for d in spotter.push(chunk)] + spotter.flush()
+    assert [f"{d.step / 100:8.2f} s  {CLASSES[d.label]:<6} {d.score:.3f}" for d in found] == from_file
+    spotter, quiet = listen(), 0.01 * np.random.default_rng(1).standard_normal(SR // 10).astype(np.float32)
+    for chunk in (*chunks_of(samples, SR), *[quiet] * 6000):
+        spotter.push(chunk)
+    result = spotter.result()
+    assert result.features.numel() == result.scores.numel() == result.smoothed.numel() == 0
+    assert result.audio_seconds == pytest.approx(len(samples) / SR + 600)
+    assert len(spotter.extractor.buffer) < 400 + 1600 and spotter.detector.step > 60000
+
+
+def test_detect_prints_each_keyword_of_a_live_pipe_while_the_audio_still_flows(run_dir, tmp_path, capsys):
+    wave, onsets, script = _long_recording()
+    sf.write(tmp_path / "long.wav", wave, SR, subtype="PCM_16")
+    data = (tmp_path / "long.wav").read_bytes()
+    raw = data[data.index(b"data") + 8 :]  # the file's samples, without its header
+    assert main(["detect", str(run_dir), str(tmp_path / "long.wav"), "--threshold", "0.5"]) == 0
+    from_file = _detections(capsys.readouterr().out)
+    first = int((onsets[0] + 2.5) * SR) * 2  # the first word and 2 s after it, in bytes
+    proc = subprocess.Popen([sys.executable, "-m", "spikeforge", "detect", str(run_dir), "-", "--threshold", "0.5"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    try:
+        proc.stdin.write(raw[:first])
+        proc.stdin.flush()
+        line, deadline = b"", time.monotonic() + 120
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                line += proc.stdout.read1(1)
+        assert proc.poll() is None, proc.stderr.read().decode()  # still listening: the rest has not been sent
+        assert line.decode().rstrip("\n") == from_file[0]  # printed before the input ended
+        out, err = proc.communicate(raw[first:], timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert _detections(line.decode() + out.decode()) == from_file
+
+
+def test_detect_refuses_a_terminal_as_its_input_and_says_what_to_pipe(run_dir, capsys, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    assert main(["detect", str(run_dir), "-"]) == 2
+    assert "stdin is a terminal; pipe 16-bit mono PCM at 16000 Hz" in capsys.readouterr().err
