@@ -68,6 +68,8 @@ OPTIMIZERS: dict[str, dict[str, Field]] = {
     "sgd": {"lr": Field((float,), 1e-2, minimum=0.0), "weight_decay": Field((float,), 0.0, minimum=0.0),
             "momentum": Field((float,), 0.0, minimum=0.0), "nesterov": Field((bool,), False)},
 }
+for _fields in OPTIMIZERS.values():  # sharpness-aware steps (train.optim.sharpness_aware_gradient); 0: off
+    _fields["sam_rho"] = Field((float,), 0.0, minimum=0.0)
 OPTIMIZERS["radam"] = dict(OPTIMIZERS["adam"])
 SCHEDULES: dict[str, dict[str, Field]] = {
     "constant": {},

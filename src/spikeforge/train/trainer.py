@@ -24,7 +24,7 @@ from spikeforge.registry import DATASETS, METHODS, MODELS
 from spikeforge.train import checkpoint, distributed, runfolder
 from spikeforge.train.encode import encode, step_shape
 from spikeforge.train.evaluate import Evaluation, evaluate
-from spikeforge.train.optim import build_optimizer
+from spikeforge.train.optim import build_optimizer, sharpness_aware_gradient
 from spikeforge.train.report import write_plots
 from spikeforge.train.sampling import EpochBatchSampler, carve_validation, class_balancing_weights, labels_of
 from spikeforge.train.schedule import learning_rate, set_learning_rate
@@ -271,10 +271,13 @@ class Trainer:
         set_learning_rate(self.optimizer, learning_rate(cfg["schedule"], cfg["optimizer"]["lr"], s.step, self.steps_per_epoch))
         x, y = encode(x.to(self.ctx.device), cfg["encoder"]), y.to(self.ctx.device)
         self.method.set_progress(s.step / self.steps_per_epoch)
-        out = self.method.step(self.net, x, y, **{name: value.to(self.ctx.device) for name, value in labels.items()})
+        labels = {name: value.to(self.ctx.device) for name, value in labels.items()}
+        out = self.method.step(self.net, x, y, **labels)
         self._check_finite(out.loss, "loss is")
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
+        if cfg["optimizer"]["sam_rho"]:
+            sharpness_aware_gradient(list(self.model.parameters()), cfg["optimizer"]["sam_rho"], lambda: self.method.step(self.net, x, y, **labels).loss)
         if cfg["grad_clip"] is not None:
             nn.utils.clip_grad_value_(self.model.parameters(), cfg["grad_clip"])  # low-activity paper §8: grads in [−5, 5]
         self.optimizer.step()
