@@ -82,7 +82,8 @@ def test_tiny_recipe_validates_with_defaults_filled(tmp_path):
     config = load_recipe(str(tiny_recipe(tmp_path)))
     assert config["model"] == {"name": "demo_lif", "hidden": [16]}
     assert config["grad_clip"] is None and config["sampler"] == "random" and config["device"] == "auto"
-    assert config["optimizer"] == {"name": "adam", "lr": 0.005, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8}
+    assert config["optimizer"] == {"name": "adam", "lr": 0.005, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8,
+                                   "sam_rho": 0.0}
 
 
 def run_copy_with_dataset(run: Path, dest: Path, **dataset) -> Path:
