@@ -2,6 +2,7 @@
 the TF-style rule, and `spikeforge detect` finding the words of a long recording, or of audio piped in live, with a
 model trained here."""
 
+import contextlib
 import io
 import select
 import subprocess
@@ -241,8 +242,9 @@ def test_detect_scores_a_streaming_test_recording_as_tf(run_dir, tmp_path, capsy
     capsys.readouterr()
     assert main(["detect", str(run_dir), str(out / "streaming_test.wav"), "--threshold", "0.5",
                  "--labels", str(out / "streaming_test_labels.txt")]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    found = [(line.split()[2], 1000 * float(line.split()[0])) for line in _detections("\n".join(lines))]
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    found = [(line.split()[2], 1000 * float(line.split()[0])) for line in _detections(out)]
     stats = score(found, truth)
     summary = next(line for line in lines if line.startswith("streaming accuracy: "))
     assert summary == f"streaming accuracy: {stats.line(750.0)}"
@@ -370,13 +372,22 @@ def test_piped_pcm_refuses_what_it_cannot_read_and_says_how_to_pipe_it(data, pro
     assert "arecord -f S16_LE -r 16000 -c 1" in str(err.value) and str(err.value).startswith("stdin: ")
 
 
-def test_detect_on_stdin_finds_what_the_file_gives_in_constant_memory(run_dir, tmp_path, capsys, monkeypatch):
-    wave, _, _ = _long_recording()
-    long = tmp_path / "long.wav"
+@pytest.fixture(scope="module")
+def recorded(run_dir, tmp_path_factory):
+    """`_long_recording()` as a 16-bit WAV file, the first word's onset (s), and the detection lines `detect` prints for the file."""
+    wave, onsets, _ = _long_recording()
+    long = tmp_path_factory.mktemp("recorded") / "long.wav"
     sf.write(long, wave, SR, subtype="PCM_16")
-    assert main(["detect", str(run_dir), str(long), "--threshold", "0.5"]) == 0
-    from_file = _detections(capsys.readouterr().out)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["detect", str(run_dir), str(long), "--threshold", "0.5"]) == 0
+    from_file = _detections(printed.getvalue())
     assert len(from_file) == 4
+    return long, onsets[0], from_file
+
+
+def test_detect_on_stdin_finds_what_the_file_gives_in_constant_memory(run_dir, recorded, capsys, monkeypatch):
+    long, _, from_file = recorded
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(long.read_bytes())))
     assert main(["detect", str(run_dir), "-", "--threshold", "0.5"]) == 0
     assert _detections(capsys.readouterr().out) == from_file
@@ -395,14 +406,11 @@ def test_detect_on_stdin_finds_what_the_file_gives_in_constant_memory(run_dir, t
     assert len(spotter.extractor.buffer) < 400 + 1600 and spotter.detector.step > 6000
 
 
-def test_detect_prints_each_keyword_of_a_live_pipe_while_the_audio_still_flows(run_dir, tmp_path, capsys):
-    wave, onsets, script = _long_recording()
-    sf.write(tmp_path / "long.wav", wave, SR, subtype="PCM_16")
-    data = (tmp_path / "long.wav").read_bytes()
+def test_detect_prints_each_keyword_of_a_live_pipe_while_the_audio_still_flows(run_dir, recorded):
+    long, onset, from_file = recorded
+    data = long.read_bytes()
     raw = data[data.index(b"data") + 8 :]  # the file's samples, without its header
-    assert main(["detect", str(run_dir), str(tmp_path / "long.wav"), "--threshold", "0.5"]) == 0
-    from_file = _detections(capsys.readouterr().out)
-    first = int((onsets[0] + 2.5) * SR) * 2  # the first word and 2 s after it, in bytes
+    first = int((onset + 2.5) * SR) * 2  # the first word and 2 s after it, in bytes
     proc = subprocess.Popen([sys.executable, "-m", "spikeforge", "detect", str(run_dir), "-", "--threshold", "0.5"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
     try:

@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         found = [(CLASSES[d.label], d.step * hop) for d in result.detections]
         print(f"streaming accuracy: {score(found, truth, args.tolerance_ms).line(args.tolerance_ms)}")
     if args.plot is not None:
-        png = args.plot / f"detect-{'stdin' if live else args.wav.stem}.png"
-        plot_stream(png, result, CLASSES, hop, args.threshold, f"{'stdin' if live else args.wav.name}: {len(result.detections)} keywords")
+        stem, name = ("stdin", "stdin") if live else (args.wav.stem, args.wav.name)
+        png = args.plot / f"detect-{stem}.png"
+        plot_stream(png, result, CLASSES, hop, args.threshold, f"{name}: {len(result.detections)} keywords")
         print(f"plot: {png}")
     return 0
